@@ -1,0 +1,38 @@
+"""aerialseg: land-cover maps and object polygons from aerial orthophotos with MANet, MAResU-Net and ABCNet.
+
+The public API is imported lazily: ``import aerialseg`` loads neither torch nor
+onnxruntime, so the command line answers ``--help`` at once.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_API = {
+    "ModelCard": "aerialseg.card",
+    "ClassInfo": "aerialseg.card",
+    "list_models": "aerialseg.models",
+    "create_model": "aerialseg.models",
+    "load_model": "aerialseg.weights",
+    "save_weights": "aerialseg.weights",
+    "read_weights": "aerialseg.weights",
+    "list_weights": "aerialseg.weights",
+    "import_checkpoint": "aerialseg.checkpoint_import",
+    "load_backbone_weights": "aerialseg.checkpoint_import",
+    "export_onnx": "aerialseg.export",
+}
+
+__all__ = ["__version__", *_API]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'aerialseg' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

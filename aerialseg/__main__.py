@@ -1,0 +1,5 @@
+"""``python -m aerialseg`` runs the command line."""
+
+from aerialseg.cli.main import main
+
+main()

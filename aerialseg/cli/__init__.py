@@ -1,0 +1,1 @@
+"""The command line: a thin Typer layer that parses, calls the Python API and renders results."""

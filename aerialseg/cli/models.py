@@ -1,0 +1,70 @@
+"""``aerialseg models``: the registered networks and the weights installed locally."""
+
+from __future__ import annotations
+
+from . import console
+from .options import JsonOutput
+
+
+def models_command(json_output: JsonOutput = False) -> None:
+    """List architectures with parameter counts and compute, and the weights found locally."""
+    from ..models import ARCHITECTURES, MODELS
+    from ..weights import list_weights, weights_dirs
+
+    weights = list_weights()
+    if json_output:
+        console.print_json(
+            {
+                "architectures": [
+                    {
+                        "name": s.name,
+                        "arch": s.arch,
+                        "backbone": s.backbone,
+                        "default": ARCHITECTURES[s.arch][2] == s.backbone,
+                        "params_6_classes": s.params(6),
+                        "inference_params_6_classes": s.inference_params(6),
+                        "gmacs_512": s.gmacs_512,
+                    }
+                    for s in MODELS
+                ],
+                "weights": [{"name": w.name, "path": str(w.path), "card": w.card.to_dict()} for w in weights],
+            }
+        )
+        return
+    rows = [
+        (
+            s.title,
+            s.arch,
+            s.backbone + (" (default)" if ARCHITECTURES[s.arch][2] == s.backbone else ""),
+            f"{s.params(6):,}",
+            f"{s.inference_params(6):,}",
+            f"{s.gmacs_512:.1f}",
+        )
+        for s in MODELS
+    ]
+    console.table(
+        "Architectures (parameters for 6 classes)",
+        ["Network", "--arch", "--backbone", "Parameters", "Eval-path parameters", "GMAC per 512² tile"],
+        rows,
+        right=["Parameters", "Eval-path parameters", "GMAC per 512² tile"],
+    )
+    if weights:
+        console.table(
+            "Weights available by name",
+            ["Name", "Network", "Classes", "Bands", "GSD (m)", "Trained on", "File"],
+            [
+                (
+                    w.name,
+                    f"{w.card.arch}-{w.card.backbone}",
+                    w.card.num_classes,
+                    "-".join(w.card.bands),
+                    w.card.gsd_m,
+                    w.card.dataset,
+                    w.path,
+                )
+                for w in weights
+            ],
+        )
+    else:
+        searched = ", ".join(str(d) for d in weights_dirs())
+        console.out.print(f"No weights installed. Searched: {searched}")

@@ -1,0 +1,84 @@
+"""``aerialseg weights``: import foreign checkpoints, show a weights file's card."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import console
+from .options import JsonOutput, Overwrite, TrustPickle
+
+weights_app = typer.Typer(help="Import checkpoints into aerialseg's weights format, inspect weights files.")
+
+
+@weights_app.command("import")
+def import_command(
+    src: Annotated[Path, typer.Argument(help="GeoSeg .ckpt, or a state dict of the original authors' code.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
+    arch: Annotated[str, typer.Option(help="manet, maresunet or abcnet.")],
+    backbone: Annotated[Optional[str], typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
+    num_classes: Annotated[
+        Optional[int], typer.Option(help="Number of classes (default: read from the checkpoint).")
+    ] = None,
+    dataset: Annotated[
+        Optional[str], typer.Option(help="vaihingen, potsdam or uavid: fills classes, bands and GSD.")
+    ] = None,
+    half: Annotated[bool, typer.Option("--half", help="Store tensors as float16 (half the size).")] = False,
+    trust_pickle: TrustPickle = False,
+    overwrite: Overwrite = False,
+) -> None:
+    """Convert a checkpoint, mapping every entry; refuses with the lists when entries do not fit."""
+    from ..checkpoint_import import import_checkpoint
+
+    card = import_checkpoint(
+        src,
+        output,
+        arch=arch,
+        backbone=backbone,
+        num_classes=num_classes,
+        dataset=dataset,
+        trust_pickle=trust_pickle,
+        half=half,
+        overwrite=overwrite,
+    )
+    console.out.print(
+        f"wrote {output}: {card.arch}-{card.backbone}, {card.num_classes} classes, bands {'-'.join(card.bands)}; "
+        f"{card.source}; sha256 {card.sha256[:12]}"
+    )
+
+
+@weights_app.command("info")
+def info_command(
+    weights: Annotated[str, typer.Argument(help="Weights file or name.")],
+    json_output: JsonOutput = False,
+) -> None:
+    """Show the model card of a weights file (without loading its tensors)."""
+    from ..weights import read_card, resolve_weights
+
+    path = resolve_weights(weights)
+    card = read_card(path)
+    if json_output:
+        console.print_json(card.to_dict())
+        return
+    rows = [
+        ("file", path),
+        ("network", f"{card.arch}-{card.backbone}"),
+        ("bands", "-".join(card.bands)),
+        ("normalisation", f"pixels / {card.pixel_max:g}, mean {card.mean}, std {card.std}"),
+        ("GSD (m)", card.gsd_m if card.gsd_m is not None else "unknown"),
+        ("tile / overlap (px)", f"{card.tile_size} / {card.overlap}"),
+        ("trained on", card.dataset or "not stated"),
+        ("training", card.training or "not stated"),
+        ("metrics", ", ".join(f"{k} {v}" for k, v in card.metrics.items()) or "none recorded"),
+        ("source", card.source or "aerialseg"),
+        ("aerialseg version", card.aerialseg_version),
+        ("sha256", card.sha256),
+    ]
+    console.table("Model card", ["field", "value"], rows)
+    console.table(
+        "Classes",
+        ["id", "name", "colour", "in means"],
+        [(i, c.name, "#%02x%02x%02x" % c.color, "yes" if c.in_mean else "no") for i, c in enumerate(card.classes)],
+    )

@@ -1,0 +1,1 @@
+"""Dataset knowledge: class tables, band orders and resolutions of the benchmarks."""

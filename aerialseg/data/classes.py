@@ -1,0 +1,74 @@
+"""Class tables, band orders and ground sampling distances of the supported datasets.
+
+Colours are those of the official label images (architecture.md §2.1), which are also
+what a GIS user expects to see: ISPRS impervious surfaces white, buildings blue, low
+vegetation cyan, trees green, cars yellow, clutter red. ISPRS clutter is trained as a
+class but excluded from mean F1 and mIoU; UAVid averages all eight classes. UAVid's
+clutter is black while ISPRS's black means "boundary, ignore": never share one
+colour-to-id table between them.
+"""
+
+from __future__ import annotations
+
+import colorsys
+from dataclasses import dataclass
+
+from ..card import ClassInfo
+
+__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "generic_classes"]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model trained on a dataset should put in its card."""
+
+    name: str
+    classes: tuple[ClassInfo, ...]
+    bands: tuple[str, ...]
+    gsd_m: float | None
+    ignore_index: int
+
+
+ISPRS_CLASSES = (
+    ClassInfo("impervious_surfaces", (255, 255, 255)),
+    ClassInfo("building", (0, 0, 255)),
+    ClassInfo("low_vegetation", (0, 255, 255)),
+    ClassInfo("tree", (0, 255, 0)),
+    ClassInfo("car", (255, 255, 0)),
+    ClassInfo("clutter", (255, 0, 0), in_mean=False),
+)
+
+UAVID_CLASSES = (
+    ClassInfo("building", (128, 0, 0)),
+    ClassInfo("road", (128, 64, 128)),
+    ClassInfo("tree", (0, 128, 0)),
+    ClassInfo("low_vegetation", (128, 128, 0)),
+    ClassInfo("moving_car", (64, 0, 128)),
+    ClassInfo("static_car", (192, 0, 192)),
+    ClassInfo("human", (64, 64, 0)),
+    ClassInfo("clutter", (0, 0, 0)),
+)
+
+DATASETS = {
+    "vaihingen": DatasetInfo("vaihingen", ISPRS_CLASSES, ("NIR", "R", "G"), 0.09, 6),
+    "potsdam": DatasetInfo("potsdam", ISPRS_CLASSES, ("R", "G", "B"), 0.05, 6),
+    "uavid": DatasetInfo("uavid", UAVID_CLASSES, ("R", "G", "B"), None, 255),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """Look up a dataset by name (case-insensitive)."""
+    key = name.lower()
+    if key not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return DATASETS[key]
+
+
+def generic_classes(num_classes: int) -> tuple[ClassInfo, ...]:
+    """``class_0 .. class_{K-1}`` with well-separated colours, for models of unknown data."""
+    classes = []
+    for i in range(num_classes):
+        hue = (i * 0.618033988749895) % 1.0  # golden-ratio steps keep neighbours distinct
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
+        classes.append(ClassInfo(f"class_{i}", (round(r * 255), round(g * 255), round(b * 255))))
+    return tuple(classes)

@@ -1,0 +1,75 @@
+"""The one exception tree of aerialseg, and its warnings.
+
+Every error carries the ``path`` it concerns and a ``hint`` saying how to fix it; its
+``str()`` is the one line the command line prints. Leaves also inherit the builtin that
+fits (``OSError``, ``ValueError``, ``LookupError``) so callers' existing ``except``
+clauses keep working.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = [
+    "AerialsegError",
+    "InputRasterError",
+    "BandMismatchError",
+    "OutputExistsError",
+    "OutputWriteError",
+    "UnknownModelError",
+    "WeightsError",
+    "ExportParityError",
+    "MissingDependencyError",
+    "AerialsegWarning",
+]
+
+
+class AerialsegError(Exception):
+    """Root of aerialseg's errors: ``path: problem; hint``."""
+
+    def __init__(self, message: str, *, path: str | PathLike[str] | None = None, hint: str | None = None):
+        self.message = message
+        self.path = None if path is None else str(path)
+        self.hint = hint
+        super().__init__(self.__str__())
+
+    def __str__(self) -> str:
+        """One line: the file, the problem, the fix."""
+        text = f"{self.path}: {self.message}" if self.path else self.message
+        return f"{text}; {self.hint}" if self.hint else text
+
+
+class InputRasterError(AerialsegError, OSError):
+    """An input raster cannot be opened or read (not a raster, truncated, unreadable)."""
+
+
+class BandMismatchError(AerialsegError, ValueError):
+    """The input's bands cannot be mapped to the bands the model expects."""
+
+
+class OutputExistsError(AerialsegError, FileExistsError):
+    """The output exists and ``--overwrite`` was not given."""
+
+
+class OutputWriteError(AerialsegError, OSError):
+    """The output cannot be written (folder missing or read-only, disk full)."""
+
+
+class UnknownModelError(AerialsegError, LookupError):
+    """A model, architecture or backbone name that aerialseg does not know."""
+
+
+class WeightsError(AerialsegError, ValueError):
+    """A weights file that is unreadable, lacks its card, was altered, or needs unpickling."""
+
+
+class ExportParityError(AerialsegError, ValueError):
+    """ONNX Runtime disagrees with PyTorch beyond the thresholds; nothing was written."""
+
+
+class MissingDependencyError(AerialsegError, ImportError):
+    """An optional dependency (an extra) is not installed."""
+
+
+class AerialsegWarning(UserWarning):
+    """Base of aerialseg's warnings."""

@@ -1,0 +1,53 @@
+"""Shared fixtures: paths to the real sample data in ../shared (read there, never copied)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("AERIALSEG_SHARED", ROOT.parent / "shared"))
+DATA = SHARED / "data"
+REFERENCE = SHARED / "reference"
+
+
+def pytest_collection_modifyitems(config, items):
+    if not (REFERENCE.is_dir() and DATA.is_dir()):
+        raise pytest.UsageError(f"the shared reference data is missing: expected {SHARED} (set AERIALSEG_SHARED)")
+
+
+def reference_keys(filename: str) -> dict[str, tuple[tuple[int, ...], str]]:
+    """Parse a ref_keys_*.txt dump: name -> (shape, dtype)."""
+    entries = {}
+    for line in (REFERENCE / filename).read_text().splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        name, shape, dtype = line.split("\t")
+        entries[name] = (tuple(int(v) for v in re.findall(r"\d+", shape)), dtype)
+    return entries
+
+
+def reference_param_counts() -> dict[tuple[str, str], int]:
+    """The published parameter counts (6 classes) from ../shared/reference/README.md."""
+    counts = {}
+    names = {"MANet": "manet", "MAResU-Net": "maresunet", "ABCNet": "abcnet"}
+    for line in (REFERENCE / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[0] in names and cells[2].replace(",", "").isdigit():
+            arch, backbone = names[cells[0]], "resnet" + re.match(r"ResNet-(\d+)", cells[1]).group(1)
+            key = (arch, backbone, "inference" if "inference" in cells[1] else "total")
+            counts[key] = int(cells[2].replace(",", ""))
+    return counts
+
+
+@pytest.fixture(scope="session")
+def neon_tif() -> Path:
+    return DATA / "neon-deepforest" / "OSBS_029.tif"
+
+
+@pytest.fixture(scope="session")
+def vaihingen_png() -> Path:
+    return DATA / "isprs-mmseg-fixtures" / "vaihingen" / "img" / "area1_0_0_512_512.png"
