@@ -63,10 +63,12 @@ def read_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        needed = re.search(r"GLOBAL ([\w.]+)", str(exc))
+        if needed is None:
+            raise WeightsError("not a readable checkpoint (corrupt, or not a PyTorch file)", path=path) from exc
         if not trust_pickle:
-            reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else "unsupported object"
             raise WeightsError(
-                f"refused: loading it would run Python code stored in the file ({reason[:160]})",
+                f"refused: loading it would run Python code stored in the file (it needs {needed.group(1)})",
                 path=path,
                 hint="only if you trust where it came from, pass --trust-pickle",
             ) from exc

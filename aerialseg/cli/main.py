@@ -11,7 +11,6 @@ import logging
 import sys
 from typing import Annotated, Optional
 
-import click
 import typer
 
 from .. import __version__
@@ -61,10 +60,14 @@ def main(argv: list[str] | None = None) -> None:
     except AerialsegError as exc:
         console.error(str(exc))
         sys.exit(1)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         console.error("interrupted")
         sys.exit(130)
+    except Exception as exc:
+        # Usage errors come from the click that typer uses (its own vendored copy in recent
+        # versions): recognise them by their interface rather than by one module's class.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,135 @@
+"""The command line: exit codes, one-line errors, option forwarding, and a fast --help."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from aerialseg.card import ModelCard
+from aerialseg.cli.main import main
+from aerialseg.data.classes import DATASETS
+from aerialseg.models import create_model
+from aerialseg.weights import save_weights
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def weights_file(tmp_path):
+    info = DATASETS["potsdam"]
+    card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes, bands=info.bands, gsd_m=0.05,
+                     dataset="potsdam")
+    path = tmp_path / "abc.safetensors"
+    save_weights(create_model("abcnet"), card, path)
+    return path
+
+
+def test_help_and_models_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "from aerialseg.cli.main import main\n"
+        "for argv in (['--help'], ['models'], ['weights', 'info', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit as e:\n"
+        "        assert e.code == 0, (argv, e.code)\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'onnxruntime' not in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_version(capsys):
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.startswith("aerialseg 0.")
+
+
+def test_models_lists_every_architecture_with_reference_counts(capsys):
+    code, out, _ = run(["models", "--json"], capsys)
+    data = json.loads(out)
+    assert code == 0
+    assert {a["name"]: a["params_6_classes"] for a in data["architectures"]} == {
+        "manet-resnet50": 35_860_622,
+        "manet-resnet18": 11_986_590,
+        "maresunet-resnet34": 26_276_510,
+        "maresunet-resnet18": 16_168_350,
+        "abcnet-resnet18": 13_666_563,
+    }
+    code, out, _ = run(["models"], capsys)
+    assert code == 0 and "35,860,622" in out and "MAResU-Net" in out
+
+
+def test_models_shows_weights_installed_by_name(capsys, tmp_path, monkeypatch, weights_file):
+    monkeypatch.setenv("AERIALSEG_WEIGHTS", str(weights_file.parent))
+    code, out, _ = run(["models", "--json"], capsys)
+    entry = next(w for w in json.loads(out)["weights"] if w["name"] == "abc")
+    assert entry["card"]["dataset"] == "potsdam"
+
+
+def test_weights_info_prints_the_card(capsys, weights_file):
+    code, out, _ = run(["weights", "info", str(weights_file), "--json"], capsys)
+    assert code == 0 and json.loads(out)["bands"] == ["R", "G", "B"]
+    code, out, _ = run(["weights", "info", str(weights_file)], capsys)
+    assert code == 0 and "impervious_surfaces" in out and "#0000ff" in out
+
+
+def test_errors_are_one_line_with_exit_code_1(capsys, tmp_path):
+    code, out, err = run(["weights", "info", "no-such-model"], capsys)
+    assert code == 1
+    assert err.strip().count("\n") == 0
+    assert err.startswith("error: no weights named 'no-such-model'")
+
+
+def test_usage_errors_exit_2(capsys):
+    code, _, err = run(["export"], capsys)
+    assert code == 2 and "Missing argument" in err
+
+
+def test_export_refuses_an_existing_output(capsys, tmp_path, weights_file):
+    target = tmp_path / "m.onnx"
+    target.write_bytes(b"old")
+    code, _, err = run(["export", str(weights_file), "-o", str(target)], capsys)
+    assert code == 1 and "output exists; pass --overwrite" in err
+    assert target.read_bytes() == b"old"
+
+
+def test_export_forwards_options(capsys, tmp_path, weights_file, monkeypatch):
+    seen = {}
+
+    def fake_export(weights, output_path, **options):
+        seen.update(options, weights=weights, output_path=output_path)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("aerialseg.export.export_onnx", fake_export)
+    run(["export", str(weights_file), "-o", str(tmp_path / "m.onnx"), "--opset", "17", "--fp16",
+         "--static-size", "512", "--output-kind", "logits", "--min-agreement", "0.95", "--overwrite"], capsys)
+    assert seen["opset"] == 17 and seen["fp16"] and seen["static_size"] == 512
+    assert seen["output"] == "logits" and seen["min_agreement"] == 0.95 and seen["overwrite"]
+
+
+def test_export_writes_a_checked_file(capsys, tmp_path, weights_file):
+    code, out, _ = run(["export", str(weights_file), "-o", str(tmp_path / "m.onnx"), "--opset", "17"], capsys)
+    assert code == 0 and "argmax agreement" in out and "wrote" in out
+    assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
+
+
+def test_weights_import_from_a_geoseg_style_checkpoint(capsys, tmp_path):
+    state = create_model("manet", "resnet18", num_classes=6).state_dict()
+    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "pytorch-lightning_version": "2.6.6"},
+               tmp_path / "manet.ckpt")
+    out_file = tmp_path / "manet.safetensors"
+    argv = ["weights", "import", str(tmp_path / "manet.ckpt"), "--arch", "manet", "--backbone", "resnet18",
+            "--num-classes", "6", "--dataset", "vaihingen", "-o", str(out_file)]
+    code, out, _ = run(argv, capsys)
+    assert code == 0 and "bands NIR-R-G" in out and out_file.exists()
+    code, _, err = run(argv, capsys)
+    assert code == 1 and "--overwrite" in err
