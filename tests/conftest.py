@@ -51,3 +51,11 @@ def neon_tif() -> Path:
 @pytest.fixture(scope="session")
 def vaihingen_png() -> Path:
     return DATA / "isprs-mmseg-fixtures" / "vaihingen" / "img" / "area1_0_0_512_512.png"
+
+
+def requires_cuda(test):
+    """Mark a test ``cuda`` and skip it where no CUDA GPU is present."""
+    import torch
+
+    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+    return pytest.mark.cuda(skip(test))

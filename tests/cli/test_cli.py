@@ -33,11 +33,11 @@ def weights_file(tmp_path):
     return path
 
 
-def test_help_and_models_do_not_import_torch():
+def test_commands_that_run_no_network_do_not_import_torch(weights_file):
     code = (
         "import sys\n"
         "from aerialseg.cli.main import main\n"
-        "for argv in (['--help'], ['models'], ['weights', 'info', '--help']):\n"
+        f"for argv in (['--help'], ['models'], ['weights', 'info', {str(weights_file)!r}], ['export', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as e:\n"

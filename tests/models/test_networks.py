@@ -9,7 +9,7 @@ import torch
 
 from aerialseg.errors import UnknownModelError
 from aerialseg.models import ARCHITECTURES, MODELS, create_model, get_spec, list_models
-from conftest import reference_keys, reference_param_counts
+from conftest import reference_keys, reference_param_counts, requires_cuda
 
 SPECS = list_models()
 IDS = [s.name for s in SPECS]
@@ -152,3 +152,20 @@ def test_unknown_names_list_the_valid_ones():
     assert get_spec("MAResU-Net").backbone == ARCHITECTURES["maresunet"][2]
     assert [s.name for s in list_models("manet-*")] == ["manet-resnet50", "manet-resnet18"]
 
+
+
+@requires_cuda
+@pytest.mark.parametrize("spec", SPECS, ids=IDS)
+def test_cuda_mixed_precision_matches_float32(spec):
+    torch.manual_seed(0)
+    model = create_model(spec.arch, spec.backbone, num_classes=6).cuda().eval()
+    for name, p in model.named_parameters():
+        if name.endswith("gamma"):
+            p.data.fill_(0.3)
+    x = torch.rand(2, 3, 256, 320, device="cuda")
+    with torch.inference_mode():
+        reference = model(x)
+        with torch.autocast("cuda", dtype=torch.float16):
+            mixed = model(x)
+    assert torch.isfinite(mixed).all()
+    assert (mixed.argmax(1) == reference.argmax(1)).float().mean() > 0.98
