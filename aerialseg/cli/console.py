@@ -9,7 +9,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-__all__ = ["out", "err", "error", "table", "print_json"]
+__all__ = ["out", "err", "error", "table", "print_json", "TileProgress"]
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -33,3 +33,43 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout, nothing else."""
     out.file.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+class TileProgress:
+    """A rich progress bar fed by the library's progress callback; silent when not a terminal."""
+
+    def __init__(self, enabled: bool | None = None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.enabled = out.is_terminal if enabled is None else enabled
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("tiles  {task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=err,
+            disable=not self.enabled,
+        )
+        self._tasks: dict[str, Any] = {}
+        self._started: dict[str, float] = {}
+
+    def __enter__(self) -> TileProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        """Update from a :class:`aerialseg.pipeline.Progress` event."""
+        import time
+
+        key = str(event.path)
+        if key not in self._tasks:
+            self._tasks[key] = self._bar.add_task(event.path.name, total=event.tiles_total, rate="")
+            self._started[key] = time.perf_counter()
+        elapsed = max(time.perf_counter() - self._started[key], 1e-9)
+        self._bar.update(
+            self._tasks[key], completed=event.tiles_done, rate=f"{event.megapixels_done / elapsed:.2f} MP/s"
+        )

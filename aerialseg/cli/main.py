@@ -18,6 +18,7 @@ from ..errors import AerialsegError
 from . import console
 from .export import export_command
 from .models import models_command
+from .predict import predict_command
 from .weights import weights_app
 
 app = typer.Typer(
@@ -48,6 +49,7 @@ def callback(
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+app.command("predict")(predict_command)
 app.command("models")(models_command)
 app.command("export")(export_command)
 app.add_typer(weights_app, name="weights")

@@ -1,0 +1,77 @@
+"""StripAccumulator: nodata-aware weighted blending of tile probabilities, one row band at a time.
+
+Tiles arrive in strip order. The accumulator holds weighted probability sums and weight
+sums only for the rows that a future tile can still touch: when a tile row starting at row
+``r`` begins, every row above ``r`` is final and is handed out as class ids. Memory is
+``(K + 1) * tile_height * width * 4`` bytes, independent of the raster's height.
+
+A pixel's weight is the tile plan's blend weight times the input's validity, so nodata
+pixels contribute nothing; a pixel whose weights sum to zero (invalid in every tile that
+covers it) becomes ``NODATA``. The class is the argmax of the weighted sum, which equals
+the argmax of the weighted mean since the divisor is positive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .tiling import TilePlan, Window
+
+__all__ = ["StripAccumulator", "Strip", "NODATA"]
+
+NODATA = 255
+
+
+@dataclass(frozen=True)
+class Strip:
+    """Finished rows: class ids ``(rows, width)`` uint8 starting at raster row ``row_off``."""
+
+    row_off: int
+    classes: np.ndarray
+
+
+class StripAccumulator:
+    """See the module docstring."""
+
+    def __init__(self, plan: TilePlan, num_classes: int):
+        if num_classes >= NODATA:
+            raise ValueError(f"at most {NODATA - 1} classes fit a uint8 class raster with nodata {NODATA}")
+        self.plan = plan
+        self.capacity = plan.tile_shape[0]
+        self.scores = np.zeros((num_classes, self.capacity, plan.width), np.float32)
+        self.weights = np.zeros((self.capacity, plan.width), np.float32)
+        self.top = 0
+
+    def begin_row(self, row_off: int) -> Strip | None:
+        """Start the tile row at ``row_off``; return the rows above it, now final (None if none)."""
+        done = row_off - self.top
+        if done <= 0:
+            return None
+        strip = self._finish(min(done, self.capacity))
+        keep = self.capacity - done
+        if keep > 0:
+            self.scores[:, :keep] = self.scores[:, done:]
+            self.weights[:keep] = self.weights[done:]
+        self.scores[:, max(keep, 0) :] = 0
+        self.weights[max(keep, 0) :] = 0
+        self.top = row_off
+        return strip
+
+    def add(self, window: Window, probabilities: np.ndarray, weight: np.ndarray) -> None:
+        """Accumulate one tile: ``probabilities (K, h, w)``, ``weight (h, w)`` (blend x validity)."""
+        r0 = window.row_off - self.top
+        rows = slice(r0, r0 + window.height)
+        cols = slice(window.col_off, window.col_off + window.width)
+        self.scores[:, rows, cols] += probabilities * weight
+        self.weights[rows, cols] += weight
+
+    def finish(self) -> Strip:
+        """The remaining rows down to the raster's bottom."""
+        return self._finish(self.plan.height - self.top)
+
+    def _finish(self, rows: int) -> Strip:
+        classes = np.argmax(self.scores[:, :rows], axis=0).astype(np.uint8)
+        classes[self.weights[:rows] <= 0] = NODATA
+        return Strip(self.top, classes)

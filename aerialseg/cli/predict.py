@@ -1,0 +1,78 @@
+"""``aerialseg predict``: orthophotos in, georeferenced class rasters out, many files per call."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import console
+from .options import JsonOutput, Overwrite
+
+
+def _bands(text: str | None) -> tuple[int, ...] | None:
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter("give 1-based band numbers separated by commas, e.g. 4,1,2", param_hint="--bands")
+
+
+def predict_command(
+    inputs: Annotated[list[str], typer.Argument(help="Rasters, folders or glob patterns.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Weights name, weights file, or exported .onnx file.")],
+    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input only).")] = None,
+    out_dir: Annotated[
+        Optional[Path], typer.Option("--out-dir", help="Folder for <input>_classes.tif (default: beside each input).")
+    ] = None,
+    backend: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")] = None,
+    tile_size: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: the model card's).")] = None,
+    overlap: Annotated[Optional[int], typer.Option(help="Overlap in pixels (default: the model card's).")] = None,
+    blend: Annotated[str, typer.Option(help="cosine, linear, or center (plain centre crop).")] = "cosine",
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
+    bands: Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")] = None,
+    scale: Annotated[
+        Optional[float], typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")
+    ] = None,
+    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flip (4 views) or d4 (8).")] = None,
+    allow_no_crs: Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")] = False,
+    overwrite: Overwrite = False,
+    json_output: JsonOutput = False,
+) -> None:
+    """Predict class rasters; prints a summary table and exits 1 if any input failed."""
+    from ..pipeline import PredictOptions, predict_many
+    from ..runners import open_runner
+
+    options = PredictOptions(
+        tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=_bands(bands), scale=scale,
+        allow_no_crs=allow_no_crs, overwrite=overwrite,
+        extra_tags={"AERIALSEG_TTA": tta or "none"},
+    )  # fmt: skip
+    runner = open_runner(model, backend=backend, device=device, tta=tta)
+    with console.TileProgress(enabled=None if not json_output else False) as progress:
+        results = predict_many(inputs, runner, options, out_dir=out_dir, output=output, progress=progress)
+    if json_output:
+        console.print_json([r.__dict__ | {"megapixels_per_second": r.megapixels_per_second} for r in results])
+    else:
+        console.table(
+            f"aerialseg predict ({runner.description})",
+            ["file", "megapixels", "seconds", "MP/s", "tiles run / skipped", "status"],
+            [
+                (
+                    r.input.name, f"{r.megapixels:.2f}", f"{r.seconds:.1f}", f"{r.megapixels_per_second:.2f}",
+                    f"{r.tiles_run} / {r.tiles_skipped}", r.status,
+                )
+                for r in results
+            ],  # fmt: skip
+            right=["megapixels", "seconds", "MP/s"],
+        )
+    failed = [r for r in results if r.status != "ok"]
+    for r in failed:
+        console.error(r.error or "failed")
+    if not results:
+        console.error("no input rasters found")
+    if failed or not results:
+        raise typer.Exit(1)

@@ -1,0 +1,324 @@
+"""predict(): source -> tile plan -> runner -> blender -> sink, stages overlapped by bounded queues.
+
+A reader thread decodes windows (GDAL releases the GIL), the calling thread runs the
+network on batches, and a writer thread blends and writes finished strips; queues of a
+few tiles keep memory flat and let the three overlap, so the pipeline runs at the
+network's speed. Tiles with no valid pixel never reach the network. Output goes to a
+temporary file beside the target and is renamed only when complete: a crash or Ctrl-C
+leaves no partial file. :func:`predict_many` runs a batch of files and reports one result
+per file, so one bad file does not stop the others.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .atomic import atomic_output, check_output
+from .blend import StripAccumulator
+from .errors import AerialsegError, InputRasterError, OutputWriteError
+from .runners import Runner
+from .sink import ClassRasterSink
+from .source import RasterSource
+from .tiling import TilePlan, Window, plan_tiles
+
+__all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
+
+RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class PredictOptions:
+    """Settings of one prediction run (shared by the CLI, the API and batch runs).
+
+    ``tile_size``/``overlap`` default to the model card's. ``blend``: cosine, linear or
+    center. ``bands``: 1-based input bands in the model's order. ``scale``: divisor for
+    non-8-bit input (else a 2-98 percentile stretch).
+    """
+
+    tile_size: int | None = None
+    overlap: int | None = None
+    blend: str = "cosine"
+    batch_size: int = 1
+    bands: tuple[int, ...] | None = None
+    scale: float | None = None
+    allow_no_crs: bool = False
+    overwrite: bool = False
+    queue_tiles: int = 4
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Reported after every batch: tiles handled (run or skipped) out of the total."""
+
+    path: Path
+    tiles_done: int
+    tiles_total: int
+    megapixels_done: float
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """One input's outcome; ``error`` holds the one-line message when ``status`` is 'failed'."""
+
+    input: Path
+    output: Path | None
+    status: str
+    seconds: float = 0.0
+    megapixels: float = 0.0
+    tiles_run: int = 0
+    tiles_skipped: int = 0
+    error: str | None = None
+
+    @property
+    def megapixels_per_second(self) -> float:
+        """Throughput over the whole file."""
+        return self.megapixels / self.seconds if self.seconds > 0 else 0.0
+
+
+class _Stopped(Exception):
+    """Raised inside a stage when another stage failed or the run was interrupted."""
+
+
+class _Stage(threading.Thread):
+    """A daemon thread running ``target``; on failure it keeps the exception and stops the others."""
+
+    def __init__(self, target: Callable[[], None], stop: threading.Event, name: str):
+        super().__init__(name=name, daemon=True)
+        self._target_fn = target
+        self._stop_event = stop
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self._target_fn()
+        except _Stopped:
+            pass
+        except BaseException as exc:  # handed to the calling thread, which re-raises it
+            self.error = exc
+            self._stop_event.set()
+
+
+def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
+    """Put, waiting for room; give up silently once the run is stopping."""
+    while not stop.is_set():
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _take(q: queue.Queue, stop: threading.Event) -> Any:
+    """Get the next item; raise :class:`_Stopped` once the run is stopping and nothing is queued."""
+    while True:
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            if stop.is_set():
+                raise _Stopped from None
+
+
+def _tags(runner: Runner, source: RasterSource, plan: TilePlan, options: PredictOptions) -> dict[str, str]:
+    from . import __version__
+
+    card = runner.card
+    return {
+        "AERIALSEG_VERSION": __version__,
+        "AERIALSEG_MODEL": f"{card.arch}-{card.backbone}",
+        "AERIALSEG_WEIGHTS_SHA256": card.sha256,
+        "AERIALSEG_BACKEND": runner.description,
+        "AERIALSEG_SOURCE": source.path.name,
+        "AERIALSEG_BANDS": ",".join(map(str, source.indexes)),
+        "AERIALSEG_SCALING": source.scaling.rule,
+        "AERIALSEG_TILING": f"tile {plan.tile}, overlap {plan.overlap}, blend {plan.blend}",
+        "AERIALSEG_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **options.extra_tags,
+    }
+
+
+def predict(
+    input_path: str | os.PathLike[str],
+    output_path: str | os.PathLike[str],
+    runner: Runner,
+    options: PredictOptions = PredictOptions(),
+    progress: Callable[[Progress], None] | None = None,
+) -> PredictResult:
+    """Predict one raster into a class GeoTIFF; raises :class:`AerialsegError` on bad input or output."""
+    start = time.perf_counter()
+    input_path, output_path = Path(input_path), Path(output_path)
+    check_output(output_path, options.overwrite)
+    card = runner.card
+    with RasterSource(
+        input_path, card, bands=options.bands, scale=options.scale, allow_no_crs=options.allow_no_crs
+    ) as source:
+        plan = plan_tiles(
+            source.height,
+            source.width,
+            options.tile_size or card.tile_size,
+            card.overlap if options.overlap is None else options.overlap,
+            options.blend,
+        )
+        with atomic_output(output_path, overwrite=options.overwrite) as tmp:
+            sink = ClassRasterSink(
+                tmp, width=source.width, height=source.height, crs=source.crs, transform=source.transform,
+                card=card, tags=_tags(runner, source, plan, options),
+            )  # fmt: skip
+            try:
+                counts = _run(source, plan, runner, sink, options, progress)
+                sink.close()
+            finally:
+                sink.discard()
+    megapixels = source.height * source.width / 1e6
+    return PredictResult(
+        input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1]
+    )
+
+
+def _run(
+    source: RasterSource,
+    plan: TilePlan,
+    runner: Runner,
+    sink: ClassRasterSink,
+    options: PredictOptions,
+    progress: Callable[[Progress], None] | None,
+) -> tuple[int, int]:
+    """Reader thread -> network on this thread -> writer thread; returns (tiles run, tiles skipped)."""
+    stop = threading.Event()
+    tiles: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
+    results: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
+    accumulator = StripAccumulator(plan, runner.card.num_classes)
+
+    def read() -> None:
+        for row in plan.tile_rows():
+            for window, i, j in row:
+                if stop.is_set():
+                    return
+                data, valid = source.read(window)
+                _put(tiles, (window, i, j, data if valid.any() else None, valid), stop)
+        _put(tiles, _DONE, stop)
+
+    def write() -> None:
+        row_off = -1
+        while (item := _take(results, stop)) is not _DONE:
+            window, i, j, probabilities, valid = item
+            if window.row_off != row_off:
+                row_off = window.row_off
+                strip = accumulator.begin_row(row_off)
+                if strip is not None:
+                    sink.write(strip)
+            if probabilities is not None:
+                accumulator.add(window, probabilities, plan.weights(i, j) * valid)
+        sink.write(accumulator.finish())
+
+    stages = [_Stage(read, stop, "aerialseg-reader"), _Stage(write, stop, "aerialseg-writer")]
+    for stage in stages:
+        stage.start()
+    run = skipped = 0
+    try:
+        for batch in _batches(tiles, stop, options.batch_size):
+            full = [item for item in batch if item[3] is not None]
+            out = runner(np.stack([item[3] for item in full])) if full else None
+            k = 0
+            for window, i, j, data, valid in batch:
+                probabilities = None
+                if data is not None:
+                    probabilities, k = out[k], k + 1
+                _put(results, (window, i, j, probabilities, valid), stop)
+            run += len(full)
+            skipped += len(batch) - len(full)
+            if progress:
+                done = run + skipped
+                area = plan.tile_shape[0] * plan.tile_shape[1]
+                progress(Progress(source.path, done, len(plan), done * area / 1e6))
+        _put(results, _DONE, stop)
+        stages[1].join()
+    except _Stopped:
+        pass  # a stage failed: its error is raised below
+    finally:
+        stop.set()
+        for stage in stages:
+            stage.join()
+    for stage in stages:
+        if stage.error is not None:
+            raise stage.error
+    return run, skipped
+
+
+def _batches(tiles: queue.Queue, stop: threading.Event, size: int) -> Iterator[list[tuple]]:
+    """Group queued tiles into batches holding at most ``size`` tiles that need the network."""
+    batch: list[tuple] = []
+    full = 0
+    while (item := _take(tiles, stop)) is not _DONE:
+        batch.append(item)
+        full += item[3] is not None
+        if full >= size:
+            yield batch
+            batch, full = [], 0
+    if batch:
+        yield batch
+
+
+def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """Files, folders (their rasters, sorted) and glob patterns, in the order given, without repeats."""
+    paths: list[Path] = []
+    for item in items:
+        text = str(item)
+        if Path(text).is_dir():
+            found = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+        else:
+            found = [Path(text)]
+        paths += [p for p in found if p not in paths]
+    return paths
+
+
+def output_for(input_path: Path, out_dir: Path) -> Path:
+    """Predictable output name: ``<out_dir>/<input stem>_classes.tif``."""
+    return out_dir / f"{input_path.stem}_classes.tif"
+
+
+def predict_many(
+    inputs: Iterable[str | os.PathLike[str]],
+    runner: Runner,
+    options: PredictOptions = PredictOptions(),
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    progress: Callable[[Progress], None] | None = None,
+    on_result: Callable[[PredictResult], None] | None = None,
+) -> list[PredictResult]:
+    """Predict every input; failures are reported in the results, not raised (Ctrl-C still stops)."""
+    paths = expand_inputs(inputs)
+    if output is not None and len(paths) != 1:
+        raise AerialsegError(f"-o names one output but {len(paths)} inputs were given", hint="use --out-dir")
+    if out_dir is not None:
+        try:
+            Path(out_dir).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot create the output folder ({exc.strerror})", path=out_dir) from exc
+    results = []
+    for path in paths:
+        target = Path(output) if output is not None else output_for(path, Path(out_dir or path.parent))
+        try:
+            if not path.exists():
+                raise InputRasterError("no such file", path=path)
+            result = predict(path, target, runner, options, progress)
+        except AerialsegError as exc:
+            result = PredictResult(path, None, "failed", error=str(exc))
+        results.append(result)
+        if on_result:
+            on_result(result)
+    return results

@@ -1,0 +1,69 @@
+"""ONNX Runtime runner: CUDA/TensorRT providers when present, else CPU; same contract as PyTorch."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..card import ModelCard
+from ..errors import WeightsError
+from ..onnxrt import import_onnxruntime, open_session
+
+__all__ = ["OnnxRunner", "cached_export", "onnx_cache_dir"]
+
+
+def onnx_cache_dir() -> Path:
+    """Where on-the-fly exports are kept."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "aerialseg" / "onnx"
+
+
+def cached_export(weights: str | os.PathLike[str]) -> Path:
+    """The ONNX file of a weights file, exported (parity-gated) on first use."""
+    from ..export import DEFAULT_OPSET, export_onnx
+    from ..weights import read_card, resolve_weights
+
+    path = resolve_weights(weights)
+    card = read_card(path)
+    target = onnx_cache_dir() / f"{card.arch}-{card.backbone}-{card.sha256[:16]}-opset{DEFAULT_OPSET}.onnx"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(path, target, overwrite=True)
+    return target
+
+
+def _providers(device: str | None) -> list[str]:
+    available = import_onnxruntime().get_available_providers()
+    if device == "cpu":
+        return ["CPUExecutionProvider"]
+    wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if device in (None, "cuda") else []
+    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
+
+
+class OnnxRunner:
+    """Runs an aerialseg-exported graph (probabilities or logits output)."""
+
+    def __init__(self, path: Path, device: str | None = None):
+        self.session = open_session(path, _providers(device))
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if "aerialseg.card" not in meta:
+            raise WeightsError(
+                "ONNX file has no aerialseg model card", path=path, hint="export it with 'aerialseg export'"
+            )
+        self.card = ModelCard.from_json(meta["aerialseg.card"])
+        self.logits = meta.get("aerialseg.output") == "logits"
+        self.input_name = self.session.get_inputs()[0].name
+        shape = self.session.get_inputs()[0].shape
+        self.static_size = shape[2] if isinstance(shape[2], int) else None
+        self.description = f"ONNX Runtime ({self.session.get_providers()[0]})"
+        self.path = path
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, bands, H, W)`` in [0, 1] -> ``(N, K, H, W)`` float32 probabilities."""
+        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        if self.logits:
+            out = np.exp(out - out.max(axis=1, keepdims=True))
+            out /= out.sum(axis=1, keepdims=True)
+        return out

@@ -1,0 +1,49 @@
+"""Test-time augmentation around any runner, averaged in probability space.
+
+``flip``: identity, horizontal, vertical, both (4 views). ``d4``: the 8 symmetries of the
+square (4 rotations x optional transpose); rotations need square tiles, which the tile
+plan gives except on rasters smaller than a tile, where D4 falls back to the 4 flips.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import Runner
+
+__all__ = ["TTARunner", "TTA_MODES"]
+
+TTA_MODES = ("flip", "d4")
+
+
+class TTARunner:
+    """Average a runner's probabilities over flipped/rotated views of each tile."""
+
+    def __init__(self, runner: Runner, mode: str):
+        if mode not in TTA_MODES:
+            raise ValueError(f"unknown TTA {mode!r}; choose one of {', '.join(TTA_MODES)}")
+        self.runner = runner
+        self.mode = mode
+        self.card = runner.card
+        self.description = f"{runner.description}, TTA {mode}"
+
+    def _views(self, square: bool) -> list[tuple[tuple[int, ...], int]]:
+        """(axes to flip, quarter turns) for each view."""
+        flips = [(), (3,), (2,), (2, 3)]
+        if self.mode == "flip" or not square:
+            return [(f, 0) for f in flips]
+        return [((), k) for k in range(4)] + [((3,), k) for k in range(4)]
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """Mean of the probabilities of every view, mapped back to the original orientation."""
+        square = batch.shape[2] == batch.shape[3]
+        total = None
+        views = self._views(square)
+        for axes, turns in views:
+            view = np.flip(batch, axes) if axes else batch
+            view = np.rot90(view, turns, axes=(2, 3)) if turns else view
+            out = self.runner(np.ascontiguousarray(view))
+            out = np.rot90(out, -turns, axes=(2, 3)) if turns else out
+            out = np.flip(out, axes) if axes else out
+            total = out.copy() if total is None else total + out
+        return total / len(views)

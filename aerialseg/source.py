@@ -1,0 +1,213 @@
+"""RasterSource: an input raster read window by window as model-ready pixels plus a validity mask.
+
+Opening checks what can go wrong before any work: unreadable or truncated files, zero
+bands, bands that cannot be mapped onto the model's, a missing CRS. Reads return float32
+``(bands, h, w)`` arrays in the model's input order, scaled to [0, 1] as the card says,
+and a boolean ``(h, w)`` mask of valid pixels from the file's nodata value, alpha band or
+internal mask (GDAL's dataset mask: a pixel is invalid only where every band is).
+
+Band mapping: ``bands=`` (1-based, ``--bands 4,1,2``) wins. Otherwise bands are matched by
+colour interpretation (red, green, blue) or description (e.g. "NIR", "near infrared");
+alpha bands are never data. If names do not settle it but the number of data bands equals
+the model's, the file order is used, with a warning naming the assumption.
+
+Scaling (``scale=`` is ``--scale``): 8-bit data is divided by the card's ``pixel_max``
+(255). Other types are divided by ``scale`` when given, or by the card's ``pixel_max``
+when the model was trained on such data (``pixel_max`` > 255); otherwise each band is
+stretched linearly between its 2nd and 98th percentiles (measured on a decimated read of
+at most 1024 x 1024 pixels, so memory stays flat) and clipped to [0, 1].
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .card import ModelCard
+from .errors import AerialsegWarning, BandMismatchError, InputRasterError
+from .tiling import Window
+
+__all__ = ["RasterSource", "resolve_bands", "BandAssumptionWarning"]
+
+_COLOR_CODES = {"red": "R", "green": "G", "blue": "B"}
+_DESCRIPTION_CODES = {
+    "r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B",
+    "nir": "NIR", "ir": "NIR", "infrared": "NIR", "near infrared": "NIR", "near-infrared": "NIR",
+    "pan": "PAN", "panchromatic": "PAN", "dsm": "DSM",
+}  # fmt: skip
+_STATS_SIZE = 1024
+
+
+class BandAssumptionWarning(AerialsegWarning):
+    """The file's bands were taken in file order because their names did not say."""
+
+
+def _band_code(colorinterp: str, description: str | None) -> str | None:
+    if description and description.strip().lower() in _DESCRIPTION_CODES:
+        return _DESCRIPTION_CODES[description.strip().lower()]
+    return _COLOR_CODES.get(colorinterp)
+
+
+def resolve_bands(
+    colorinterp: list[str],
+    descriptions: list[str | None],
+    wanted: tuple[str, ...],
+    bands: tuple[int, ...] | None,
+    path: str | os.PathLike[str],
+) -> tuple[int, ...]:
+    """1-based band indexes of the file that feed the model's ``wanted`` bands, in order."""
+    count = len(colorinterp)
+    if bands:
+        if len(bands) != len(wanted):
+            raise BandMismatchError(
+                f"--bands names {len(bands)} bands but the model reads {len(wanted)} ({'-'.join(wanted)})", path=path
+            )
+        bad = [b for b in bands if not 1 <= b <= count]
+        if bad:
+            raise BandMismatchError(f"--bands {bad} outside the file's bands 1..{count}", path=path)
+        return tuple(bands)
+    data = [i + 1 for i, ci in enumerate(colorinterp) if ci != "alpha"]
+    codes = {i: _band_code(colorinterp[i - 1], descriptions[i - 1]) for i in data}
+    by_code = {}
+    for i in data:
+        by_code.setdefault(codes[i], i)
+    if all(code in by_code for code in wanted):
+        return tuple(by_code[code] for code in wanted)
+    have = ", ".join(f"{i}:{codes[i] or colorinterp[i - 1]}" for i in data) or "none"
+    if len(data) == len(wanted):
+        warnings.warn(
+            f"{path}: band names ({have}) do not identify the model's bands {'-'.join(wanted)}; "
+            f"using the file order {','.join(map(str, data))} (pass --bands to choose)",
+            BandAssumptionWarning,
+            stacklevel=3,
+        )
+        return tuple(data)
+    example = ",".join(str(i) for i in ([*data, *data, *data][: len(wanted)] if data else [1] * len(wanted)))
+    raise BandMismatchError(
+        f"the model reads {len(wanted)} bands ({'-'.join(wanted)}) but the file has {len(data)} "
+        f"data band{'s' if len(data) != 1 else ''} ({have})",
+        path=path,
+        hint=f"pass --bands with {len(wanted)} band numbers, e.g. --bands {example}",
+    )
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """``clip((x - offset) / divisor, 0, 1)`` per band (offset, divisor shaped (bands, 1, 1))."""
+
+    offset: np.ndarray
+    divisor: np.ndarray
+    clip: bool
+    rule: str
+
+
+class RasterSource:
+    """An open input raster (see the module docstring). Use as a context manager."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        card: ModelCard,
+        *,
+        bands: tuple[int, ...] | None = None,
+        scale: float | None = None,
+        allow_no_crs: bool = False,
+    ):
+        import rasterio
+
+        self.path = Path(path)
+        try:
+            self._dataset = rasterio.open(self.path, NUM_THREADS="ALL_CPUS")
+        except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError) as exc:
+            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputRasterError(f"cannot open as a raster ({first})", path=self.path) from exc
+        try:
+            self._check(allow_no_crs)
+            ds = self._dataset
+            self.indexes = resolve_bands(
+                [ci.name for ci in ds.colorinterp], list(ds.descriptions), card.bands, bands, self.path
+            )
+            self.scaling = self._scaling(card, scale)
+        except BaseException:
+            self._dataset.close()
+            raise
+        self.height, self.width = self._dataset.height, self._dataset.width
+        self.crs, self.transform = self._dataset.crs, self._dataset.transform
+        self.block_shape = self._dataset.block_shapes[0]
+
+    def _check(self, allow_no_crs: bool) -> None:
+        ds = self._dataset
+        if ds.count == 0:
+            raise InputRasterError("has no bands", path=self.path)
+        if ds.crs is None and not allow_no_crs:
+            raise InputRasterError(
+                "has no CRS, so the output would not line up with any map",
+                path=self.path,
+                hint="georeference it first, or pass --allow-no-crs to predict in pixel space",
+            )
+        if np.dtype(ds.dtypes[0]).kind == "c":
+            raise InputRasterError(f"has complex pixels ({ds.dtypes[0]})", path=self.path)
+
+    def _scaling(self, card: ModelCard, scale: float | None) -> Scaling:
+        n = len(self.indexes)
+        dtype = np.dtype(self._dataset.dtypes[self.indexes[0] - 1])
+        ones = np.ones((n, 1, 1), np.float32)
+        if scale is not None:
+            if scale <= 0:
+                raise ValueError("--scale must be positive")
+            return Scaling(0 * ones, scale * ones, True, f"divide by {scale:g} (--scale)")
+        if dtype == np.uint8 or card.pixel_max > 255:
+            return Scaling(0 * ones, card.pixel_max * ones, card.pixel_max > 255, f"divide by {card.pixel_max:g}")
+        low, high = self._percentiles()
+        return Scaling(low, np.maximum(high - low, 1e-6), True, "per-band 2-98 percentile stretch")
+
+    def _percentiles(self) -> tuple[np.ndarray, np.ndarray]:
+        from rasterio.enums import Resampling
+
+        ds = self._dataset
+        factor = max(1, int(np.ceil(max(ds.height, ds.width) / _STATS_SIZE)))
+        shape = (len(self.indexes), max(1, ds.height // factor), max(1, ds.width // factor))
+        sample = ds.read(self.indexes, out_shape=shape, resampling=Resampling.nearest, masked=True)
+        low, high = [], []
+        for band in sample:
+            values = band.compressed()
+            values = values if values.size else np.zeros(1)
+            low.append(np.percentile(values, 2))
+            high.append(np.percentile(values, 98))
+        as_array = lambda v: np.asarray(v, np.float32).reshape(-1, 1, 1)  # noqa: E731
+        return as_array(low), as_array(high)
+
+    def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """Model-ready pixels ``(bands, h, w)`` float32 and the valid mask ``(h, w)`` bool."""
+        from rasterio.windows import Window as RioWindow
+
+        rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
+        try:
+            data = self._dataset.read(self.indexes, window=rio_window).astype(np.float32)
+            valid = self._dataset.dataset_mask(window=rio_window) > 0
+        except Exception as exc:  # GDAL decoding errors surface as several rasterio types
+            raise InputRasterError(f"cannot read pixels at {window} ({exc})", path=self.path) from exc
+        s = self.scaling
+        data = (data - s.offset) / s.divisor if s.offset.any() else data / s.divisor
+        if s.clip:
+            np.clip(data, 0.0, 1.0, out=data)
+        return data, valid
+
+    @property
+    def is_tiled(self) -> bool:
+        """Whether the file stores blocks (not whole-width strips)."""
+        return self.block_shape[1] < self.width or self.width <= 256
+
+    def close(self) -> None:
+        """Close the file."""
+        self._dataset.close()
+
+    def __enter__(self) -> RasterSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,148 @@
+"""Where tiles go and how much each pixel of a tile counts: pure geometry, no I/O.
+
+Along each axis, tiles of ``tile`` pixels start every ``tile - overlap`` pixels and the
+last one is shifted inward to end exactly at the raster's edge, so every pixel is covered,
+no window leaves the raster, and all windows of a raster share one size
+(``min(tile, height) x min(tile, width)``; a raster smaller than a tile is one window the
+network pads internally). Windows come in strip order (row-major), which lets the blender
+flush every row above the current tile row.
+
+Blend weights are separable: ``w(r, c) = w_row(r) * w_col(c)``. With ``cosine`` (default)
+or ``linear`` blending, a tile's weight ramps up across the part it shares with its
+previous neighbour and down across the part it shares with its next one, complementary to
+the neighbour's ramp (sin^2 against cos^2), so two overlapping tiles' weights sum to one
+and a tile's unreliable border barely counts. Sides on the raster's edge are not ramped.
+``center`` gives each pixel wholly to the tile whose owned interval holds it (the midpoint
+of each overlap is the boundary): plain centre cropping. The blender divides by the summed
+weights, so the result is a weighted average wherever tiles meet, also where three meet
+near the shifted last tile or where nodata zeroes some weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+__all__ = ["Window", "TilePlan", "plan_tiles", "axis_spans", "axis_weights", "BLENDS"]
+
+BLENDS = ("cosine", "linear", "center")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A pixel rectangle of the raster (same fields as ``rasterio.windows.Window``)."""
+
+    row_off: int
+    col_off: int
+    height: int
+    width: int
+
+    def as_slices(self) -> tuple[slice, slice]:
+        """``(rows, cols)`` slices into a full-raster array."""
+        return slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width)
+
+
+def axis_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
+    """``(start, size)`` of the tiles along one axis of ``length`` pixels."""
+    if length < 1 or tile < 1 or not 0 <= overlap < tile:
+        raise ValueError(f"need length >= 1, tile >= 1 and 0 <= overlap < tile (got {length}, {tile}, {overlap})")
+    size = min(tile, length)
+    if length <= tile:
+        return [(0, size)]
+    stride = tile - overlap
+    count = math.ceil((length - tile) / stride) + 1
+    starts = [i * stride for i in range(count - 1)] + [length - tile]
+    return [(start, size) for start in starts]
+
+
+def _ramp(width: int, blend: str) -> np.ndarray:
+    """Rising weights over ``width`` pixels, strictly inside (0, 1), sampled at pixel centres."""
+    t = (np.arange(width, dtype=np.float64) + 0.5) / width
+    return np.sin(t * math.pi / 2) ** 2 if blend == "cosine" else t
+
+
+def axis_weights(spans: list[tuple[int, int]], index: int, blend: str) -> np.ndarray:
+    """The 1-D weights of tile ``index`` along one axis, float32 of the tile's size."""
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
+    start, size = spans[index]
+    end = start + size
+    weights = np.ones(size, dtype=np.float64)
+    if blend == "center":
+        low = 0 if index == 0 else (start + spans[index - 1][0] + spans[index - 1][1]) // 2 - start
+        high = size if index == len(spans) - 1 else (spans[index + 1][0] + end) // 2 - start
+        weights[:low] = 0
+        weights[high:] = 0
+        return weights.astype(np.float32)
+    if index > 0:
+        shared = spans[index - 1][0] + spans[index - 1][1] - start
+        if shared > 0:
+            weights[:shared] = np.minimum(weights[:shared], _ramp(shared, blend))
+    if index < len(spans) - 1:
+        shared = end - spans[index + 1][0]
+        if shared > 0:
+            weights[size - shared :] = np.minimum(weights[size - shared :], 1 - _ramp(shared, blend))
+    return weights.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """All windows over a ``height x width`` raster, in strip order, with their blend weights."""
+
+    height: int
+    width: int
+    tile: int
+    overlap: int
+    blend: str = "cosine"
+
+    @cached_property
+    def row_spans(self) -> list[tuple[int, int]]:
+        """``(row_off, height)`` of each tile row."""
+        return axis_spans(self.height, self.tile, self.overlap)
+
+    @cached_property
+    def col_spans(self) -> list[tuple[int, int]]:
+        """``(col_off, width)`` of each tile column."""
+        return axis_spans(self.width, self.tile, self.overlap)
+
+    @cached_property
+    def _row_weights(self) -> list[np.ndarray]:
+        return [axis_weights(self.row_spans, i, self.blend) for i in range(len(self.row_spans))]
+
+    @cached_property
+    def _col_weights(self) -> list[np.ndarray]:
+        return [axis_weights(self.col_spans, j, self.blend) for j in range(len(self.col_spans))]
+
+    @property
+    def tile_shape(self) -> tuple[int, int]:
+        """``(height, width)`` shared by every window."""
+        return self.row_spans[0][1], self.col_spans[0][1]
+
+    def __len__(self) -> int:
+        return len(self.row_spans) * len(self.col_spans)
+
+    def tile_rows(self) -> list[list[tuple[Window, int, int]]]:
+        """Windows grouped by tile row, each as ``(window, row_index, col_index)``."""
+        return [
+            [(Window(r0, c0, h, w), i, j) for j, (c0, w) in enumerate(self.col_spans)]
+            for i, (r0, h) in enumerate(self.row_spans)
+        ]
+
+    def windows(self) -> list[Window]:
+        """Every window in strip order."""
+        return [window for row in self.tile_rows() for window, _, _ in row]
+
+    def weights(self, row_index: int, col_index: int) -> np.ndarray:
+        """Blend weights ``(h, w)`` float32 of the window at (row_index, col_index)."""
+        return np.outer(self._row_weights[row_index], self._col_weights[col_index])
+
+
+def plan_tiles(height: int, width: int, tile: int, overlap: int, blend: str = "cosine") -> TilePlan:
+    """Validate and build a :class:`TilePlan`."""
+    if blend not in BLENDS:
+        raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
+    axis_spans(height, tile, overlap)  # validates the numbers
+    return TilePlan(height, width, tile, overlap, blend)
