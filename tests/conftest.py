@@ -59,3 +59,42 @@ def requires_cuda(test):
 
     skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
     return pytest.mark.cuda(skip(test))
+
+
+def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", dataset: str = "potsdam",
+                 tile_size: int = 128, overlap: int = 32) -> Path:
+    """A weights file with random but fixed tensors, attention switched on (gamma != 0)."""
+    import torch
+
+    from aerialseg.card import ModelCard
+    from aerialseg.data.classes import DATASETS
+    from aerialseg.models import create_model
+    from aerialseg.weights import save_weights
+
+    torch.manual_seed(0)
+    model = create_model(arch, backbone, num_classes=6)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("gamma"):
+                tensor.fill_(0.3)
+    info = DATASETS[dataset]
+    card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=info.gsd_m,
+                     dataset=dataset, tile_size=tile_size, overlap=overlap)
+    save_weights(model, card, path, overwrite=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def abcnet_weights(tmp_path_factory) -> Path:
+    return make_weights(tmp_path_factory.mktemp("weights") / "abcnet-test.safetensors")
+
+
+@pytest.fixture(scope="session")
+def rasters() -> dict[str, Path]:
+    return {
+        "nodata": DATA / "rasterio-testdata" / "RGB.byte.tif",
+        "alpha": DATA / "rasterio-testdata" / "RGBA.byte.tif",
+        "jpeg_3857": DATA / "rasterio-testdata" / "cogeo.tif",
+        "striped": DATA / "neon-deepforest" / "OSBS_029.tif",
+        "uint16_single": DATA / "spacenet-solaris" / "sample_geotiff.tif",
+    }

@@ -1,0 +1,206 @@
+"""predict() on real rasters, checked against independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+from rasterio.windows import Window as RioWindow
+
+from aerialseg.blend import NODATA
+from aerialseg.card import ModelCard
+from aerialseg.data.classes import DATASETS
+from aerialseg.pipeline import PredictOptions, predict, predict_many
+from aerialseg.runners import open_runner
+from aerialseg.tiling import plan_tiles
+
+
+class ContextRunner:
+    """A fast stand-in network whose output depends on the whole tile, like a real one.
+
+    probabilities = softmax(A x + B mean_over_tile(x) + position ramp): blending matters
+    because the same pixel gets different scores in different tiles.
+    """
+
+    def __init__(self, bands=3, classes=6, seed=0):
+        rng = np.random.default_rng(seed)
+        self.a = rng.normal(size=(classes, bands)).astype(np.float32) * 4
+        self.b = rng.normal(size=(classes, bands)).astype(np.float32) * 4
+        info = DATASETS["potsdam"]
+        self.card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes[:classes],
+                              bands=("R", "G", "B")[:bands] if bands <= 3 else ("R", "G", "B", "NIR"),
+                              mean=(0.5,) * bands, std=(0.25,) * bands, tile_size=128, overlap=32)
+        self.description = "context stand-in"
+        self.tiles = 0
+
+    def __call__(self, batch):
+        self.tiles += len(batch)
+        n, _, h, w = batch.shape
+        logits = np.einsum("kc,nchw->nkhw", self.a, batch)
+        logits += np.einsum("kc,nc->nk", self.b, batch.mean(axis=(2, 3)))[:, :, None, None]
+        logits += np.linspace(-1, 1, w, dtype=np.float32)[None, None, None, :] * np.arange(logits.shape[1])[
+            None, :, None, None]
+        e = np.exp(logits - logits.max(1, keepdims=True))
+        return e / e.sum(1, keepdims=True)
+
+
+def crop(src_path, tmp_path, height, width, name="crop.tif", **profile_changes):
+    with rasterio.open(src_path) as src:
+        window = RioWindow(0, 0, width, height)
+        data = src.read(window=window)
+        profile = src.profile | dict(width=width, height=height, transform=src.window_transform(window))
+        profile.update(profile_changes)
+        path = tmp_path / name
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            dst.colorinterp = src.colorinterp
+    return path
+
+
+def naive_prediction(path, runner, tile, overlap, blend):
+    """Whole-raster reference: every tile's scores accumulated into full arrays, then argmax."""
+    with rasterio.open(path) as src:
+        data = src.read().astype(np.float32) / 255
+        valid = src.dataset_mask() > 0
+    height, width = valid.shape
+    plan = plan_tiles(height, width, tile, overlap, blend)
+    scores = np.zeros((runner.card.num_classes, height, width), np.float64)
+    weights = np.zeros((height, width), np.float64)
+    for row in plan.tile_rows():
+        for window, i, j in row:
+            rows, cols = window.as_slices()
+            w = plan.weights(i, j) * valid[rows, cols]
+            if not w.any():
+                continue
+            probabilities = runner(data[None, :, rows, cols])[0]
+            scores[:, rows, cols] += probabilities * w
+            weights[rows, cols] += w
+    classes = scores.argmax(0).astype(np.uint8)
+    classes[weights == 0] = NODATA
+    return classes
+
+
+@pytest.mark.parametrize("height, width, tile, overlap, blend", [
+    (300, 517, 128, 32, "cosine"),
+    (257, 129, 128, 0, "cosine"),
+    (191, 450, 100, 50, "center"),
+    (718, 791, 256, 64, "linear"),
+    (1, 1, 128, 32, "cosine"),
+    (40, 700, 64, 16, "cosine"),
+])
+def test_streamed_result_equals_whole_raster_accumulation(tmp_path, rasters, height, width, tile, overlap, blend):
+    source = crop(rasters["nodata"], tmp_path, height, width) if (height, width) != (718, 791) else rasters["nodata"]
+    runner = ContextRunner()
+    options = PredictOptions(tile_size=tile, overlap=overlap, blend=blend, batch_size=3)
+    predict(source, tmp_path / "out.tif", runner, options)
+    with rasterio.open(tmp_path / "out.tif") as out:
+        streamed = out.read(1)
+    expected = naive_prediction(source, ContextRunner(), tile, overlap, blend)
+    assert streamed.shape == expected.shape
+    assert (streamed == expected).mean() >= 0.9999
+
+
+@pytest.mark.parametrize("kind", ["nodata", "alpha", "jpeg_3857", "striped", "uint16_single"])
+def test_output_lines_up_with_the_input(tmp_path, rasters, abcnet_weights, kind):
+    bands = (1, 1, 1) if kind == "uint16_single" else None
+    runner = open_runner(abcnet_weights)
+    result = predict(rasters[kind], tmp_path / "classes.tif", runner, PredictOptions(bands=bands, batch_size=2))
+    assert result.status == "ok"
+    with rasterio.open(rasters[kind]) as src, rasterio.open(tmp_path / "classes.tif") as out:
+        assert out.crs == src.crs
+        assert out.transform == src.transform
+        assert (out.width, out.height) == (src.width, src.height)
+        assert out.count == 1 and out.dtypes[0] == "uint8" and out.nodata == NODATA
+        assert out.block_shapes == [(512, 512)] and out.compression.name.lower() == "deflate"
+        assert out.colormap(1)[1][:3] == DATASETS["potsdam"].classes[1].color
+        assert out.tags(1)["CLASS_4"] == "car"
+        tags = out.tags()
+        assert tags["AERIALSEG_WEIGHTS_SHA256"] == runner.card.sha256 and "tile 128" in tags["AERIALSEG_TILING"]
+        classes = out.read(1)
+        assert set(np.unique(classes)) <= set(range(6)) | {NODATA}
+        if min(src.width, src.height) >= 512:
+            assert out.overviews(1)[0] == 2
+    assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # no temporary left
+
+
+@pytest.mark.parametrize("kind", ["nodata", "alpha"])
+def test_nodata_is_nodata_in_the_output_and_empty_tiles_never_reach_the_model(tmp_path, rasters, kind):
+    with rasterio.open(rasters[kind]) as src:
+        valid = src.dataset_mask() > 0
+    runner = ContextRunner()
+    result = predict(rasters[kind], tmp_path / "out.tif", runner, PredictOptions(tile_size=96, overlap=16))
+    with rasterio.open(tmp_path / "out.tif") as out:
+        classes = out.read(1)
+    np.testing.assert_array_equal(classes == NODATA, ~valid)
+    plan = plan_tiles(*valid.shape, 96, 16)
+    tiles_with_data = sum(valid[w.as_slices()].any() for w in plan.windows())
+    assert 0 < tiles_with_data < len(plan)  # the collar really empties some tiles
+    assert runner.tiles == result.tiles_run == tiles_with_data
+    assert result.tiles_skipped == len(plan) - tiles_with_data
+
+
+def test_torch_and_onnx_backends_give_the_same_map(tmp_path, rasters, abcnet_weights, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    outputs = {}
+    for backend in ("torch", "onnx"):
+        runner = open_runner(abcnet_weights, backend=backend)
+        predict(rasters["striped"], tmp_path / f"{backend}.tif", runner, PredictOptions())
+        with rasterio.open(tmp_path / f"{backend}.tif") as out:
+            outputs[backend] = out.read(1)
+    assert (outputs["torch"] == outputs["onnx"]).mean() >= 0.999
+    assert list((tmp_path / "cache" / "aerialseg" / "onnx").glob("*.onnx"))  # exported once, kept
+
+
+def test_blending_removes_seams_that_plain_tiling_shows(tmp_path, rasters, abcnet_weights):
+    """Disagreement with one whole-image forward pass, near tile borders vs in tile interiors."""
+    runner = open_runner(abcnet_weights)
+    with rasterio.open(rasters["striped"]) as src:
+        whole = runner(src.read().astype(np.float32)[None] / 255)[0].argmax(0)
+    rates = {}
+    for name, overlap in (("plain", 0), ("blended", 32)):
+        predict(rasters["striped"], tmp_path / f"{name}.tif", runner, PredictOptions(tile_size=128, overlap=overlap))
+        with rasterio.open(tmp_path / f"{name}.tif") as out:
+            disagree = out.read(1) != whole
+        border = np.zeros_like(disagree)
+        height, width = disagree.shape
+        for w in plan_tiles(height, width, 128, overlap).windows():
+            rows, cols = w.as_slices()
+            if w.row_off > 0:
+                border[w.row_off : w.row_off + 8, cols] = True
+            if w.row_off + w.height < height:
+                border[w.row_off + w.height - 8 : w.row_off + w.height, cols] = True
+            if w.col_off > 0:
+                border[rows, w.col_off : w.col_off + 8] = True
+            if w.col_off + w.width < width:
+                border[rows, w.col_off + w.width - 8 : w.col_off + w.width] = True
+        rates[name] = (disagree[border].mean(), disagree[~border].mean())
+    print("seam rates (border, interior):", rates)
+    assert rates["plain"][0] > 1.5 * rates["plain"][1]  # the seam is real without blending
+    assert rates["blended"][0] <= 1.5 * rates["blended"][1]
+
+
+def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters):
+    (tmp_path / "notes.tif").write_text("not a raster")
+    runner = ContextRunner()
+    results = predict_many([rasters["striped"], tmp_path / "notes.tif", rasters["jpeg_3857"]], runner,
+                           out_dir=tmp_path / "out")
+    assert [r.status for r in results] == ["ok", "failed", "ok"]
+    assert "notes.tif: cannot open as a raster" in results[1].error
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["OSBS_029_classes.tif", "cogeo_classes.tif"]
+
+
+class Interrupting(ContextRunner):
+    def __init__(self, after):
+        super().__init__()
+        self.after = after
+
+    def __call__(self, batch):
+        if self.tiles >= self.after:
+            raise KeyboardInterrupt
+        return super().__call__(batch)
+
+
+def test_interrupt_leaves_no_output_and_no_temporary(tmp_path, rasters):
+    with pytest.raises(KeyboardInterrupt):
+        predict(rasters["nodata"], tmp_path / "out.tif", Interrupting(after=5), PredictOptions(tile_size=96))
+    assert list(tmp_path.iterdir()) == []
