@@ -142,7 +142,10 @@ class RasterSource:
     def _check(self, allow_no_crs: bool) -> None:
         ds = self._dataset
         if ds.count == 0:
-            raise InputRasterError("has no bands", path=self.path)
+            inner = ", ".join(ds.subdatasets[:3])
+            raise InputRasterError(
+                "has no bands", path=self.path, hint=f"open one of its subdatasets: {inner}" if inner else None
+            )
         if ds.crs is None and not allow_no_crs:
             raise InputRasterError(
                 "has no CRS, so the output would not line up with any map",

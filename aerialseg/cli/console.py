@@ -7,17 +7,19 @@ from collections.abc import Sequence
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["out", "err", "error", "table", "print_json", "TileProgress"]
 
-out = Console(highlight=False)
+out = Console(highlight=False, markup=False)  # file names may contain [brackets]
 err = Console(stderr=True, highlight=False)
 
 
 def error(message: str) -> None:
     """One line on stderr: ``error: <message>``."""
-    err.print(f"[bold red]error[/]: {message}", soft_wrap=True, markup=True, emoji=False)
+    err.print(f"[bold red]error[/]: {escape(message)}", soft_wrap=True, markup=True, emoji=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
@@ -26,7 +28,7 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
     for name in columns:
         t.add_column(name, justify="right" if name in right else "left")
     for row in rows:
-        t.add_row(*("" if v is None else str(v) for v in row))
+        t.add_row(*(Text("" if v is None else str(v)) for v in row))
     out.print(t)
 
 
@@ -43,7 +45,7 @@ class TileProgress:
 
         self.enabled = out.is_terminal if enabled is None else enabled
         self._bar = Progress(
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("tiles  {task.fields[rate]}"),

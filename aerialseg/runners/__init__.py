@@ -48,6 +48,10 @@ def open_runner(
     """
     if backend not in BACKENDS:
         raise AerialsegError(f"unknown backend {backend!r}", hint=f"choose one of {', '.join(BACKENDS)}")
+    if backend == "onnx" or Path(model).suffix == ".onnx":
+        from ..onnxrt import import_onnxruntime
+
+        import_onnxruntime()  # fail before any export work when the extra is missing
     if Path(model).suffix == ".onnx":
         from .onnx_runner import OnnxRunner
 
