@@ -33,7 +33,7 @@ from .tiling import Window
 
 __all__ = ["RasterSource", "resolve_bands", "BandAssumptionWarning"]
 
-_COLOR_CODES = {"red": "R", "green": "G", "blue": "B"}
+_COLOR_CODES = {"red": "R", "green": "G", "blue": "B", "gray": "PAN"}
 _DESCRIPTION_CODES = {
     "r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B",
     "nir": "NIR", "ir": "NIR", "infrared": "NIR", "near infrared": "NIR", "near-infrared": "NIR",
