@@ -26,16 +26,22 @@ NODATA = 255
 
 @dataclass(frozen=True)
 class Strip:
-    """Finished rows: class ids ``(rows, width)`` uint8 starting at raster row ``row_off``."""
+    """Finished rows starting at raster row ``row_off``.
+
+    ``classes`` ``(rows, width)`` uint8 with ``NODATA``; with probabilities requested also
+    the weighted mean ``probabilities`` ``(K, rows, width)`` and ``valid`` ``(rows, width)``.
+    """
 
     row_off: int
     classes: np.ndarray
+    probabilities: np.ndarray | None = None
+    valid: np.ndarray | None = None
 
 
 class StripAccumulator:
     """See the module docstring."""
 
-    def __init__(self, plan: TilePlan, num_classes: int):
+    def __init__(self, plan: TilePlan, num_classes: int, probabilities: bool = False):
         if num_classes >= NODATA:
             raise ValueError(f"at most {NODATA - 1} classes fit a uint8 class raster with nodata {NODATA}")
         self.plan = plan
@@ -43,6 +49,7 @@ class StripAccumulator:
         self.scores = np.zeros((num_classes, self.capacity, plan.width), np.float32)
         self.weights = np.zeros((self.capacity, plan.width), np.float32)
         self.top = 0
+        self.keep_probabilities = probabilities
 
     def begin_row(self, row_off: int) -> Strip | None:
         """Start the tile row at ``row_off``; return the rows above it, now final (None if none)."""
@@ -73,5 +80,9 @@ class StripAccumulator:
 
     def _finish(self, rows: int) -> Strip:
         classes = np.argmax(self.scores[:, :rows], axis=0).astype(np.uint8)
-        classes[self.weights[:rows] <= 0] = NODATA
-        return Strip(self.top, classes)
+        valid = self.weights[:rows] > 0
+        classes[~valid] = NODATA
+        if not self.keep_probabilities:
+            return Strip(self.top, classes)
+        probabilities = self.scores[:, :rows] / np.where(valid, self.weights[:rows], 1.0)
+        return Strip(self.top, classes, probabilities, valid.copy())

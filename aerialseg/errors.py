@@ -14,6 +14,7 @@ __all__ = [
     "AerialsegError",
     "InputRasterError",
     "BandMismatchError",
+    "GSDMismatchError",
     "OutputExistsError",
     "OutputWriteError",
     "UnknownModelError",
@@ -45,6 +46,10 @@ class InputRasterError(AerialsegError, OSError):
 
 class BandMismatchError(AerialsegError, ValueError):
     """The input's bands cannot be mapped to the bands the model expects."""
+
+
+class GSDMismatchError(AerialsegError, ValueError):
+    """The input's ground sampling distance is too far from the model's to resample."""
 
 
 class OutputExistsError(AerialsegError, FileExistsError):

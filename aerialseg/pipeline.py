@@ -24,8 +24,9 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .blend import StripAccumulator
+from .blend import NODATA, Strip, StripAccumulator
 from .errors import AerialsegError, InputRasterError, OutputWriteError
+from .resample import ScoreResampler
 from .runners import Runner
 from .sink import ClassRasterSink
 from .source import RasterSource
@@ -43,7 +44,8 @@ class PredictOptions:
 
     ``tile_size``/``overlap`` default to the model card's. ``blend``: cosine, linear or
     center. ``bands``: 1-based input bands in the model's order. ``scale``: divisor for
-    non-8-bit input (else a 2-98 percentile stretch).
+    non-8-bit input (else a 2-98 percentile stretch). ``gsd``: ``auto`` predicts at the
+    model's GSD when the input's differs by more than 10 %, ``native`` never resamples.
     """
 
     tile_size: int | None = None
@@ -53,6 +55,7 @@ class PredictOptions:
     bands: tuple[int, ...] | None = None
     scale: float | None = None
     allow_no_crs: bool = False
+    gsd: str = "auto"
     overwrite: bool = False
     queue_tiles: int = 4
     extra_tags: dict[str, str] = field(default_factory=dict)
@@ -143,6 +146,12 @@ def _tags(runner: Runner, source: RasterSource, plan: TilePlan, options: Predict
         "AERIALSEG_BANDS": ",".join(map(str, source.indexes)),
         "AERIALSEG_SCALING": source.scaling.rule,
         "AERIALSEG_TILING": f"tile {plan.tile}, overlap {plan.overlap}, blend {plan.blend}",
+        "AERIALSEG_GSD": (
+            f"input {source.grid.input_gsd_m:.4g} m, predicted at the model's {source.grid.model_gsd_m:.4g} m "
+            "and resampled back (bilinear probabilities)"
+            if source.grid
+            else f"native (model {card.gsd_m:.4g} m)" if card.gsd_m else "native (model GSD unknown)"
+        ),
         "AERIALSEG_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **options.extra_tags,
     }
@@ -161,7 +170,7 @@ def predict(
     check_output(output_path, options.overwrite)
     card = runner.card
     with RasterSource(
-        input_path, card, bands=options.bands, scale=options.scale, allow_no_crs=options.allow_no_crs
+        input_path, card, bands=options.bands, scale=options.scale, allow_no_crs=options.allow_no_crs, gsd=options.gsd
     ) as source:
         plan = plan_tiles(
             source.height,
@@ -172,7 +181,7 @@ def predict(
         )
         with atomic_output(output_path, overwrite=options.overwrite) as tmp:
             sink = ClassRasterSink(
-                tmp, width=source.width, height=source.height, crs=source.crs, transform=source.transform,
+                tmp, width=source.native_width, height=source.native_height, crs=source.crs, transform=source.transform,
                 card=card, tags=_tags(runner, source, plan, options),
             )  # fmt: skip
             try:
@@ -180,7 +189,7 @@ def predict(
                 sink.close()
             finally:
                 sink.discard()
-    megapixels = source.height * source.width / 1e6
+    megapixels = source.native_height * source.native_width / 1e6
     return PredictResult(
         input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1]
     )
@@ -198,7 +207,20 @@ def _run(
     stop = threading.Event()
     tiles: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
     results: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
-    accumulator = StripAccumulator(plan, runner.card.num_classes)
+    resampling = source.grid is not None
+    accumulator = StripAccumulator(plan, runner.card.num_classes, probabilities=resampling)
+    resampler = (
+        ScoreResampler((source.height, source.width), (source.native_height, source.native_width),
+                       runner.card.num_classes) if resampling else None
+    )  # fmt: skip
+
+    def emit(strip: Strip) -> None:
+        if resampler is None:
+            sink.write(strip)
+            return
+        for out in resampler.push(strip):
+            out.classes[~source.native_valid(out.row_off, out.classes.shape[0])] = NODATA
+            sink.write(out)
 
     def read() -> None:
         for row in plan.tile_rows():
@@ -217,10 +239,10 @@ def _run(
                 row_off = window.row_off
                 strip = accumulator.begin_row(row_off)
                 if strip is not None:
-                    sink.write(strip)
+                    emit(strip)
             if probabilities is not None:
                 accumulator.add(window, probabilities, plan.weights(i, j) * valid)
-        sink.write(accumulator.finish())
+        emit(accumulator.finish())
 
     stages = [_Stage(read, stop, "aerialseg-reader"), _Stage(write, stop, "aerialseg-writer")]
     for stage in stages:

@@ -11,6 +11,11 @@ colour interpretation (red, green, blue) or description (e.g. "NIR", "near infra
 alpha bands are never data. If names do not settle it but the number of data bands equals
 the model's, the file order is used, with a warning naming the assumption.
 
+Resolution (``gsd=``): with ``"auto"``, an input whose pixel size differs from the card's
+GSD is read through a warped view at the model's GSD (see :mod:`aerialseg.gsd`); then
+``height``/``width`` are the model grid's and ``native_*`` the file's. ``"native"`` reads
+the file as it is.
+
 Scaling (``scale=`` is ``--scale``): 8-bit data is divided by the card's ``pixel_max``
 (255). Other types are divided by ``scale`` when given, or by the card's ``pixel_max``
 when the model was trained on such data (``pixel_max`` > 255); otherwise each band is
@@ -28,7 +33,8 @@ from pathlib import Path
 import numpy as np
 
 from .card import ModelCard
-from .errors import AerialsegWarning, BandMismatchError, InputRasterError
+from .errors import AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
+from .gsd import ModelGrid, model_grid
 from .tiling import Window
 
 __all__ = ["RasterSource", "resolve_bands", "BandAssumptionWarning"]
@@ -116,6 +122,7 @@ class RasterSource:
         bands: tuple[int, ...] | None = None,
         scale: float | None = None,
         allow_no_crs: bool = False,
+        gsd: str = "auto",
     ):
         import rasterio
 
@@ -132,12 +139,21 @@ class RasterSource:
                 [ci.name for ci in ds.colorinterp], list(ds.descriptions), card.bands, bands, self.path
             )
             self.scaling = self._scaling(card, scale)
+            ds = self._dataset
+            self.grid = model_grid(ds.crs, ds.transform, ds.height, ds.width, card.gsd_m) if gsd == "auto" else None
+        except GSDMismatchError as exc:
+            self._dataset.close()
+            raise GSDMismatchError(exc.message, path=self.path, hint=exc.hint) from exc
         except BaseException:
             self._dataset.close()
             raise
-        self.height, self.width = self._dataset.height, self._dataset.width
-        self.crs, self.transform = self._dataset.crs, self._dataset.transform
-        self.block_shape = self._dataset.block_shapes[0]
+        ds = self._dataset
+        self.native_height, self.native_width = ds.height, ds.width
+        self.crs, self.transform = ds.crs, ds.transform
+        self.block_shape = ds.block_shapes[0]
+        self._reader = ds if self.grid is None else self._warped(self.grid)
+        self.height, self.width = self._reader.height, self._reader.width
+        self._mask_reader = None
 
     def _check(self, allow_no_crs: bool) -> None:
         ds = self._dataset
@@ -184,14 +200,33 @@ class RasterSource:
         as_array = lambda v: np.asarray(v, np.float32).reshape(-1, 1, 1)  # noqa: E731
         return as_array(low), as_array(high)
 
+    def _warped(self, grid: ModelGrid):  # noqa: ANN202 (rasterio WarpedVRT)
+        from rasterio.enums import Resampling
+        from rasterio.vrt import WarpedVRT
+
+        resampling = Resampling.average if grid.factor > 1 else Resampling.bilinear
+        ds = self._dataset
+        return WarpedVRT(
+            ds, crs=ds.crs, transform=grid.transform, width=grid.width, height=grid.height, resampling=resampling
+        )
+
+    def native_valid(self, row_off: int, rows: int) -> np.ndarray:
+        """Validity ``(rows, native_width)`` at the input's own resolution (own file handle: writer thread)."""
+        import rasterio
+        from rasterio.windows import Window as RioWindow
+
+        if self._mask_reader is None:
+            self._mask_reader = rasterio.open(self.path)
+        return self._mask_reader.dataset_mask(window=RioWindow(0, row_off, self.native_width, rows)) > 0
+
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Model-ready pixels ``(bands, h, w)`` float32 and the valid mask ``(h, w)`` bool."""
         from rasterio.windows import Window as RioWindow
 
         rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
         try:
-            data = self._dataset.read(self.indexes, window=rio_window).astype(np.float32)
-            valid = self._dataset.dataset_mask(window=rio_window) > 0
+            data = self._reader.read(self.indexes, window=rio_window).astype(np.float32)
+            valid = self._reader.dataset_mask(window=rio_window) > 0
         except Exception as exc:  # GDAL decoding errors surface as several rasterio types
             raise InputRasterError(f"cannot read pixels at {window} ({exc})", path=self.path) from exc
         s = self.scaling
@@ -206,8 +241,10 @@ class RasterSource:
         return self.block_shape[1] < self.width or self.width <= 256
 
     def close(self) -> None:
-        """Close the file."""
-        self._dataset.close()
+        """Close the file (and the warped view and mask handle, if any)."""
+        for handle in (self._reader, self._mask_reader, self._dataset):
+            if handle is not None and not handle.closed:
+                handle.close()
 
     def __enter__(self) -> RasterSource:
         return self

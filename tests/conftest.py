@@ -62,8 +62,11 @@ def requires_cuda(test):
 
 
 def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", dataset: str = "potsdam",
-                 tile_size: int = 128, overlap: int = 32) -> Path:
-    """A weights file with random but fixed tensors, attention switched on (gamma != 0)."""
+                 tile_size: int = 128, overlap: int = 32, gsd_m: float | None = None) -> Path:
+    """A weights file with random but fixed tensors, attention switched on (gamma != 0).
+
+    The GSD is unknown unless given, so rasters of any resolution are predicted as they are.
+    """
     import torch
 
     from aerialseg.card import ModelCard
@@ -78,7 +81,7 @@ def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", d
             if name.endswith("gamma"):
                 tensor.fill_(0.3)
     info = DATASETS[dataset]
-    card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=info.gsd_m,
+    card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=gsd_m,
                      dataset=dataset, tile_size=tile_size, overlap=overlap)
     save_weights(model, card, path, overwrite=True)
     return path

@@ -57,8 +57,8 @@ def crop(src_path, tmp_path, height, width, name="crop.tif", **profile_changes):
     return path
 
 
-def naive_prediction(path, runner, tile, overlap, blend):
-    """Whole-raster reference: every tile's scores accumulated into full arrays, then argmax."""
+def naive_probabilities(path, runner, tile, overlap, blend):
+    """Whole-raster reference: every tile's scores accumulated into full arrays, weighted mean."""
     with rasterio.open(path) as src:
         data = src.read().astype(np.float32) / 255
         valid = src.dataset_mask() > 0
@@ -75,8 +75,13 @@ def naive_prediction(path, runner, tile, overlap, blend):
             probabilities = runner(data[None, :, rows, cols])[0]
             scores[:, rows, cols] += probabilities * w
             weights[rows, cols] += w
-    classes = scores.argmax(0).astype(np.uint8)
-    classes[weights == 0] = NODATA
+    return scores / np.where(weights > 0, weights, 1), weights > 0
+
+
+def naive_prediction(path, runner, tile, overlap, blend):
+    probabilities, valid = naive_probabilities(path, runner, tile, overlap, blend)
+    classes = probabilities.argmax(0).astype(np.uint8)
+    classes[~valid] = NODATA
     return classes
 
 

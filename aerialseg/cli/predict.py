@@ -38,6 +38,9 @@ def predict_command(
         Optional[float], typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")
     ] = None,
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flip (4 views) or d4 (8).")] = None,
+    gsd: Annotated[
+        str, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
+    ] = "auto",
     allow_no_crs: Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")] = False,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
@@ -46,9 +49,12 @@ def predict_command(
     from ..pipeline import PredictOptions, predict_many
     from ..runners import open_runner
 
+    if gsd not in ("auto", "native"):
+        raise typer.BadParameter("use 'auto' or 'native'", param_hint="--gsd")
+
     options = PredictOptions(
         tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=_bands(bands), scale=scale,
-        allow_no_crs=allow_no_crs, overwrite=overwrite,
+        allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite,
         extra_tags={"AERIALSEG_TTA": tta or "none"},
     )  # fmt: skip
     runner = open_runner(model, backend=backend, device=device, tta=tta)
