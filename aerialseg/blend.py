@@ -67,11 +67,12 @@ class StripAccumulator:
         return strip
 
     def add(self, window: Window, probabilities: np.ndarray, weight: np.ndarray) -> None:
-        """Accumulate one tile: ``probabilities (K, h, w)``, ``weight (h, w)`` (blend x validity)."""
+        """Accumulate one tile: ``probabilities (K, h, w)`` (overwritten: scaled in place), ``weight (h, w)``."""
         r0 = window.row_off - self.top
         rows = slice(r0, r0 + window.height)
         cols = slice(window.col_off, window.col_off + window.width)
-        self.scores[:, rows, cols] += probabilities * weight
+        np.multiply(probabilities, weight, out=probabilities)
+        self.scores[:, rows, cols] += probabilities
         self.weights[rows, cols] += weight
 
     def finish(self) -> Strip:

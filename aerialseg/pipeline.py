@@ -241,7 +241,8 @@ def _run(
                 if strip is not None:
                     emit(strip)
             if probabilities is not None:
-                accumulator.add(window, probabilities, plan.weights(i, j) * valid)
+                weight = plan.weights(i, j)
+                accumulator.add(window, probabilities, weight if valid.all() else weight * valid)
         emit(accumulator.finish())
 
     stages = [_Stage(read, stop, "aerialseg-reader"), _Stage(write, stop, "aerialseg-writer")]

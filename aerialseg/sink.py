@@ -1,10 +1,11 @@
 """ClassRasterSink: the class map as a GIS-ready, cloud-optimised GeoTIFF, written strip by strip.
 
-Strips stream into a tiled, DEFLATE-compressed intermediate GeoTIFF beside the output;
+Strips stream into a tiled intermediate GeoTIFF beside the output (ZSTD level 1: cheap while
+the network runs);
 ``close`` builds overviews there with ``mode`` resampling (the majority class, right for
 categories; ``nearest`` via ``overview_resampling``) and copies it with its overviews into
 the COG layout (GDAL's COG driver would buffer the whole raster in memory, so the GTiff
-driver's ``COPY_SRC_OVERVIEWS`` is used). The result keeps the input's CRS, transform and
+driver's ``COPY_SRC_OVERVIEWS`` is used), DEFLATE-compressed on every core. The result keeps the input's CRS, transform and
 size; carries a palette, class names, nodata 255, and provenance tags.
 """
 
@@ -50,7 +51,9 @@ class ClassRasterSink:
         self.overview_resampling = overview_resampling
         profile = dict(
             driver="GTiff", width=width, height=height, count=1, dtype="uint8", crs=crs, transform=transform,
-            nodata=NODATA, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, compress="deflate", BIGTIFF="IF_SAFER",
+            nodata=NODATA, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER",
+            # Fast compression while the network runs; the final copy compresses once, properly.
+            compress="zstd", zstd_level=1,
         )  # fmt: skip
         try:
             self._dataset = rasterio.open(self.stream_path, "w", **profile)
@@ -93,15 +96,16 @@ class ClassRasterSink:
                 level = gdal_log.level
                 gdal_log.setLevel(logging.ERROR)
                 try:
-                    with rasterio.Env(CPL_LOG=os.devnull):
+                    with rasterio.Env(CPL_LOG=os.devnull, GDAL_NUM_THREADS="ALL_CPUS"):
                         ds.build_overviews(factors, Resampling[self.overview_resampling])
                 finally:
                     gdal_log.setLevel(level)
                 ds.update_tags(ns="rio_overview", resampling=self.overview_resampling)
             ds.close()
+            # The network is done by now, so compression may use every core.
             rasterio.shutil.copy(
                 self.stream_path, self.path, driver="GTiff", tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-                compress="deflate", copy_src_overviews=True, BIGTIFF="IF_SAFER",
+                compress="deflate", copy_src_overviews=True, BIGTIFF="IF_SAFER", num_threads="ALL_CPUS",
             )  # fmt: skip
         finally:
             self.discard()

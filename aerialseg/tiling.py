@@ -136,8 +136,19 @@ class TilePlan:
         return [window for row in self.tile_rows() for window, _, _ in row]
 
     def weights(self, row_index: int, col_index: int) -> np.ndarray:
-        """Blend weights ``(h, w)`` float32 of the window at (row_index, col_index)."""
-        return np.outer(self._row_weights[row_index], self._col_weights[col_index])
+        """Blend weights ``(h, w)`` float32 of the window at (row_index, col_index); do not modify.
+
+        Interior tiles share their 1-D profiles, so the few distinct 2-D products are cached.
+        """
+        row, col = self._row_weights[row_index], self._col_weights[col_index]
+        key = (self._profile_id(row), self._profile_id(col))
+        cache = self.__dict__.setdefault("_weight_cache", {})
+        if key not in cache:
+            cache[key] = np.outer(row, col)
+        return cache[key]
+
+    def _profile_id(self, profile: np.ndarray) -> bytes:
+        return profile.tobytes()
 
 
 def plan_tiles(height: int, width: int, tile: int, overlap: int, blend: str = "cosine") -> TilePlan:

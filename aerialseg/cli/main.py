@@ -16,6 +16,7 @@ import typer
 from .. import __version__
 from ..errors import AerialsegError
 from . import console
+from .doctor import doctor_command
 from .export import export_command
 from .models import models_command
 from .predict import predict_command
@@ -50,6 +51,7 @@ def callback(
 
 
 app.command("predict")(predict_command)
+app.command("doctor")(doctor_command)
 app.command("models")(models_command)
 app.command("export")(export_command)
 app.add_typer(weights_app, name="weights")

@@ -11,7 +11,8 @@ from . import console
 from .options import JsonOutput, Overwrite
 
 
-def _bands(text: str | None) -> tuple[int, ...] | None:
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """``"4,1,2"`` -> ``(4, 1, 2)``; None stays None."""
     if not text:
         return None
     try:
@@ -53,7 +54,7 @@ def predict_command(
         raise typer.BadParameter("use 'auto' or 'native'", param_hint="--gsd")
 
     options = PredictOptions(
-        tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=_bands(bands), scale=scale,
+        tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=parse_bands(bands), scale=scale,
         allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite,
         extra_tags={"AERIALSEG_TTA": tta or "none"},
     )  # fmt: skip
