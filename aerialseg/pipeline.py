@@ -5,7 +5,8 @@ network on batches, and a writer thread blends and writes finished strips; queue
 few tiles keep memory flat and let the three overlap, so the pipeline runs at the
 network's speed. Tiles with no valid pixel never reach the network. Output goes to a
 temporary file beside the target and is renamed only when complete: a crash or Ctrl-C
-leaves no partial file. :func:`predict_many` runs a batch of files and reports one result
+leaves no partial file posing as a result (the intermediate file and its journal stay, hidden,
+for ``resume``; see :mod:`aerialseg.journal`). :func:`predict_many` runs a batch of files and reports one result
 per file, so one bad file does not stop the others.
 """
 
@@ -26,6 +27,7 @@ import numpy as np
 from .atomic import atomic_output, check_output
 from .blend import NODATA, Strip, StripAccumulator
 from .errors import AerialsegError, InputRasterError, OutputWriteError
+from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .resample import ScoreResampler
 from .runners import Runner
 from .sink import ClassRasterSink
@@ -35,6 +37,7 @@ from .tiling import TilePlan, Window, plan_tiles
 __all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
+GDAL_CACHE_MB = 96
 _DONE = object()
 
 
@@ -46,6 +49,7 @@ class PredictOptions:
     center. ``bands``: 1-based input bands in the model's order. ``scale``: divisor for
     non-8-bit input (else a 2-98 percentile stretch). ``gsd``: ``auto`` predicts at the
     model's GSD when the input's differs by more than 10 %, ``native`` never resamples.
+    ``resume`` continues an interrupted run of the same input, model and settings.
     """
 
     tile_size: int | None = None
@@ -57,6 +61,7 @@ class PredictOptions:
     allow_no_crs: bool = False
     gsd: str = "auto"
     overwrite: bool = False
+    resume: bool = False
     queue_tiles: int = 4
     extra_tags: dict[str, str] = field(default_factory=dict)
 
@@ -165,8 +170,22 @@ def predict(
     progress: Callable[[Progress], None] | None = None,
 ) -> PredictResult:
     """Predict one raster into a class GeoTIFF; raises :class:`AerialsegError` on bad input or output."""
+    import rasterio
+
+    # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; the pipeline
+    # re-reads at most one row of blocks, so a small cache keeps memory flat.
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _predict(Path(input_path), Path(output_path), runner, options, progress)
+
+
+def _predict(
+    input_path: Path,
+    output_path: Path,
+    runner: Runner,
+    options: PredictOptions,
+    progress: Callable[[Progress], None] | None,
+) -> PredictResult:
     start = time.perf_counter()
-    input_path, output_path = Path(input_path), Path(output_path)
     check_output(output_path, options.overwrite)
     card = runner.card
     with RasterSource(
@@ -179,13 +198,30 @@ def predict(
             card.overlap if options.overlap is None else options.overlap,
             options.blend,
         )
+        stream, journal = partial_paths(output_path)
+        key = run_key(
+            input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
+            grid=[source.height, source.width], bands=source.indexes, scaling=source.scaling.rule,
+        )  # fmt: skip
+        rows_done = load_rows_done(journal, key) if options.resume and stream.exists() else None
+        journal.unlink(missing_ok=True)  # a run killed from here on must start over
         with atomic_output(output_path, overwrite=options.overwrite) as tmp:
             sink = ClassRasterSink(
-                tmp, width=source.native_width, height=source.native_height, crs=source.crs, transform=source.transform,
-                card=card, tags=_tags(runner, source, plan, options),
+                tmp, stream, width=source.native_width, height=source.native_height, crs=source.crs,
+                transform=source.transform, card=card, tags=_tags(runner, source, plan, options),
+                resume=rows_done is not None,
             )  # fmt: skip
+            written = _Written(rows_done or 0)
             try:
-                counts = _run(source, plan, runner, sink, options, progress)
+                counts = _run(source, plan, runner, sink, options, progress, written)
+            except BaseException:
+                sink.suspend()
+                if written.rows > 0:
+                    save_rows_done(journal, key, written.rows)
+                else:
+                    sink.discard()
+                raise
+            try:
                 sink.close()
             finally:
                 sink.discard()
@@ -195,6 +231,13 @@ def predict(
     )
 
 
+@dataclass
+class _Written:
+    """Output rows on disk in the intermediate file (all rows above ``rows``)."""
+
+    rows: int
+
+
 def _run(
     source: RasterSource,
     plan: TilePlan,
@@ -202,28 +245,47 @@ def _run(
     sink: ClassRasterSink,
     options: PredictOptions,
     progress: Callable[[Progress], None] | None,
+    written: _Written,
 ) -> tuple[int, int]:
-    """Reader thread -> network on this thread -> writer thread; returns (tiles run, tiles skipped)."""
+    """Reader thread -> network on this thread -> writer thread; returns (tiles run, tiles skipped).
+
+    Output rows above ``written.rows`` are already on disk (a resumed run): the tile rows
+    that cannot touch later rows are skipped, and recomputed rows above it are not rewritten.
+    """
     stop = threading.Event()
     tiles: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
     results: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
-    resampling = source.grid is not None
-    accumulator = StripAccumulator(plan, runner.card.num_classes, probabilities=resampling)
     resampler = (
         ScoreResampler((source.height, source.width), (source.native_height, source.native_width),
-                       runner.card.num_classes) if resampling else None
+                       runner.card.num_classes) if source.grid is not None else None
     )  # fmt: skip
+    first_model_row = resampler.first_model_row(written.rows) if resampler else written.rows
+    tile_rows = [row for row in plan.tile_rows() if row[0][0].row_off + row[0][0].height > first_model_row]
+    start_row = tile_rows[0][0][0].row_off if tile_rows else plan.height
+    if resampler:
+        resampler.resume(start_row, written.rows)
+    accumulator = StripAccumulator(plan, runner.card.num_classes, resampler is not None, start_row)
+    done_before = len(plan) - sum(len(row) for row in tile_rows)
+
+    def write_rows(strip: Strip) -> None:
+        skip = written.rows - strip.row_off
+        if skip >= strip.classes.shape[0]:
+            return
+        if skip > 0:
+            strip = Strip(written.rows, strip.classes[skip:])
+        sink.write(strip)
+        written.rows = strip.row_off + strip.classes.shape[0]
 
     def emit(strip: Strip) -> None:
         if resampler is None:
-            sink.write(strip)
+            write_rows(strip)
             return
         for out in resampler.push(strip):
             out.classes[~source.native_valid(out.row_off, out.classes.shape[0])] = NODATA
-            sink.write(out)
+            write_rows(out)
 
     def read() -> None:
-        for row in plan.tile_rows():
+        for row in tile_rows:
             for window, i, j in row:
                 if stop.is_set():
                     return
@@ -262,7 +324,7 @@ def _run(
             run += len(full)
             skipped += len(batch) - len(full)
             if progress:
-                done = run + skipped
+                done = done_before + run + skipped
                 area = plan.tile_shape[0] * plan.tile_shape[1]
                 progress(Progress(source.path, done, len(plan), done * area / 1e6))
         _put(results, _DONE, stop)

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .blend import NODATA, Strip
+from .blend import NODATA, Strip, first_argmax
 
 __all__ = ["ScoreResampler"]
 
@@ -43,6 +43,14 @@ class ScoreResampler:
         self.buffer_v = np.zeros((0, self.model_width), np.float32)
         self.buffer_top = 0
         self.next_row = 0
+
+    def first_model_row(self, row: int) -> int:
+        """The first model-grid row that output row ``row`` (and every later one) needs."""
+        return int(self.y0[min(row, self.height - 1)])
+
+    def resume(self, model_row: int, row: int) -> None:
+        """Continue a run whose output rows before ``row`` are written; strips restart at ``model_row``."""
+        self.buffer_top, self.next_row = model_row, row
 
     def push(self, strip: Strip) -> Iterator[Strip]:
         """Add a model-grid strip (with probabilities); yield every input-grid strip now complete."""
@@ -76,7 +84,7 @@ class ScoreResampler:
         wx = self.wx
         p = p[:, :, self.x0] * (1 - wx) + p[:, :, self.x1] * wx  # (K, n, width)
         v = v[:, self.x0] * (1 - wx) + v[:, self.x1] * wx
-        classes = np.argmax(p, axis=0).astype(np.uint8)
+        classes = first_argmax(p)
         valid = v > 0
         classes[~valid] = NODATA
         return Strip(start, classes, None, valid)

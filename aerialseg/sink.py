@@ -30,11 +30,16 @@ _MIN_OVERVIEW = 256
 
 
 class ClassRasterSink:
-    """Write class strips to ``path`` (see the module docstring). Call ``close()`` once, on success."""
+    """Write class strips to ``path`` through ``stream_path`` (see the module docstring).
+
+    Call ``close()`` once on success; ``suspend()`` keeps the intermediate file for a resume,
+    ``discard()`` deletes it. ``resume=True`` reopens an existing intermediate file.
+    """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
+        stream_path: str | os.PathLike[str],
         *,
         width: int,
         height: int,
@@ -43,12 +48,20 @@ class ClassRasterSink:
         card: ModelCard,
         tags: dict[str, str],
         overview_resampling: str = "mode",
+        resume: bool = False,
     ):
         import rasterio
 
         self.path = Path(path)
-        self.stream_path = self.path.with_name(self.path.stem + ".stream.tif")
+        self.stream_path = Path(stream_path)
         self.overview_resampling = overview_resampling
+        if resume:
+            try:
+                self._dataset = rasterio.open(self.stream_path, "r+")
+                self._dataset.update_tags(**tags)
+                return
+            except rasterio.errors.RasterioError:
+                pass  # unreadable leftover: start over
         profile = dict(
             driver="GTiff", width=width, height=height, count=1, dtype="uint8", crs=crs, transform=transform,
             nodata=NODATA, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER",
@@ -109,6 +122,11 @@ class ClassRasterSink:
             )  # fmt: skip
         finally:
             self.discard()
+
+    def suspend(self) -> None:
+        """Close the intermediate file cleanly and keep it (for ``--resume``)."""
+        if not self._dataset.closed:
+            self._dataset.close()
 
     def discard(self) -> None:
         """Close and delete the intermediate file (after success or failure)."""

@@ -209,3 +209,85 @@ def test_interrupt_leaves_no_output_and_no_temporary(tmp_path, rasters):
     with pytest.raises(KeyboardInterrupt):
         predict(rasters["nodata"], tmp_path / "out.tif", Interrupting(after=5), PredictOptions(tile_size=96))
     assert list(tmp_path.iterdir()) == []
+
+
+def _classes(path):
+    with rasterio.open(path) as out:
+        return out.read(1)
+
+
+@pytest.mark.parametrize("gsd_m", [None, 0.2], ids=["native-grid", "model-grid"])
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, rasters, gsd_m):
+    source = rasters["striped"] if gsd_m else rasters["nodata"]
+    tile, overlap = (48, 8) if gsd_m else (96, 16)  # the 200 x 200 model grid needs small tiles to skip any
+    options = PredictOptions(tile_size=tile, overlap=overlap)
+
+    def runner(cls=ContextRunner, **kw):
+        r = cls(**kw)
+        r.card = r.card.replace(gsd_m=gsd_m)
+        return r
+
+    whole = runner()
+    predict(source, tmp_path / "whole.tif", whole, options)
+    target = tmp_path / "out" / "resumed.tif"
+    target.parent.mkdir()
+    with pytest.raises(KeyboardInterrupt):
+        predict(source, target, runner(Interrupting, after=whole.tiles // 2), options)
+    assert not target.exists()
+    hidden = sorted(p.name for p in target.parent.iterdir())
+    assert hidden == [".resumed.tif.partial.json", ".resumed.tif.partial.tif"]
+
+    finishing = runner()
+    predict(source, target, finishing, PredictOptions(tile_size=tile, overlap=overlap, resume=True))
+    assert 0 < finishing.tiles < whole.tiles  # it really skipped the finished rows
+    np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "whole.tif"))
+    assert sorted(p.name for p in target.parent.iterdir()) == ["resumed.tif"]  # partial files cleaned up
+
+
+def test_resume_with_other_settings_starts_over(tmp_path, rasters):
+    target = tmp_path / "out.tif"
+    with pytest.raises(KeyboardInterrupt):
+        predict(rasters["nodata"], target, Interrupting(after=30), PredictOptions(tile_size=96, overlap=16))
+    counting = ContextRunner()
+    predict(rasters["nodata"], target, counting, PredictOptions(tile_size=96, overlap=32, resume=True))
+    fresh = predict(rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=32))
+    np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
+    assert counting.tiles == fresh.tiles_run  # every tile again: nothing was reused
+
+
+KILLED_RUN = r"""
+import sys, time
+sys.path.insert(0, sys.argv[3])
+from test_pipeline import ContextRunner
+from aerialseg.pipeline import PredictOptions, predict
+
+class Slow(ContextRunner):
+    def __call__(self, batch):
+        if self.tiles == 20:
+            print("halfway", flush=True)
+            time.sleep(60)
+        return super().__call__(batch)
+
+predict(sys.argv[1], sys.argv[2], Slow(), PredictOptions(tile_size=96, overlap=16))
+"""
+
+
+def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, rasters):
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    target = tmp_path / "killed.tif"
+    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(rasters["nodata"]), str(target),
+                              str(Path(__file__).parent)], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "halfway"
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert not target.exists()
+    assert not list(tmp_path.glob("*.json"))  # no journal: nothing claims to be resumable
+    counting = ContextRunner()
+    predict(rasters["nodata"], target, counting, PredictOptions(tile_size=96, overlap=16, resume=True))
+    predict(rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=16))
+    np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.tif", "killed.tif"]

@@ -43,6 +43,9 @@ def predict_command(
         str, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
     ] = "auto",
     allow_no_crs: Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue an interrupted run of the same input, model and settings.")
+    ] = False,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
 ) -> None:
@@ -55,12 +58,16 @@ def predict_command(
 
     options = PredictOptions(
         tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=parse_bands(bands), scale=scale,
-        allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite,
+        allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite, resume=resume,
         extra_tags={"AERIALSEG_TTA": tta or "none"},
     )  # fmt: skip
     runner = open_runner(model, backend=backend, device=device, tta=tta)
-    with console.TileProgress(enabled=None if not json_output else False) as progress:
-        results = predict_many(inputs, runner, options, out_dir=out_dir, output=output, progress=progress)
+    try:
+        with console.TileProgress(enabled=None if not json_output else False) as progress:
+            results = predict_many(inputs, runner, options, out_dir=out_dir, output=output, progress=progress)
+    except KeyboardInterrupt:
+        console.error("interrupted; run the same command with --resume to continue where it stopped")
+        raise typer.Exit(130) from None
     if json_output:
         console.print_json([r.__dict__ | {"megapixels_per_second": r.megapixels_per_second} for r in results])
     else:

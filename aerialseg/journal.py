@@ -1,0 +1,53 @@
+"""Resume journal: how far an interrupted predict got, so ``--resume`` continues from there.
+
+When a run stops on an exception or Ctrl-C, the intermediate class raster beside the output
+(``.<output>.partial.tif``) is closed cleanly, so every row written so far is on disk, and
+``.<output>.partial.json`` records how many rows that is together with everything that
+determines those rows (input file identity, weights, tiling, bands, scaling, grid). A
+resumed run continues only if all of that still matches; otherwise it starts over. The
+journal is deleted when a run starts, so a run killed outright (no chance to close the
+file) is never resumed from a file in an unknown state: it starts again from the top.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = ["partial_paths", "run_key", "file_identity", "load_rows_done", "save_rows_done"]
+
+
+def partial_paths(output: Path) -> tuple[Path, Path]:
+    """``(intermediate raster, journal)`` beside ``output``."""
+    return output.with_name(f".{output.name}.partial.tif"), output.with_name(f".{output.name}.partial.json")
+
+
+def run_key(**facts: Any) -> dict[str, Any]:
+    """The facts that must match for a resume, JSON-normalised."""
+    return json.loads(json.dumps(facts, default=str, sort_keys=True))
+
+
+def file_identity(path: Path) -> dict[str, Any]:
+    """Size and modification time: enough to notice a replaced or edited input."""
+    stat = path.stat()
+    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def load_rows_done(journal: Path, key: dict[str, Any]) -> int | None:
+    """Rows already written by an interrupted run with the same key, or None."""
+    try:
+        data = json.loads(journal.read_text())
+    except (OSError, ValueError):
+        return None
+    if data.get("key") != key or not isinstance(data.get("rows_done"), int):
+        return None
+    return data["rows_done"]
+
+
+def save_rows_done(journal: Path, key: dict[str, Any], rows_done: int) -> None:
+    """Record progress (written atomically: a torn journal would be worse than none)."""
+    tmp = journal.with_name(journal.name + ".tmp")
+    tmp.write_text(json.dumps({"key": key, "rows_done": rows_done}))
+    os.replace(tmp, journal)
