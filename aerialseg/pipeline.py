@@ -17,10 +17,10 @@ import os
 import queue
 import threading
 import time
+from contextlib import ExitStack
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,15 +30,24 @@ from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .resample import ScoreResampler
 from .runners import Runner
-from .sink import ClassRasterSink
+from .card import ModelCard
+from .sink import (
+    RasterSink,
+    SinkLayout,
+    class_raster,
+    encode_probabilities,
+    encode_uncertainty,
+    probability_raster,
+    uncertainty_raster,
+)
 from .source import RasterSource
-from .tiling import TilePlan, Window, plan_tiles
+from .stages import DONE, Stage, Stopped, put, take
+from .tiling import TilePlan, plan_tiles
 
 __all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
 GDAL_CACHE_MB = 96
-_DONE = object()
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class PredictOptions:
     non-8-bit input (else a 2-98 percentile stretch). ``gsd``: ``auto`` predicts at the
     model's GSD when the input's differs by more than 10 %, ``native`` never resamples.
     ``resume`` continues an interrupted run of the same input, model and settings.
+    ``probabilities`` / ``uncertainty`` also write ``<output>_probabilities.tif`` (one band per
+    class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values x 254.
     """
 
     tile_size: int | None = None
@@ -62,6 +73,8 @@ class PredictOptions:
     gsd: str = "auto"
     overwrite: bool = False
     resume: bool = False
+    probabilities: bool = False
+    uncertainty: bool = False
     queue_tiles: int = 4
     extra_tags: dict[str, str] = field(default_factory=dict)
 
@@ -93,49 +106,6 @@ class PredictResult:
     def megapixels_per_second(self) -> float:
         """Throughput over the whole file."""
         return self.megapixels / self.seconds if self.seconds > 0 else 0.0
-
-
-class _Stopped(Exception):
-    """Raised inside a stage when another stage failed or the run was interrupted."""
-
-
-class _Stage(threading.Thread):
-    """A daemon thread running ``target``; on failure it keeps the exception and stops the others."""
-
-    def __init__(self, target: Callable[[], None], stop: threading.Event, name: str):
-        super().__init__(name=name, daemon=True)
-        self._target_fn = target
-        self._stop_event = stop
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self._target_fn()
-        except _Stopped:
-            pass
-        except BaseException as exc:  # handed to the calling thread, which re-raises it
-            self.error = exc
-            self._stop_event.set()
-
-
-def _put(q: queue.Queue, item: Any, stop: threading.Event) -> None:
-    """Put, waiting for room; give up silently once the run is stopping."""
-    while not stop.is_set():
-        try:
-            q.put(item, timeout=0.1)
-            return
-        except queue.Full:
-            continue
-
-
-def _take(q: queue.Queue, stop: threading.Event) -> Any:
-    """Get the next item; raise :class:`_Stopped` once the run is stopping and nothing is queued."""
-    while True:
-        try:
-            return q.get(timeout=0.1)
-        except queue.Empty:
-            if stop.is_set():
-                raise _Stopped from None
 
 
 def _tags(runner: Runner, source: RasterSource, plan: TilePlan, options: PredictOptions) -> dict[str, str]:
@@ -198,37 +168,67 @@ def _predict(
             card.overlap if options.overlap is None else options.overlap,
             options.blend,
         )
-        stream, journal = partial_paths(output_path)
+        outputs = _outputs(output_path, card, options)
+        for path, _, _ in outputs[1:]:
+            check_output(path, options.overwrite)
+        journal = partial_paths(output_path)[1]
         key = run_key(
             input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
             grid=[source.height, source.width], bands=source.indexes, scaling=source.scaling.rule,
+            outputs=[kind for _, kind, _ in outputs],
         )  # fmt: skip
-        rows_done = load_rows_done(journal, key) if options.resume and stream.exists() else None
+        rows_done = load_rows_done(journal, key) if options.resume else None
         journal.unlink(missing_ok=True)  # a run killed from here on must start over
-        with atomic_output(output_path, overwrite=options.overwrite) as tmp:
-            sink = ClassRasterSink(
-                tmp, stream, width=source.native_width, height=source.native_height, crs=source.crs,
-                transform=source.transform, card=card, tags=_tags(runner, source, plan, options),
-                resume=rows_done is not None,
-            )  # fmt: skip
-            written = _Written(rows_done or 0)
+        with ExitStack() as stack:
+            sinks = []
+            for path, kind, layout in outputs:
+                tmp = stack.enter_context(atomic_output(path, overwrite=options.overwrite))
+                sink = RasterSink(
+                    tmp, partial_paths(path)[0], layout, width=source.native_width, height=source.native_height,
+                    crs=source.crs, transform=source.transform, tags=_tags(runner, source, plan, options),
+                    resume=rows_done is not None,
+                )  # fmt: skip
+                stack.callback(sink.discard)
+                sinks.append((kind, sink))
+            resumed = rows_done is not None and all(sink.resumed for _, sink in sinks)
+            written = _Written(rows_done if resumed else 0)
             try:
-                counts = _run(source, plan, runner, sink, options, progress, written)
+                counts = _run(source, plan, runner, sinks, options, progress, written)
             except BaseException:
-                sink.suspend()
+                for _, sink in sinks:
+                    sink.suspend()
                 if written.rows > 0:
                     save_rows_done(journal, key, written.rows)
                 else:
-                    sink.discard()
+                    for _, sink in sinks:
+                        sink.discard()
                 raise
-            try:
+            for _, sink in sinks:
                 sink.close()
-            finally:
-                sink.discard()
     megapixels = source.native_height * source.native_width / 1e6
     return PredictResult(
         input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1]
     )
+
+
+def _outputs(output_path: Path, card: ModelCard, options: PredictOptions) -> list[tuple[Path, str, SinkLayout]]:
+    """``(path, kind, layout)`` of every raster this run writes; the class map first."""
+    outputs = [(output_path, "classes", class_raster(card))]
+    if options.probabilities:
+        path = output_path.with_name(f"{output_path.stem}_probabilities.tif")
+        outputs.append((path, "probabilities", probability_raster(card)))
+    if options.uncertainty:
+        path = output_path.with_name(f"{output_path.stem}_uncertainty.tif")
+        outputs.append((path, "uncertainty", uncertainty_raster(card)))
+    return outputs
+
+
+def _encode(kind: str, strip: Strip) -> np.ndarray:
+    if kind == "classes":
+        return strip.classes[None]
+    if kind == "probabilities":
+        return encode_probabilities(strip.probabilities, strip.valid)
+    return encode_uncertainty(strip.probabilities, strip.valid)
 
 
 @dataclass
@@ -242,7 +242,7 @@ def _run(
     source: RasterSource,
     plan: TilePlan,
     runner: Runner,
-    sink: ClassRasterSink,
+    sinks: list[tuple[str, RasterSink]],
     options: PredictOptions,
     progress: Callable[[Progress], None] | None,
     written: _Written,
@@ -255,16 +255,17 @@ def _run(
     stop = threading.Event()
     tiles: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
     results: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
+    extras = len(sinks) > 1
     resampler = (
         ScoreResampler((source.height, source.width), (source.native_height, source.native_width),
-                       runner.card.num_classes) if source.grid is not None else None
+                       runner.card.num_classes, probabilities=extras) if source.grid is not None else None
     )  # fmt: skip
     first_model_row = resampler.first_model_row(written.rows) if resampler else written.rows
     tile_rows = [row for row in plan.tile_rows() if row[0][0].row_off + row[0][0].height > first_model_row]
     start_row = tile_rows[0][0][0].row_off if tile_rows else plan.height
     if resampler:
         resampler.resume(start_row, written.rows)
-    accumulator = StripAccumulator(plan, runner.card.num_classes, resampler is not None, start_row)
+    accumulator = StripAccumulator(plan, runner.card.num_classes, resampler is not None or extras, start_row)
     done_before = len(plan) - sum(len(row) for row in tile_rows)
 
     def write_rows(strip: Strip) -> None:
@@ -272,8 +273,13 @@ def _run(
         if skip >= strip.classes.shape[0]:
             return
         if skip > 0:
-            strip = Strip(written.rows, strip.classes[skip:])
-        sink.write(strip)
+            strip = Strip(
+                written.rows, strip.classes[skip:],
+                None if strip.probabilities is None else strip.probabilities[:, skip:],
+                None if strip.valid is None else strip.valid[skip:],
+            )  # fmt: skip
+        for kind, sink in sinks:
+            sink.write(strip.row_off, _encode(kind, strip))
         written.rows = strip.row_off + strip.classes.shape[0]
 
     def emit(strip: Strip) -> None:
@@ -281,7 +287,10 @@ def _run(
             write_rows(strip)
             return
         for out in resampler.push(strip):
-            out.classes[~source.native_valid(out.row_off, out.classes.shape[0])] = NODATA
+            native = source.native_valid(out.row_off, out.classes.shape[0])
+            out.classes[~native] = NODATA
+            if out.valid is not None:
+                out.valid[~native] = False
             write_rows(out)
 
     def read() -> None:
@@ -290,12 +299,12 @@ def _run(
                 if stop.is_set():
                     return
                 data, valid = source.read(window)
-                _put(tiles, (window, i, j, data if valid.any() else None, valid), stop)
-        _put(tiles, _DONE, stop)
+                put(tiles, (window, i, j, data if valid.any() else None, valid), stop)
+        put(tiles, DONE, stop)
 
     def write() -> None:
         row_off = -1
-        while (item := _take(results, stop)) is not _DONE:
+        while (item := take(results, stop)) is not DONE:
             window, i, j, probabilities, valid = item
             if window.row_off != row_off:
                 row_off = window.row_off
@@ -307,7 +316,7 @@ def _run(
                 accumulator.add(window, probabilities, weight if valid.all() else weight * valid)
         emit(accumulator.finish())
 
-    stages = [_Stage(read, stop, "aerialseg-reader"), _Stage(write, stop, "aerialseg-writer")]
+    stages = [Stage(read, stop, "aerialseg-reader"), Stage(write, stop, "aerialseg-writer")]
     for stage in stages:
         stage.start()
     run = skipped = 0
@@ -320,16 +329,16 @@ def _run(
                 probabilities = None
                 if data is not None:
                     probabilities, k = out[k], k + 1
-                _put(results, (window, i, j, probabilities, valid), stop)
+                put(results, (window, i, j, probabilities, valid), stop)
             run += len(full)
             skipped += len(batch) - len(full)
             if progress:
                 done = done_before + run + skipped
                 area = plan.tile_shape[0] * plan.tile_shape[1]
                 progress(Progress(source.path, done, len(plan), done * area / 1e6))
-        _put(results, _DONE, stop)
+        put(results, DONE, stop)
         stages[1].join()
-    except _Stopped:
+    except Stopped:
         pass  # a stage failed: its error is raised below
     finally:
         stop.set()
@@ -345,7 +354,7 @@ def _batches(tiles: queue.Queue, stop: threading.Event, size: int) -> Iterator[l
     """Group queued tiles into batches holding at most ``size`` tiles that need the network."""
     batch: list[tuple] = []
     full = 0
-    while (item := _take(tiles, stop)) is not _DONE:
+    while (item := take(tiles, stop)) is not DONE:
         batch.append(item)
         full += item[3] is not None
         if full >= size:

@@ -33,12 +33,20 @@ def _axis(model_size: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 class ScoreResampler:
     """Feed model-grid strips in order with :meth:`push`; get input-grid class strips back."""
 
-    def __init__(self, model_shape: tuple[int, int], shape: tuple[int, int], num_classes: int, chunk_rows: int = 256):
+    def __init__(
+        self,
+        model_shape: tuple[int, int],
+        shape: tuple[int, int],
+        num_classes: int,
+        chunk_rows: int = 256,
+        probabilities: bool = False,
+    ):
         self.model_height, self.model_width = model_shape
         self.height, self.width = shape
         self.y0, self.y1, self.wy = _axis(self.model_height, self.height)
         self.x0, self.x1, self.wx = _axis(self.model_width, self.width)
         self.chunk_rows = chunk_rows
+        self.keep_probabilities = probabilities
         self.buffer_p = np.zeros((num_classes, 0, self.model_width), np.float32)
         self.buffer_v = np.zeros((0, self.model_width), np.float32)
         self.buffer_top = 0
@@ -87,4 +95,6 @@ class ScoreResampler:
         classes = first_argmax(p)
         valid = v > 0
         classes[~valid] = NODATA
+        if self.keep_probabilities:
+            return Strip(start, classes, p / np.where(valid, v, 1.0), valid)
         return Strip(start, classes, None, valid)

@@ -1,12 +1,18 @@
-"""ClassRasterSink: the class map as a GIS-ready, cloud-optimised GeoTIFF, written strip by strip.
+"""Raster sinks: GIS-ready, cloud-optimised GeoTIFFs written strip by strip.
 
-Strips stream into a tiled intermediate GeoTIFF beside the output (ZSTD level 1: cheap while
-the network runs);
-``close`` builds overviews there with ``mode`` resampling (the majority class, right for
-categories; ``nearest`` via ``overview_resampling``) and copies it with its overviews into
-the COG layout (GDAL's COG driver would buffer the whole raster in memory, so the GTiff
-driver's ``COPY_SRC_OVERVIEWS`` is used), DEFLATE-compressed on every core. The result keeps the input's CRS, transform and
-size; carries a palette, class names, nodata 255, and provenance tags.
+Strips stream into a tiled intermediate GeoTIFF beside the output (ZSTD level 1: cheap
+while the network runs). ``close`` builds overviews there (``mode`` for the class map: the
+majority class, right for categories; ``average`` for probability bands) and copies the
+file with its overviews into the COG layout, DEFLATE-compressed on every core; GDAL's COG
+driver would buffer the whole raster in memory, so the GTiff driver's
+``COPY_SRC_OVERVIEWS`` is used. Every output keeps the input's CRS, transform and size,
+has nodata 255, and carries provenance tags.
+
+* :func:`class_raster`: uint8 class ids with a palette of the classes' colours and the
+  class names in the band metadata.
+* :func:`probability_raster`: one band per class, probability x 254 (GDAL scale 1/254).
+* :func:`uncertainty_raster`: confidence (top probability), margin (top minus second) and
+  normalised entropy, each x 254.
 """
 
 from __future__ import annotations
@@ -14,57 +20,89 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .blend import NODATA, Strip
+from .blend import NODATA
 from .card import ModelCard
 from .errors import OutputWriteError
 
-__all__ = ["ClassRasterSink", "BLOCK"]
+__all__ = [
+    "RasterSink", "SinkLayout", "class_raster", "probability_raster", "uncertainty_raster",
+    "encode_probabilities", "encode_uncertainty", "BLOCK", "SCALE",
+]  # fmt: skip
 
 BLOCK = 512
+SCALE = 254  # probabilities 0..1 are stored as 0..254; 255 is nodata
 _MIN_OVERVIEW = 256
 
 
-class ClassRasterSink:
-    """Write class strips to ``path`` through ``stream_path`` (see the module docstring).
+@dataclass(frozen=True)
+class SinkLayout:
+    """What one output raster holds, band by band."""
+
+    descriptions: tuple[str, ...]
+    overview_resampling: str
+    colormap: dict[int, tuple[int, int, int, int]] | None = None
+    band_tags: dict[str, str] = field(default_factory=dict)
+    scale: float = 1.0
+
+
+def class_raster(card: ModelCard) -> SinkLayout:
+    """Class ids with a palette and class names."""
+    colors = {i: (*c.color, 255) for i, c in enumerate(card.classes)}
+    colors[NODATA] = (0, 0, 0, 0)
+    names = {f"CLASS_{i}": name for i, name in enumerate(card.class_names)}
+    return SinkLayout(("class",), "mode", colors, {"CLASS_NAMES": json.dumps(card.class_names), **names})
+
+
+def probability_raster(card: ModelCard) -> SinkLayout:
+    """One band per class: probability x 254."""
+    return SinkLayout(tuple(f"p({name})" for name in card.class_names), "average", scale=1 / SCALE)
+
+
+def uncertainty_raster(card: ModelCard) -> SinkLayout:
+    """Confidence, margin and normalised entropy, each x 254."""
+    return SinkLayout(("confidence", "margin", "entropy"), "average", scale=1 / SCALE)
+
+
+class RasterSink:
+    """Write ``(bands, rows, width)`` uint8 strips to ``path`` through ``stream_path``.
 
     Call ``close()`` once on success; ``suspend()`` keeps the intermediate file for a resume,
-    ``discard()`` deletes it. ``resume=True`` reopens an existing intermediate file.
+    ``discard()`` deletes it. ``resume=True`` reopens an existing intermediate file of the
+    same size (``resumed`` tells whether that happened).
     """
 
     def __init__(
         self,
         path: str | os.PathLike[str],
         stream_path: str | os.PathLike[str],
+        layout: SinkLayout,
         *,
         width: int,
         height: int,
         crs: Any,
         transform: Any,
-        card: ModelCard,
         tags: dict[str, str],
-        overview_resampling: str = "mode",
         resume: bool = False,
     ):
         import rasterio
 
         self.path = Path(path)
         self.stream_path = Path(stream_path)
-        self.overview_resampling = overview_resampling
-        if resume:
-            try:
-                self._dataset = rasterio.open(self.stream_path, "r+")
-                self._dataset.update_tags(**tags)
-                return
-            except rasterio.errors.RasterioError:
-                pass  # unreadable leftover: start over
+        self.layout = layout
+        self.resumed = False
+        if resume and self._reopen(width, height, len(layout.descriptions)):
+            self._dataset.update_tags(**tags)
+            return
         profile = dict(
-            driver="GTiff", width=width, height=height, count=1, dtype="uint8", crs=crs, transform=transform,
-            nodata=NODATA, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER",
+            driver="GTiff", width=width, height=height, count=len(layout.descriptions), dtype="uint8", crs=crs,
+            transform=transform, nodata=NODATA, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER",
+            interleave="band",
             # Fast compression while the network runs; the final copy compresses once, properly.
             compress="zstd", zstd_level=1,
         )  # fmt: skip
@@ -72,22 +110,36 @@ class ClassRasterSink:
             self._dataset = rasterio.open(self.stream_path, "w", **profile)
         except rasterio.errors.RasterioError as exc:
             raise OutputWriteError(f"cannot create ({exc})", path=self.path) from exc
-        colors = {i: (*c.color, 255) for i, c in enumerate(card.classes)}
-        colors[NODATA] = (0, 0, 0, 0)
-        self._dataset.write_colormap(1, colors)
-        self._dataset.set_band_description(1, "class")
-        self._dataset.update_tags(1, CLASS_NAMES=json.dumps(card.class_names),
-                                  **{f"CLASS_{i}": name for i, name in enumerate(card.class_names)})
-        self._dataset.update_tags(**tags)
+        ds = self._dataset
+        if layout.colormap:
+            ds.write_colormap(1, layout.colormap)
+        for band, description in enumerate(layout.descriptions, start=1):
+            ds.set_band_description(band, description)
+        if layout.band_tags:
+            ds.update_tags(1, **layout.band_tags)
+        if layout.scale != 1.0:
+            ds.scales = (layout.scale,) * ds.count
+        ds.update_tags(**tags)
 
-    def write(self, strip: Strip) -> None:
-        """Write finished rows."""
+    def _reopen(self, width: int, height: int, count: int) -> bool:
+        import rasterio
+
+        try:
+            self._dataset = rasterio.open(self.stream_path, "r+")
+        except rasterio.errors.RasterioError:
+            return False  # unreadable leftover: start over
+        if (self._dataset.width, self._dataset.height, self._dataset.count) != (width, height, count):
+            self._dataset.close()
+            return False
+        self.resumed = True
+        return True
+
+    def write(self, row_off: int, bands: np.ndarray) -> None:
+        """Write finished rows ``(bands, rows, width)`` uint8 starting at ``row_off``."""
         from rasterio.windows import Window
 
-        rows = strip.classes.shape[0]
-        if rows:
-            window = Window(0, strip.row_off, strip.classes.shape[1], rows)
-            self._dataset.write(np.ascontiguousarray(strip.classes)[None], window=window)
+        if bands.shape[1]:
+            self._dataset.write(np.ascontiguousarray(bands), window=Window(0, row_off, bands.shape[2], bands.shape[1]))
 
     def close(self) -> None:
         """Overviews, then the COG-layout copy to ``path``; the intermediate file is removed."""
@@ -110,10 +162,10 @@ class ClassRasterSink:
                 gdal_log.setLevel(logging.ERROR)
                 try:
                     with rasterio.Env(CPL_LOG=os.devnull, GDAL_NUM_THREADS="ALL_CPUS"):
-                        ds.build_overviews(factors, Resampling[self.overview_resampling])
+                        ds.build_overviews(factors, Resampling[self.layout.overview_resampling])
                 finally:
                     gdal_log.setLevel(level)
-                ds.update_tags(ns="rio_overview", resampling=self.overview_resampling)
+                ds.update_tags(ns="rio_overview", resampling=self.layout.overview_resampling)
             ds.close()
             # The network is done by now, so compression may use every core.
             rasterio.shutil.copy(
@@ -130,7 +182,26 @@ class ClassRasterSink:
 
     def discard(self) -> None:
         """Close and delete the intermediate file (after success or failure)."""
-        if not self._dataset.closed:
-            self._dataset.close()
+        self.suspend()
         self.stream_path.unlink(missing_ok=True)
         Path(str(self.stream_path) + ".ovr").unlink(missing_ok=True)
+
+
+def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """``(K, rows, width)`` probabilities -> uint8 x 254 with nodata 255 where not ``valid``."""
+    out = np.rint(probabilities * SCALE).astype(np.uint8)
+    out[:, ~valid] = NODATA
+    return out
+
+
+def encode_uncertainty(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Confidence, margin and entropy / ln K, ``(3, rows, width)`` uint8 x 254, nodata 255."""
+    k = probabilities.shape[0]
+    if k > 1:
+        top2 = np.partition(probabilities, k - 2, axis=0)[k - 2 :]
+        confidence, margin = top2[1], top2[1] - top2[0]
+    else:
+        confidence = margin = probabilities[0]
+    p = np.clip(probabilities, 1e-12, 1.0)
+    entropy = -(p * np.log(p)).sum(axis=0) / np.log(k) if k > 1 else np.zeros_like(confidence)
+    return encode_probabilities(np.clip(np.stack([confidence, margin, entropy]), 0.0, 1.0), valid)

@@ -291,3 +291,26 @@ def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, raster
     predict(rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=16))
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.tif", "killed.tif"]
+
+
+def test_probability_and_uncertainty_outputs_agree_with_the_class_map(tmp_path, rasters):
+    options = PredictOptions(tile_size=96, overlap=16, probabilities=True, uncertainty=True)
+    predict(rasters["nodata"], tmp_path / "map.tif", ContextRunner(), options)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["map.tif", "map_probabilities.tif", "map_uncertainty.tif"]
+    classes = _classes(tmp_path / "map.tif")
+    with rasterio.open(tmp_path / "map_probabilities.tif") as src:
+        assert src.count == 6 and src.descriptions[1] == "p(building)" and src.scales[0] == pytest.approx(1 / 254)
+        probabilities = src.read().astype(int)
+    with rasterio.open(tmp_path / "map_uncertainty.tif") as src:
+        assert src.descriptions == ("confidence", "margin", "entropy")
+        confidence, margin, entropy = src.read().astype(int)
+    valid = classes != NODATA
+    assert ((probabilities == NODATA).all(axis=0) == ~valid).all()
+    assert np.abs(probabilities[:, valid].sum(axis=0) - 254).max() <= 3  # rounding of six bands
+    assert np.abs(confidence[valid] - probabilities[:, valid].max(axis=0)).max() <= 1
+    agrees = probabilities[:, valid].argmax(axis=0) == classes[valid]
+    assert agrees.mean() > 0.99  # differs only where rounding to 1/254 creates ties
+    assert (margin[valid] <= confidence[valid]).all() and (entropy[valid] <= 254).all()
+    expected = naive_probabilities(rasters["nodata"], ContextRunner(), 96, 16, "cosine")[0]
+    np.testing.assert_allclose(probabilities[:, valid], np.rint(expected[:, valid] * 254), atol=1)

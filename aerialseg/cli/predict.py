@@ -43,6 +43,13 @@ def predict_command(
         str, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
     ] = "auto",
     allow_no_crs: Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")] = False,
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Also write <output>_probabilities.tif (a band per class, x254).")
+    ] = False,
+    uncertainty: Annotated[
+        bool,
+        typer.Option("--uncertainty", help="Also write <output>_uncertainty.tif: confidence, margin, entropy (x254)."),
+    ] = False,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run of the same input, model and settings.")
     ] = False,
@@ -59,6 +66,7 @@ def predict_command(
     options = PredictOptions(
         tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=parse_bands(bands), scale=scale,
         allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite, resume=resume,
+        probabilities=probabilities, uncertainty=uncertainty,
         extra_tags={"AERIALSEG_TTA": tta or "none"},
     )  # fmt: skip
     runner = open_runner(model, backend=backend, device=device, tta=tta)

@@ -115,3 +115,11 @@ def test_missing_onnxruntime_names_the_extra(capsys, workdir, rasters, abcnet_we
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what a missing package looks like to import
     code, _, err = run(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--backend", "onnx"], capsys)
     assert code == 1 and "pip install 'aerialseg[cpu]'" in err
+
+
+def test_extra_outputs_from_the_command_line(capsys, workdir, rasters, abcnet_weights):
+    code, _, _ = run(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--out-dir",
+                      str(workdir / "out"), "--probabilities", "--uncertainty"], capsys)
+    assert code == 0
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "OSBS_029_classes.tif", "OSBS_029_classes_probabilities.tif", "OSBS_029_classes_uncertainty.tif"]

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from aerialseg.errors import UnknownModelError
-from aerialseg.models import ARCHITECTURES, MODELS, create_model, get_spec, list_models
+from aerialseg.models import ARCHITECTURES, create_model, get_spec, list_models
 from conftest import reference_keys, reference_param_counts, requires_cuda
 
 SPECS = list_models()
