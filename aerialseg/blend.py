@@ -22,6 +22,7 @@ from .tiling import TilePlan, Window
 __all__ = ["StripAccumulator", "Strip", "NODATA", "first_argmax"]
 
 NODATA = 255
+_CHUNK_COLS = 2048
 
 
 def first_argmax(scores: np.ndarray) -> np.ndarray:
@@ -93,7 +94,9 @@ class StripAccumulator:
         return self._finish(self.plan.height - self.top)
 
     def _finish(self, rows: int) -> Strip:
-        classes = first_argmax(self.scores[:, :rows])
+        classes = np.empty((rows, self.plan.width), np.uint8)
+        for c in range(0, self.plan.width, _CHUNK_COLS):  # bounded temporaries on wide rasters
+            classes[:, c : c + _CHUNK_COLS] = first_argmax(self.scores[:, :rows, c : c + _CHUNK_COLS])
         valid = self.weights[:rows] > 0
         classes[~valid] = NODATA
         if not self.keep_probabilities:

@@ -47,7 +47,6 @@ from .tiling import TilePlan, plan_tiles
 __all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
-GDAL_CACHE_MB = 96
 
 
 @dataclass(frozen=True)
@@ -142,9 +141,17 @@ def predict(
     """Predict one raster into a class GeoTIFF; raises :class:`AerialsegError` on bad input or output."""
     import rasterio
 
-    # GDAL's block cache defaults to 5 % of RAM and would grow with the raster; the pipeline
-    # re-reads at most one row of blocks, so a small cache keeps memory flat.
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    # GDAL's block cache defaults to 5 % of RAM and would fill with the whole raster; the
+    # pipeline re-reads at most one row of input blocks (overlapping windows) and leaves one
+    # row of output blocks partly written, so that much (with room to spare) is enough.
+    try:
+        with rasterio.open(input_path) as probe:
+            item = probe.count * np.dtype(probe.dtypes[0]).itemsize + 1 if probe.count else 1
+            row_bytes = probe.width * max(probe.block_shapes[0][0] if probe.count else 0, 512) * item
+    except rasterio.errors.RasterioError:
+        row_bytes = 0  # RasterSource reports the problem properly
+    cache_mb = int(min(1024, max(32, 2 * row_bytes / 2**20)))
+    with rasterio.Env(GDAL_CACHEMAX=cache_mb):
         return _predict(Path(input_path), Path(output_path), runner, options, progress)
 
 
@@ -179,6 +186,7 @@ def _predict(
         )  # fmt: skip
         rows_done = load_rows_done(journal, key) if options.resume else None
         journal.unlink(missing_ok=True)  # a run killed from here on must start over
+        keep_partials = False  # set when an interrupted run leaves its partial files for --resume
         with ExitStack() as stack:
             sinks = []
             for path, kind, layout in outputs:
@@ -188,7 +196,7 @@ def _predict(
                     crs=source.crs, transform=source.transform, tags=_tags(runner, source, plan, options),
                     resume=rows_done is not None,
                 )  # fmt: skip
-                stack.callback(sink.discard)
+                stack.callback(lambda sink=sink: None if keep_partials else sink.discard())
                 sinks.append((kind, sink))
             resumed = rows_done is not None and all(sink.resumed for _, sink in sinks)
             written = _Written(rows_done if resumed else 0)
@@ -199,9 +207,7 @@ def _predict(
                     sink.suspend()
                 if written.rows > 0:
                     save_rows_done(journal, key, written.rows)
-                else:
-                    for _, sink in sinks:
-                        sink.discard()
+                    keep_partials = True
                 raise
             for _, sink in sinks:
                 sink.close()

@@ -14,24 +14,14 @@ from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import ExportParityError, OutputExistsError
 from aerialseg.export import export_onnx, parity_inputs
-from aerialseg.models import create_model
 from aerialseg.onnxrt import open_session
-from aerialseg.weights import load_model, save_weights
+from aerialseg.weights import load_model
+from conftest import make_weights
 
 
 def _weights(tmp_path, arch, backbone, dataset="vaihingen"):
-    torch.manual_seed(0)
-    model = create_model(arch, backbone, num_classes=6)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("gamma"):
-                tensor.fill_(0.3)  # exercise every attention path
-    info = DATASETS[dataset]
-    card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=info.gsd_m,
-                     dataset=dataset, tile_size=512, overlap=64)
-    path = tmp_path / f"{arch}-{backbone}.safetensors"
-    save_weights(model, card, path)
-    return path
+    return make_weights(tmp_path / f"{arch}-{backbone}.safetensors", arch, backbone, dataset, tile_size=512,
+                        overlap=64, gsd_m=DATASETS[dataset].gsd_m)
 
 
 def _real_tile(path, size=None):
