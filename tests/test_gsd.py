@@ -76,7 +76,7 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
     probabilities, valid = naive_probabilities(tmp_path / "coarse.tif", ContextRunner(), 96, 16, "cosine")
     rows, cols = _bilinear_matrix(200, 400), _bilinear_matrix(200, 400)
     weights = rows @ valid.astype(float) @ cols.T
-    scores = np.einsum("yi,kij,xj->kyx", rows, probabilities * valid, cols)
+    scores = np.stack([rows @ (p * valid) @ cols.T for p in probabilities])
     expected = scores.argmax(0).astype(np.uint8)
     expected[(weights <= 0) | ~native_valid] = NODATA
     with rasterio.open(tmp_path / "auto.tif") as out:
