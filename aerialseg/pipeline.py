@@ -340,8 +340,8 @@ def _run(
             skipped += len(batch) - len(full)
             if progress:
                 done = done_before + run + skipped
-                area = plan.tile_shape[0] * plan.tile_shape[1]
-                progress(Progress(source.path, done, len(plan), done * area / 1e6))
+                area = source.native_height * source.native_width / 1e6  # of the raster, as in the results
+                progress(Progress(source.path, done, len(plan), area * done / len(plan)))
         put(results, DONE, stop)
         stages[1].join()
     except Stopped:

@@ -40,7 +40,7 @@ def print_json(data: Any) -> None:
 class TileProgress:
     """A rich progress bar fed by the library's progress callback; silent when not a terminal."""
 
-    def __init__(self, enabled: bool | None = None):
+    def __init__(self, enabled: bool | None = None, files: int = 1):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self.enabled = out.is_terminal if enabled is None else enabled
@@ -48,13 +48,14 @@ class TileProgress:
             TextColumn("{task.description}", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("tiles  {task.fields[rate]}"),
+            TextColumn("{task.fields[rate]}"),
             TimeRemainingColumn(),
             console=err,
             disable=not self.enabled,
         )
         self._tasks: dict[str, Any] = {}
         self._started: dict[str, float] = {}
+        self._overall = self._bar.add_task("all files", total=files, rate="", visible=files > 1)
 
     def __enter__(self) -> TileProgress:
         self._bar.__enter__()
@@ -62,6 +63,10 @@ class TileProgress:
 
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
+
+    def file_done(self, result: Any) -> None:
+        """Advance the overall bar (a batch's files) by one."""
+        self._bar.advance(self._overall)
 
     def __call__(self, event: Any) -> None:
         """Update from a :class:`aerialseg.pipeline.Progress` event."""

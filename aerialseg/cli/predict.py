@@ -57,7 +57,7 @@ def predict_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
-    from ..pipeline import PredictOptions, predict_many
+    from ..pipeline import PredictOptions, expand_inputs, predict_many
     from ..runners import open_runner
 
     if gsd not in ("auto", "native"):
@@ -71,8 +71,11 @@ def predict_command(
     )  # fmt: skip
     runner = open_runner(model, backend=backend, device=device, tta=tta)
     try:
-        with console.TileProgress(enabled=None if not json_output else False) as progress:
-            results = predict_many(inputs, runner, options, out_dir=out_dir, output=output, progress=progress)
+        paths = expand_inputs(inputs)
+        with console.TileProgress(enabled=None if not json_output else False, files=len(paths)) as progress:
+            results = predict_many(
+                paths, runner, options, out_dir=out_dir, output=output, progress=progress, on_result=progress.file_done
+            )
     except KeyboardInterrupt:
         console.error("interrupted; run the same command with --resume to continue where it stopped")
         raise typer.Exit(130) from None
