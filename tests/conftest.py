@@ -61,6 +61,17 @@ def requires_cuda(test):
     return pytest.mark.cuda(skip(test))
 
 
+def attention_on(model, gamma: float = 0.3):
+    """Set every attention gamma (0 at initialisation) so the attention paths contribute."""
+    import torch
+
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("gamma"):
+                tensor.fill_(gamma)
+    return model
+
+
 def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", dataset: str = "potsdam",
                  tile_size: int = 128, overlap: int = 32, gsd_m: float | None = None) -> Path:
     """A weights file with random but fixed tensors, attention switched on (gamma != 0).
@@ -75,11 +86,7 @@ def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", d
     from aerialseg.weights import save_weights
 
     torch.manual_seed(0)
-    model = create_model(arch, backbone, num_classes=6)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("gamma"):
-                tensor.fill_(0.3)
+    model = attention_on(create_model(arch, backbone, num_classes=6))
     info = DATASETS[dataset]
     card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=gsd_m,
                      dataset=dataset, tile_size=tile_size, overlap=overlap)

@@ -10,17 +10,16 @@ from aerialseg.data.classes import DATASETS
 from aerialseg.errors import OutputExistsError, UnknownModelError, WeightsError
 from aerialseg.models import create_model
 from aerialseg.weights import list_weights, load_model, read_card, read_weights, resolve_weights, save_weights
+from conftest import attention_on
 
 
 def _trained_like(arch="abcnet", backbone="resnet18"):
     """A network with non-trivial attention (gamma != 0) and BN statistics, as after training."""
     torch.manual_seed(0)
-    model = create_model(arch, backbone, num_classes=6)
+    model = attention_on(create_model(arch, backbone, num_classes=6), gamma=0.4)
     with torch.no_grad():
         for name, tensor in model.state_dict().items():
-            if name.endswith("gamma"):
-                tensor.fill_(0.4)
-            elif name.endswith("running_mean"):
+            if name.endswith("running_mean"):
                 tensor.normal_(0, 0.1)
             elif name.endswith("running_var"):
                 tensor.uniform_(0.5, 2.0)
