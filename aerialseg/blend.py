@@ -19,7 +19,7 @@ import numpy as np
 
 from .tiling import TilePlan, Window
 
-__all__ = ["StripAccumulator", "Strip", "NODATA", "first_argmax"]
+__all__ = ["StripAccumulator", "LeanStripAccumulator", "Strip", "NODATA", "first_argmax"]
 
 NODATA = 255
 _CHUNK_COLS = 2048
@@ -103,3 +103,99 @@ class StripAccumulator:
             return Strip(self.top, classes)
         probabilities = self.scores[:, :rows] / np.where(valid, self.weights[:rows], 1.0)
         return Strip(self.top, classes, probabilities, valid.copy())
+
+
+class LeanStripAccumulator:
+    """The same strips as :class:`StripAccumulator` (class ids only), in far less memory.
+
+    Only the rows a tile row shares with the next one must be held across the whole width
+    (``carry``); the rest of a tile row is final column by column as its tiles arrive left
+    to right, so it is accumulated in a window two tiles wide and turned into class ids at
+    once. Memory is about ``(K + 1) * 2 * overlap * width * 4`` bytes plus one byte per pixel
+    of a strip, instead of ``(K + 1) * tile_height * width * 4``. Sums are formed in the same
+    order as the dense accumulator's, so the class ids are identical.
+    """
+
+    def __init__(self, plan: TilePlan, num_classes: int, start_row: int = 0):
+        self.plan = plan
+        self.k = num_classes
+        self.width = plan.width
+        self.capacity = 2 * plan.tile_shape[1]
+        self.row_starts = [r for r, _ in plan.row_spans]
+        self.top = start_row
+        self.carry = np.zeros((num_classes + 1, 0, plan.width), np.float32)  # rows from self.top down
+        self.r0: int | None = None
+
+    def begin_row(self, row_off: int) -> Strip | None:
+        """Start the tile row at ``row_off``; return the finished rows above it (None if none)."""
+        strip = self._end_row() if self.r0 is not None else None
+        i = self.row_starts.index(row_off)
+        height = self.plan.row_spans[i][1]
+        r1 = self.row_starts[i + 1] if i + 1 < len(self.row_starts) else self.plan.height
+        self.r0, self.upper = row_off, r1 - row_off
+        lower = row_off + height - r1
+        carried = self.carry.shape[1]
+        self.next_carry = np.zeros((self.k + 1, lower, self.width), np.float32)
+        if carried > self.upper:
+            self.next_carry[:, : carried - self.upper] += self.carry[:, self.upper :]
+        self.carry_upper = self.carry[:, : min(self.upper, carried)]
+        self.window = np.zeros((self.k + 1, self.upper, self.capacity), np.float32)
+        self.window_c0 = self.final_c = self.entered_c = 0
+        self.classes = np.empty((self.upper, self.width), np.uint8)
+        return strip
+
+    def add(self, window: Window, probabilities: np.ndarray, weight: np.ndarray) -> None:
+        """Accumulate one tile (same contract as :meth:`StripAccumulator.add`)."""
+        c, w, u = window.col_off, window.width, self.upper
+        self._finalize(c)
+        self._slide(self.final_c)
+        self._enter(c + w)
+        np.multiply(probabilities, weight, out=probabilities)
+        cols = slice(c - self.window_c0, c - self.window_c0 + w)
+        self.window[: self.k, :, cols] += probabilities[:, :u]
+        self.window[self.k, :, cols] += weight[:u]
+        self.next_carry[: self.k, :, c : c + w] += probabilities[:, u:]
+        self.next_carry[self.k, :, c : c + w] += weight[u:]
+
+    def finish(self) -> Strip:
+        """The last tile row's rows."""
+        return self._end_row()
+
+    def _end_row(self) -> Strip:
+        self._finalize(self.width)
+        strip = Strip(self.r0, self.classes)
+        self.carry, self.top = self.next_carry, self.r0 + self.upper
+        return strip
+
+    def _slide(self, c0: int) -> None:
+        """Move the window's left edge to column ``c0`` (columns left of it are final)."""
+        shift = c0 - self.window_c0
+        if shift <= 0:
+            return
+        keep = self.capacity - shift
+        if keep > 0:
+            self.window[:, :, :keep] = self.window[:, :, shift:]
+        self.window[:, :, max(keep, 0) :] = 0
+        self.window_c0 = c0
+
+    def _enter(self, c_to: int) -> None:
+        """Bring columns up to ``c_to`` into the window, with the rows carried from above."""
+        if c_to <= self.entered_c:
+            return
+        cols = slice(self.entered_c - self.window_c0, c_to - self.window_c0)
+        carried = self.carry_upper.shape[1]
+        if carried:
+            self.window[:, :carried, cols] += self.carry_upper[:, :, self.entered_c : c_to]
+        self.entered_c = c_to
+
+    def _finalize(self, c_to: int) -> None:
+        """Turn columns up to ``c_to`` into class ids (no tile of this row reaches them)."""
+        while self.final_c < c_to:
+            end = min(c_to, self.final_c + self.capacity)
+            self._slide(self.final_c)
+            self._enter(end)
+            span = slice(0, end - self.final_c)
+            classes = first_argmax(self.window[: self.k, :, span])
+            classes[self.window[self.k, :, span] <= 0] = NODATA
+            self.classes[:, self.final_c : end] = classes
+            self.final_c = end

@@ -19,7 +19,7 @@ import numpy as np
 from .card import ModelCard
 from .errors import AerialsegError, BandMismatchError, GSDMismatchError
 from .gsd import pixel_size_m
-from .tiling import plan_tiles
+from .tiling import TILE_ALIGN, plan_tiles
 
 __all__ = ["Finding", "DoctorReport", "doctor", "read_model_card"]
 
@@ -153,7 +153,9 @@ def doctor(
                 f"pixels), probabilities resampled back to the input grid", "--gsd native to predict as is",
             ))  # fmt: skip
         tile = tile_size or card.tile_size
-        plan = plan_tiles(source.height, source.width, tile, card.overlap if overlap is None else overlap)
+        plan = plan_tiles(
+            source.height, source.width, tile, card.overlap if overlap is None else overlap, align=TILE_ALIGN
+        )
         _estimates(report, card, plan, valid_share)
     if report.facts["nodata"].startswith("none") and valid_share == 1.0:
         report.findings.append(Finding(

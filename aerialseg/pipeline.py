@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_output, check_output
-from .blend import NODATA, Strip, StripAccumulator
+from .blend import NODATA, LeanStripAccumulator, Strip, StripAccumulator
 from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .resample import ScoreResampler
@@ -42,7 +42,7 @@ from .sink import (
 )
 from .source import RasterSource
 from .stages import DONE, Stage, Stopped, put, take
-from .tiling import TilePlan, plan_tiles
+from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 
 __all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
 
@@ -174,6 +174,7 @@ def _predict(
             options.tile_size or card.tile_size,
             card.overlap if options.overlap is None else options.overlap,
             options.blend,
+            align=TILE_ALIGN,
         )
         outputs = _outputs(output_path, card, options)
         for path, _, _ in outputs[1:]:
@@ -271,7 +272,10 @@ def _run(
     start_row = tile_rows[0][0][0].row_off if tile_rows else plan.height
     if resampler:
         resampler.resume(start_row, written.rows)
-    accumulator = StripAccumulator(plan, runner.card.num_classes, resampler is not None or extras, start_row)
+    if resampler is not None or extras:  # probabilities are needed: the dense accumulator keeps them
+        accumulator = StripAccumulator(plan, runner.card.num_classes, True, start_row)
+    else:
+        accumulator = LeanStripAccumulator(plan, runner.card.num_classes, start_row)
     done_before = len(plan) - sum(len(row) for row in tile_rows)
 
     def write_rows(strip: Strip) -> None:

@@ -1,8 +1,9 @@
 """Where tiles go and how much each pixel of a tile counts: pure geometry, no I/O.
 
-Along each axis, tiles of ``tile`` pixels start every ``tile - overlap`` pixels and the
-last one is shifted inward to end exactly at the raster's edge, so every pixel is covered,
-no window leaves the raster, and all windows of a raster share one size
+Along each axis, the fewest tiles of ``tile`` pixels that overlap by at least ``overlap``
+are spread evenly from the raster's first pixel to its last (starts aligned to the
+network's 32-pixel grid when asked), so every pixel is covered, no window leaves the
+raster, neighbours overlap nearly equally, and all windows share one size
 (``min(tile, height) x min(tile, width)``; a raster smaller than a tile is one window the
 network pads internally). Windows come in strip order (row-major), which lets the blender
 flush every row above the current tile row.
@@ -12,10 +13,11 @@ or ``linear`` blending, a tile's weight ramps up across the part it shares with 
 previous neighbour and down across the part it shares with its next one, complementary to
 the neighbour's ramp (sin^2 against cos^2), so two overlapping tiles' weights sum to one
 and a tile's unreliable border barely counts. Sides on the raster's edge are not ramped.
+(Three tiles can meet where a short axis forces overlaps beyond half a tile.)
 ``center`` gives each pixel wholly to the tile whose owned interval holds it (the midpoint
 of each overlap is the boundary): plain centre cropping. The blender divides by the summed
 weights, so the result is a weighted average wherever tiles meet, also where three meet
-near the shifted last tile or where nodata zeroes some weights.
+or where nodata zeroes some weights.
 """
 
 from __future__ import annotations
@@ -26,9 +28,10 @@ from functools import cached_property
 
 import numpy as np
 
-__all__ = ["Window", "TilePlan", "plan_tiles", "axis_spans", "axis_weights", "BLENDS"]
+__all__ = ["Window", "TilePlan", "plan_tiles", "axis_spans", "axis_weights", "BLENDS", "TILE_ALIGN"]
 
 BLENDS = ("cosine", "linear", "center")
+TILE_ALIGN = 32  # the networks downsample 32x: tiles on a 32-pixel grid agree with each other
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,28 @@ class Window:
         return slice(self.row_off, self.row_off + self.height), slice(self.col_off, self.col_off + self.width)
 
 
-def axis_spans(length: int, tile: int, overlap: int) -> list[tuple[int, int]]:
-    """``(start, size)`` of the tiles along one axis of ``length`` pixels."""
-    if length < 1 or tile < 1 or not 0 <= overlap < tile:
+def axis_spans(length: int, tile: int, overlap: int, align: int = 1) -> list[tuple[int, int]]:
+    """``(start, size)`` of the tiles along one axis of ``length`` pixels.
+
+    The fewest tiles that overlap by at least ``overlap`` are spread evenly between the
+    axis's ends. With ``align`` > 1 every start but the last is a multiple of ``align``: a
+    network that downsamples 32x computes the same features for a pixel in two tiles only if
+    the tiles are shifted by a multiple of 32, so aligned tiles agree with each other (and
+    with a whole-image pass) far better. Aligning uses a stride rounded down to a multiple of
+    ``align`` and starts rounded up, so no overlap falls below ``overlap``.
+    """
+    if length < 1 or tile < 1 or not 0 <= overlap < tile or align < 1:
         raise ValueError(f"need length >= 1, tile >= 1 and 0 <= overlap < tile (got {length}, {tile}, {overlap})")
     size = min(tile, length)
     if length <= tile:
         return [(0, size)]
     stride = tile - overlap
+    if stride // align * align < 2 * align:
+        align = 1  # tiles too small to align without repeating starts
+    stride = stride // align * align
     count = math.ceil((length - tile) / stride) + 1
-    starts = [i * stride for i in range(count - 1)] + [length - tile]
+    spacing = (length - tile) / (count - 1)
+    starts = [align * math.ceil(i * spacing / align - 1e-9) for i in range(count - 1)] + [length - tile]
     return [(start, size) for start in starts]
 
 
@@ -97,16 +112,17 @@ class TilePlan:
     tile: int
     overlap: int
     blend: str = "cosine"
+    align: int = 1
 
     @cached_property
     def row_spans(self) -> list[tuple[int, int]]:
         """``(row_off, height)`` of each tile row."""
-        return axis_spans(self.height, self.tile, self.overlap)
+        return axis_spans(self.height, self.tile, self.overlap, self.align)
 
     @cached_property
     def col_spans(self) -> list[tuple[int, int]]:
         """``(col_off, width)`` of each tile column."""
-        return axis_spans(self.width, self.tile, self.overlap)
+        return axis_spans(self.width, self.tile, self.overlap, self.align)
 
     @cached_property
     def _row_weights(self) -> list[np.ndarray]:
@@ -151,9 +167,9 @@ class TilePlan:
         return profile.tobytes()
 
 
-def plan_tiles(height: int, width: int, tile: int, overlap: int, blend: str = "cosine") -> TilePlan:
-    """Validate and build a :class:`TilePlan`."""
+def plan_tiles(height: int, width: int, tile: int, overlap: int, blend: str = "cosine", align: int = 1) -> TilePlan:
+    """Validate and build a :class:`TilePlan` (``align``: see :func:`axis_spans`)."""
     if blend not in BLENDS:
         raise ValueError(f"unknown blend {blend!r}; choose one of {', '.join(BLENDS)}")
-    axis_spans(height, tile, overlap)  # validates the numbers
-    return TilePlan(height, width, tile, overlap, blend)
+    axis_spans(height, tile, overlap, align)  # validates the numbers
+    return TilePlan(height, width, tile, overlap, blend, align)

@@ -16,6 +16,7 @@ from aerialseg.blend import NODATA
 from aerialseg.gsd import model_grid, pixel_size_m
 from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.runners import open_runner
+from aerialseg.tiling import TILE_ALIGN, plan_tiles
 from conftest import make_weights
 from test_pipeline import ContextRunner, naive_probabilities
 
@@ -89,4 +90,6 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
 def test_native_keeps_the_input_grid(tmp_path, rasters):
     weights = make_weights(tmp_path / "m20.safetensors", gsd_m=0.2, tile_size=96, overlap=16)
     result = predict(rasters["striped"], tmp_path / "n.tif", open_runner(weights), PredictOptions(gsd="native"))
-    assert result.tiles_run == 25
+    assert result.tiles_run == len(plan_tiles(400, 400, 96, 16, align=TILE_ALIGN))  # the 400 x 400 input grid
+    with rasterio.open(tmp_path / "n.tif") as out:
+        assert out.tags()["AERIALSEG_GSD"].startswith("native")

@@ -15,14 +15,17 @@ def axes(draw, max_length=3000):
     tile = draw(st.integers(1, 600))
     overlap = draw(st.integers(0, tile - 1))
     length = draw(st.integers(1, max_length))
-    return length, tile, overlap
+    align = draw(st.sampled_from([1, 32]))
+    return length, tile, overlap, align
 
 
 @settings(max_examples=400, deadline=None)
 @given(axes())
 def test_spans_stay_in_bounds_cover_everything_and_share_one_size(axis):
-    length, tile, overlap = axis
-    spans = axis_spans(length, tile, overlap)
+    length, tile, overlap, align = axis
+    spans = axis_spans(length, tile, overlap, align)
+    if align > 1 and (tile - overlap) // align >= 2:
+        assert all(start % align == 0 for start, _ in spans[:-1])  # on the network's grid
     covered = np.zeros(length, dtype=int)
     for start, size in spans:
         assert 0 <= start and start + size <= length
@@ -38,8 +41,8 @@ def test_spans_stay_in_bounds_cover_everything_and_share_one_size(axis):
 @settings(max_examples=400, deadline=None)
 @given(axes(), st.sampled_from(BLENDS))
 def test_axis_weights_sum_to_one_wherever_at_most_two_tiles_meet(axis, blend):
-    length, tile, overlap = axis
-    spans = axis_spans(length, tile, overlap)
+    length, tile, overlap, align = axis
+    spans = axis_spans(length, tile, overlap, align)
     total = np.zeros(length)
     count = np.zeros(length, dtype=int)
     for i, (start, size) in enumerate(spans):
@@ -83,9 +86,14 @@ def test_one_pixel_raster_is_one_window():
     assert plan.weights(0, 0).tolist() == [[1.0]]
 
 
-def test_last_tile_is_shifted_inward_not_padded():
-    assert axis_spans(1000, 512, 64) == [(0, 512), (448, 512), (488, 512)]
+def test_tiles_are_spread_evenly_to_the_edge_not_padded():
+    assert axis_spans(1000, 512, 64) == [(0, 512), (244, 512), (488, 512)]
+    assert axis_spans(1000, 512, 64, align=32) == [(0, 512), (256, 512), (488, 512)]
     assert axis_spans(960, 512, 64) == [(0, 512), (448, 512)]
+    spans = axis_spans(16384, 512, 64, align=32)
+    assert len(spans) == 37  # as many tiles as a plain 448-pixel stride needs
+    overlaps = {a + 512 - b for (a, _), (b, _) in zip(spans, spans[1:])}
+    assert min(overlaps) >= 64 and max(overlaps) <= 96  # nearly equal: none near a whole tile
 
 
 def test_invalid_numbers_are_refused():
