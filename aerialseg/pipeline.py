@@ -17,8 +17,8 @@ import os
 import queue
 import threading
 import time
-from contextlib import ExitStack
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,17 +29,9 @@ from .blend import NODATA, LeanStripAccumulator, Strip, StripAccumulator
 from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .resample import ScoreResampler
-from .runners import Runner
 from .card import ModelCard
-from .sink import (
-    RasterSink,
-    SinkLayout,
-    class_raster,
-    encode_probabilities,
-    encode_uncertainty,
-    probability_raster,
-    uncertainty_raster,
-)
+from .runners import Runner
+from .sink import RasterSink, SinkLayout, class_raster, probability_raster, uncertainty_raster
 from .source import RasterSource
 from .stages import DONE, Stage, Stopped, put, take
 from .tiling import TILE_ALIGN, TilePlan, plan_tiles
@@ -177,40 +169,41 @@ def _predict(
             align=TILE_ALIGN,
         )
         outputs = _outputs(output_path, card, options)
-        for path, _, _ in outputs[1:]:
+        for path, _ in outputs[1:]:
             check_output(path, options.overwrite)
         journal = partial_paths(output_path)[1]
         key = run_key(
             input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
             grid=[source.height, source.width], bands=source.indexes, scaling=source.scaling.rule,
-            outputs=[kind for _, kind, _ in outputs],
+            outputs=[layout.name for _, layout in outputs],
         )  # fmt: skip
         rows_done = load_rows_done(journal, key) if options.resume else None
         journal.unlink(missing_ok=True)  # a run killed from here on must start over
         keep_partials = False  # set when an interrupted run leaves its partial files for --resume
         with ExitStack() as stack:
             sinks = []
-            for path, kind, layout in outputs:
+            tags = _tags(runner, source, plan, options)
+            for path, layout in outputs:
                 tmp = stack.enter_context(atomic_output(path, overwrite=options.overwrite))
                 sink = RasterSink(
                     tmp, partial_paths(path)[0], layout, width=source.native_width, height=source.native_height,
-                    crs=source.crs, transform=source.transform, tags=_tags(runner, source, plan, options),
+                    crs=source.crs, transform=source.transform, tags=tags,
                     resume=rows_done is not None,
                 )  # fmt: skip
                 stack.callback(lambda sink=sink: None if keep_partials else sink.discard())
-                sinks.append((kind, sink))
-            resumed = rows_done is not None and all(sink.resumed for _, sink in sinks)
+                sinks.append(sink)
+            resumed = rows_done is not None and all(sink.resumed for sink in sinks)
             written = _Written(rows_done if resumed else 0)
             try:
                 counts = _run(source, plan, runner, sinks, options, progress, written)
             except BaseException:
-                for _, sink in sinks:
+                for sink in sinks:
                     sink.suspend()
                 if written.rows > 0:
                     save_rows_done(journal, key, written.rows)
                     keep_partials = True
                 raise
-            for _, sink in sinks:
+            for sink in sinks:
                 sink.close()
     megapixels = source.native_height * source.native_width / 1e6
     return PredictResult(
@@ -218,24 +211,14 @@ def _predict(
     )
 
 
-def _outputs(output_path: Path, card: ModelCard, options: PredictOptions) -> list[tuple[Path, str, SinkLayout]]:
-    """``(path, kind, layout)`` of every raster this run writes; the class map first."""
-    outputs = [(output_path, "classes", class_raster(card))]
-    if options.probabilities:
-        path = output_path.with_name(f"{output_path.stem}_probabilities.tif")
-        outputs.append((path, "probabilities", probability_raster(card)))
-    if options.uncertainty:
-        path = output_path.with_name(f"{output_path.stem}_uncertainty.tif")
-        outputs.append((path, "uncertainty", uncertainty_raster(card)))
+def _outputs(output_path: Path, card: ModelCard, options: PredictOptions) -> list[tuple[Path, SinkLayout]]:
+    """``(path, layout)`` of every raster this run writes; the class map first."""
+    outputs = [(output_path, class_raster(card))]
+    for wanted, layout in ((options.probabilities, probability_raster), (options.uncertainty, uncertainty_raster)):
+        if wanted:
+            extra = layout(card)
+            outputs.append((output_path.with_name(f"{output_path.stem}_{extra.name}.tif"), extra))
     return outputs
-
-
-def _encode(kind: str, strip: Strip) -> np.ndarray:
-    if kind == "classes":
-        return strip.classes[None]
-    if kind == "probabilities":
-        return encode_probabilities(strip.probabilities, strip.valid)
-    return encode_uncertainty(strip.probabilities, strip.valid)
 
 
 @dataclass
@@ -249,7 +232,7 @@ def _run(
     source: RasterSource,
     plan: TilePlan,
     runner: Runner,
-    sinks: list[tuple[str, RasterSink]],
+    sinks: list[RasterSink],
     options: PredictOptions,
     progress: Callable[[Progress], None] | None,
     written: _Written,
@@ -288,8 +271,8 @@ def _run(
                 None if strip.probabilities is None else strip.probabilities[:, skip:],
                 None if strip.valid is None else strip.valid[skip:],
             )  # fmt: skip
-        for kind, sink in sinks:
-            sink.write(strip.row_off, _encode(kind, strip))
+        for sink in sinks:
+            sink.write(strip.row_off, sink.layout.encode(strip))
         written.rows = strip.row_off + strip.classes.shape[0]
 
     def emit(strip: Strip) -> None:

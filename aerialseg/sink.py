@@ -22,11 +22,11 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
-from .blend import NODATA
+from .blend import NODATA, Strip
 from .card import ModelCard
 from .errors import OutputWriteError
 
@@ -42,10 +42,15 @@ _MIN_OVERVIEW = 256
 
 @dataclass(frozen=True)
 class SinkLayout:
-    """What one output raster holds, band by band."""
+    """What one output raster holds, band by band, and how a finished strip becomes its bands.
 
+    ``encode`` maps a :class:`~aerialseg.blend.Strip` to ``(bands, rows, width)`` uint8.
+    """
+
+    name: str
     descriptions: tuple[str, ...]
     overview_resampling: str
+    encode: Callable[[Strip], np.ndarray]
     colormap: dict[int, tuple[int, int, int, int]] | None = None
     band_tags: dict[str, str] = field(default_factory=dict)
     scale: float = 1.0
@@ -56,17 +61,26 @@ def class_raster(card: ModelCard) -> SinkLayout:
     colors = {i: (*c.color, 255) for i, c in enumerate(card.classes)}
     colors[NODATA] = (0, 0, 0, 0)
     names = {f"CLASS_{i}": name for i, name in enumerate(card.class_names)}
-    return SinkLayout(("class",), "mode", colors, {"CLASS_NAMES": json.dumps(card.class_names), **names})
+    return SinkLayout(
+        "classes", ("class",), "mode", lambda strip: strip.classes[None], colors,
+        {"CLASS_NAMES": json.dumps(card.class_names), **names},
+    )  # fmt: skip
 
 
 def probability_raster(card: ModelCard) -> SinkLayout:
     """One band per class: probability x 254."""
-    return SinkLayout(tuple(f"p({name})" for name in card.class_names), "average", scale=1 / SCALE)
+    return SinkLayout(
+        "probabilities", tuple(f"p({name})" for name in card.class_names), "average",
+        lambda strip: encode_probabilities(strip.probabilities, strip.valid), scale=1 / SCALE,
+    )  # fmt: skip
 
 
 def uncertainty_raster(card: ModelCard) -> SinkLayout:
     """Confidence, margin and normalised entropy, each x 254."""
-    return SinkLayout(("confidence", "margin", "entropy"), "average", scale=1 / SCALE)
+    return SinkLayout(
+        "uncertainty", ("confidence", "margin", "entropy"), "average",
+        lambda strip: encode_uncertainty(strip.probabilities, strip.valid), scale=1 / SCALE,
+    )  # fmt: skip
 
 
 class RasterSink:

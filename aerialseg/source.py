@@ -150,7 +150,6 @@ class RasterSource:
         ds = self._dataset
         self.native_height, self.native_width = ds.height, ds.width
         self.crs, self.transform = ds.crs, ds.transform
-        self.block_shape = ds.block_shapes[0]
         self._reader = ds if self.grid is None else self._warped(self.grid)
         self.height, self.width = self._reader.height, self._reader.width
         self._mask_reader = None
@@ -234,11 +233,6 @@ class RasterSource:
         if s.clip:
             np.clip(data, 0.0, 1.0, out=data)
         return data, valid
-
-    @property
-    def is_tiled(self) -> bool:
-        """Whether the file stores blocks (not whole-width strips)."""
-        return self.block_shape[1] < self.width or self.width <= 256
 
     def close(self) -> None:
         """Close the file (and the warped view and mask handle, if any)."""

@@ -315,3 +315,16 @@ def test_probability_and_uncertainty_outputs_agree_with_the_class_map(tmp_path, 
     assert (margin[valid] <= confidence[valid]).all() and (entropy[valid] <= 254).all()
     expected = naive_probabilities(rasters["nodata"], ContextRunner(), 96, 16, "cosine")[0]
     np.testing.assert_allclose(probabilities[:, valid], np.rint(expected[:, valid] * 254), atol=1)
+
+
+def test_a_static_size_onnx_export_predicts_with_its_own_tile_size(tmp_path, rasters, abcnet_weights):
+    from aerialseg.export import export_onnx
+
+    onnx_path = tmp_path / "m256.onnx"
+    export_onnx(abcnet_weights, onnx_path, opset=17, static_size=256)
+    runner = open_runner(onnx_path)
+    assert runner.card.tile_size == 256
+    result = predict(rasters["striped"], tmp_path / "out.tif", runner, PredictOptions())
+    assert result.status == "ok" and result.tiles_run == len(plan_tiles(400, 400, 256, 32, align=TILE_ALIGN))
+    small = crop(rasters["striped"], tmp_path, 100, 150)  # smaller than the fixed tile: padded inside
+    assert predict(small, tmp_path / "small.tif", runner, PredictOptions()).status == "ok"

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..card import ModelCard
-from ..errors import WeightsError
+from ..errors import AerialsegError, WeightsError
 from ..onnxrt import import_onnxruntime, open_session
 
 __all__ = ["OnnxRunner", "cached_export", "onnx_cache_dir"]
@@ -52,17 +52,29 @@ class OnnxRunner:
             raise WeightsError(
                 "ONNX file has no aerialseg model card", path=path, hint="export it with 'aerialseg export'"
             )
-        self.card = ModelCard.from_json(meta["aerialseg.card"])
+        card = ModelCard.from_json(meta["aerialseg.card"])
         self.logits = meta.get("aerialseg.output") == "logits"
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
         self.static_size = shape[2] if isinstance(shape[2], int) else None
+        if self.static_size:  # a --static-size export takes only that tile size
+            card = card.replace(tile_size=self.static_size, overlap=min(card.overlap, self.static_size // 4))
+        self.card = card
         self.description = f"ONNX Runtime ({self.session.get_providers()[0]})"
-        self.path = path
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """``(N, bands, H, W)`` in [0, 1] -> ``(N, K, H, W)`` float32 probabilities."""
+        height, width = batch.shape[2:]
+        if self.static_size:
+            if max(height, width) > self.static_size:
+                raise AerialsegError(
+                    f"this ONNX file takes tiles of {self.static_size} pixels, not {height} x {width}",
+                    hint=f"pass --tile-size {self.static_size} or less, or export without --static-size",
+                )
+            pad = ((0, 0), (0, 0), (0, self.static_size - height), (0, self.static_size - width))
+            batch = np.pad(batch, pad, mode="edge")  # rasters smaller than a tile
         out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        out = out[:, :, :height, :width]
         if self.logits:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
