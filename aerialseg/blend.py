@@ -109,37 +109,37 @@ class LeanStripAccumulator:
     """The same strips as :class:`StripAccumulator` (class ids only), in far less memory.
 
     Only the rows a tile row shares with the next one must be held across the whole width
-    (``carry``); the rest of a tile row is final column by column as its tiles arrive left
+    (the carry); the rest of a tile row is final column by column as its tiles arrive left
     to right, so it is accumulated in a window two tiles wide and turned into class ids at
-    once. Memory is about ``(K + 1) * 2 * overlap * width * 4`` bytes plus one byte per pixel
-    of a strip, instead of ``(K + 1) * tile_height * width * 4``. Sums are formed in the same
-    order as the dense accumulator's, so the class ids are identical.
+    once. One carry buffer serves every tile row: a column's carried sums move into the
+    window just before the current row's tiles first write that column's own carry, so the
+    buffer is reused in place. Memory is ``(K + 1) * overlap * width * 4`` bytes plus one
+    byte per pixel of a strip, instead of ``(K + 1) * tile_height * width * 4``. Sums are
+    formed in the same order as the dense accumulator's, so the class ids are identical.
     """
 
     def __init__(self, plan: TilePlan, num_classes: int, start_row: int = 0):
         self.plan = plan
         self.k = num_classes
         self.width = plan.width
-        self.capacity = 2 * plan.tile_shape[1]
         self.row_starts = [r for r, _ in plan.row_spans]
+        ends = [r + h for r, h in plan.row_spans]
+        lowers = [end - nxt for end, nxt in zip(ends, self.row_starts[1:])]
+        uppers = [nxt - r for r, nxt in zip(self.row_starts, self.row_starts[1:] + [plan.height])]
+        self.carry = np.zeros((num_classes + 1, max(lowers, default=0), plan.width), np.float32)
+        self.carried = 0  # rows of ``carry`` holding sums, from row ``top`` down
+        self.window = np.zeros((num_classes + 1, max(uppers), 2 * plan.tile_shape[1]), np.float32)
         self.top = start_row
-        self.carry = np.zeros((num_classes + 1, 0, plan.width), np.float32)  # rows from self.top down
         self.r0: int | None = None
 
     def begin_row(self, row_off: int) -> Strip | None:
         """Start the tile row at ``row_off``; return the finished rows above it (None if none)."""
         strip = self._end_row() if self.r0 is not None else None
         i = self.row_starts.index(row_off)
-        height = self.plan.row_spans[i][1]
         r1 = self.row_starts[i + 1] if i + 1 < len(self.row_starts) else self.plan.height
         self.r0, self.upper = row_off, r1 - row_off
-        lower = row_off + height - r1
-        carried = self.carry.shape[1]
-        self.next_carry = np.zeros((self.k + 1, lower, self.width), np.float32)
-        if carried > self.upper:
-            self.next_carry[:, : carried - self.upper] += self.carry[:, self.upper :]
-        self.carry_upper = self.carry[:, : min(self.upper, carried)]
-        self.window = np.zeros((self.k + 1, self.upper, self.capacity), np.float32)
+        self.lower = row_off + self.plan.row_spans[i][1] - r1
+        self.window[:, : self.upper] = 0
         self.window_c0 = self.final_c = self.entered_c = 0
         self.classes = np.empty((self.upper, self.width), np.uint8)
         return strip
@@ -152,10 +152,10 @@ class LeanStripAccumulator:
         self._enter(c + w)
         np.multiply(probabilities, weight, out=probabilities)
         cols = slice(c - self.window_c0, c - self.window_c0 + w)
-        self.window[: self.k, :, cols] += probabilities[:, :u]
-        self.window[self.k, :, cols] += weight[:u]
-        self.next_carry[: self.k, :, c : c + w] += probabilities[:, u:]
-        self.next_carry[self.k, :, c : c + w] += weight[u:]
+        self.window[: self.k, :u, cols] += probabilities[:, :u]
+        self.window[self.k, :u, cols] += weight[:u]
+        self.carry[: self.k, : self.lower, c : c + w] += probabilities[:, u:]
+        self.carry[self.k, : self.lower, c : c + w] += weight[u:]
 
     def finish(self) -> Strip:
         """The last tile row's rows."""
@@ -163,39 +163,46 @@ class LeanStripAccumulator:
 
     def _end_row(self) -> Strip:
         self._finalize(self.width)
-        strip = Strip(self.r0, self.classes)
-        self.carry, self.top = self.next_carry, self.r0 + self.upper
-        return strip
+        self.carried, self.top = self.lower, self.r0 + self.upper
+        return Strip(self.r0, self.classes)
 
     def _slide(self, c0: int) -> None:
         """Move the window's left edge to column ``c0`` (columns left of it are final)."""
         shift = c0 - self.window_c0
         if shift <= 0:
             return
-        keep = self.capacity - shift
+        capacity = self.window.shape[2]
+        keep = capacity - shift
+        rows = slice(0, self.upper)
         if keep > 0:
-            self.window[:, :, :keep] = self.window[:, :, shift:]
-        self.window[:, :, max(keep, 0) :] = 0
+            self.window[:, rows, :keep] = self.window[:, rows, shift:]
+        self.window[:, rows, max(keep, 0) :] = 0
         self.window_c0 = c0
 
     def _enter(self, c_to: int) -> None:
-        """Bring columns up to ``c_to`` into the window, with the rows carried from above."""
+        """Bring columns up to ``c_to`` into the window: their carried rows from above move in,
+        and their carry rows are reset for this row's tiles (keeping sums that reach below it)."""
         if c_to <= self.entered_c:
             return
+        c = slice(self.entered_c, c_to)
         cols = slice(self.entered_c - self.window_c0, c_to - self.window_c0)
-        carried = self.carry_upper.shape[1]
-        if carried:
-            self.window[:, :carried, cols] += self.carry_upper[:, :, self.entered_c : c_to]
+        inside = min(self.upper, self.carried)
+        if inside:
+            self.window[:, :inside, cols] += self.carry[:, :inside, c]
+        below = self.carry[:, self.upper : self.carried, c].copy()  # rows past this tile row too
+        self.carry[:, : self.lower, c] = 0
+        self.carry[:, : below.shape[1], c] += below
         self.entered_c = c_to
 
     def _finalize(self, c_to: int) -> None:
         """Turn columns up to ``c_to`` into class ids (no tile of this row reaches them)."""
+        capacity = self.window.shape[2]
         while self.final_c < c_to:
-            end = min(c_to, self.final_c + self.capacity)
+            end = min(c_to, self.final_c + capacity)
             self._slide(self.final_c)
             self._enter(end)
             span = slice(0, end - self.final_c)
-            classes = first_argmax(self.window[: self.k, :, span])
-            classes[self.window[self.k, :, span] <= 0] = NODATA
+            classes = first_argmax(self.window[: self.k, : self.upper, span])
+            classes[self.window[self.k, : self.upper, span] <= 0] = NODATA
             self.classes[:, self.final_c : end] = classes
             self.final_c = end

@@ -39,7 +39,7 @@ def pixel_size_m(crs: Any, transform: Any, height: int, width: int = 1) -> tuple
     if crs is None:
         return None
     col, row = width / 2, height / 2
-    corners = [transform * (col, row), transform * (col + 1, row), transform * (col, row + 1)]
+    corners = [transform @ (col, row), transform @ (col + 1, row), transform @ (col, row + 1)]
     lons, lats = warp_points(crs, "EPSG:4326", [c[0] for c in corners], [c[1] for c in corners])
     latitude = math.radians(lats[0])
     sin2 = math.sin(latitude) ** 2
@@ -90,5 +90,5 @@ def model_grid(crs: Any, transform: Any, height: int, width: int, model_gsd_m: f
         )
     new_height = max(1, round(height / factor))
     new_width = max(1, round(width / factor))
-    new_transform = transform * Affine.scale(width / new_width, height / new_height)
+    new_transform = transform @ Affine.scale(width / new_width, height / new_height)
     return ModelGrid(new_height, new_width, new_transform, input_gsd, model_gsd_m)

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +35,7 @@ from .sink import RasterSink, SinkLayout, class_raster, probability_raster, unce
 from .source import RasterSource
 from .stages import DONE, Stage, Stopped, put, take
 from .tiling import TILE_ALIGN, TilePlan, plan_tiles
+from .vector import VectorizeOptions
 
 __all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
 
@@ -52,6 +53,8 @@ class PredictOptions:
     ``resume`` continues an interrupted run of the same input, model and settings.
     ``probabilities`` / ``uncertainty`` also write ``<output>_probabilities.tif`` (one band per
     class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values x 254.
+    ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>`` (with
+    confidence attributes from the probability or uncertainty raster when one is written).
     """
 
     tile_size: int | None = None
@@ -68,6 +71,8 @@ class PredictOptions:
     uncertainty: bool = False
     queue_tiles: int = 4
     extra_tags: dict[str, str] = field(default_factory=dict)
+    vectorize: VectorizeOptions | None = None
+    objects_suffix: str = ".gpkg"
 
 
 @dataclass(frozen=True)
@@ -171,6 +176,10 @@ def _predict(
         outputs = _outputs(output_path, card, options)
         for path, _ in outputs[1:]:
             check_output(path, options.overwrite)
+        if options.vectorize is not None:
+            from .vector.writer import format_for
+
+            format_for(check_output(_objects_path(output_path, options), options.overwrite))
         journal = partial_paths(output_path)[1]
         key = run_key(
             input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
@@ -205,10 +214,20 @@ def _predict(
                 raise
             for sink in sinks:
                 sink.close()
+    if options.vectorize is not None:
+        from .vector import vectorize
+
+        confidence = next((path for path, layout in outputs[1:]), None)  # probabilities first, else uncertainty
+        vectorize(output_path, _objects_path(output_path, options),
+                  replace(options.vectorize, confidence=confidence, overwrite=options.overwrite))  # fmt: skip
     megapixels = source.native_height * source.native_width / 1e6
     return PredictResult(
         input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1]
     )
+
+
+def _objects_path(output_path: Path, options: PredictOptions) -> Path:
+    return output_path.with_name(f"{output_path.stem.removesuffix('_classes')}_objects{options.objects_suffix}")
 
 
 def _outputs(output_path: Path, card: ModelCard, options: PredictOptions) -> list[tuple[Path, SinkLayout]]:

@@ -154,14 +154,19 @@ class TilePlan:
     def weights(self, row_index: int, col_index: int) -> np.ndarray:
         """Blend weights ``(h, w)`` float32 of the window at (row_index, col_index); do not modify.
 
-        Interior tiles share their 1-D profiles, so the few distinct 2-D products are cached.
+        Interior tiles share their 1-D profiles, so the few distinct 2-D products of the current
+        row profile are cached (tiles come in strip order; the cache is dropped when the row
+        profile changes, so it never grows with the raster).
         """
         row, col = self._row_weights[row_index], self._col_weights[col_index]
-        key = (self._profile_id(row), self._profile_id(col))
-        cache = self.__dict__.setdefault("_weight_cache", {})
-        if key not in cache:
-            cache[key] = np.outer(row, col)
-        return cache[key]
+        row_id, col_id = self._profile_id(row), self._profile_id(col)
+        cache = self.__dict__.get("_weight_cache")
+        if cache is None or cache[0] != row_id:
+            cache = self.__dict__["_weight_cache"] = (row_id, {})
+        products = cache[1]
+        if col_id not in products:
+            products[col_id] = np.outer(row, col)
+        return products[col_id]
 
     def _profile_id(self, profile: np.ndarray) -> bytes:
         return profile.tobytes()

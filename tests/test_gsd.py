@@ -67,7 +67,7 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
     assert result.tiles_run == 9  # a 200 x 200 model grid in 96-pixel tiles, not 400 x 400
     with rasterio.open(rasters["striped"]) as src:
         coarse = np.zeros((src.count, 200, 200), np.uint8)
-        transform = src.transform * src.transform.scale(2, 2)
+        transform = src.transform @ src.transform.scale(2, 2)
         reproject(src.read(), coarse, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
                   dst_crs=src.crs, resampling=Resampling.average, src_nodata=src.nodata, dst_nodata=src.nodata)
         profile = src.profile | dict(width=200, height=200, transform=transform)

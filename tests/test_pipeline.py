@@ -328,3 +328,31 @@ def test_a_static_size_onnx_export_predicts_with_its_own_tile_size(tmp_path, ras
     assert result.status == "ok" and result.tiles_run == len(plan_tiles(400, 400, 256, 32, align=TILE_ALIGN))
     small = crop(rasters["striped"], tmp_path, 100, 150)  # smaller than the fixed tile: padded inside
     assert predict(small, tmp_path / "small.tif", runner, PredictOptions()).status == "ok"
+
+
+def test_predict_vectorize_writes_the_objects_of_its_class_map(tmp_path, rasters):
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    from aerialseg.vector import VectorizeOptions, vectorize
+
+    names = [c.name for c in DATASETS["potsdam"].classes]
+    exact = dict(min_area_m2=0, fill_holes_m2=0, simplify=0)
+    predict(rasters["nodata"], tmp_path / "plain.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=16))
+    counts = np.bincount(_classes(tmp_path / "plain.tif").ravel(), minlength=256)[: len(names)]
+    chosen = tuple(names[i] for i in np.argsort(counts)[::-1][:2])  # the two classes this stand-in maps most
+    options = PredictOptions(tile_size=96, overlap=16, probabilities=True,
+                             vectorize=VectorizeOptions(classes=chosen, **exact))  # fmt: skip
+    predict(rasters["nodata"], tmp_path / "map_classes.tif", ContextRunner(), options)
+    objects = tmp_path / "map_objects.gpkg"
+    alone = vectorize(tmp_path / "map_classes.tif", tmp_path / "alone.gpkg", VectorizeOptions(classes=chosen, **exact))
+    for layer in chosen:
+        got = gpd.read_file(objects, layer=layer)
+        assert len(got) == alone.counts[layer] > 0
+        with rasterio.open(tmp_path / "map_classes_probabilities.tif") as src:
+            p = src.read(names.index(layer) + 1).astype(float) / 254
+            transform = src.transform
+        for row in got.sample(min(len(got), 20), random_state=0).itertuples():
+            inside = rasterize([(row.geometry, 1)], out_shape=p.shape, transform=transform, dtype="uint8") == 1
+            assert row.mean_confidence == pytest.approx(p[inside].mean(), abs=1e-6)
+            assert row.max_confidence == pytest.approx(p[inside].max(), abs=1e-6)

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["out", "err", "error", "table", "print_json", "TileProgress"]
+__all__ = ["out", "err", "error", "table", "print_json", "TileProgress", "RowProgress"]
 
 out = Console(highlight=False, markup=False)  # file names may contain [brackets]
 err = Console(stderr=True, highlight=False)
@@ -80,3 +80,26 @@ class TileProgress:
         self._bar.update(
             self._tasks[key], completed=event.tiles_done, rate=f"{event.megapixels_done / elapsed:.2f} MP/s"
         )
+
+
+class RowProgress:
+    """A rich progress bar over a raster's rows (vectorize); silent when not a terminal."""
+
+    def __init__(self, name: str, enabled: bool | None = None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn(name, markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+            TimeRemainingColumn(), console=err, disable=not (out.is_terminal if enabled is None else enabled),
+        )  # fmt: skip
+        self._task = self._bar.add_task(name, total=None)
+
+    def __enter__(self) -> RowProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+    def __call__(self, rows_done: int, rows_total: int) -> None:
+        self._bar.update(self._task, completed=rows_done, total=rows_total)

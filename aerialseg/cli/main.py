@@ -20,6 +20,7 @@ from .doctor import doctor_command
 from .export import export_command
 from .models import models_command
 from .predict import predict_command
+from .vectorize import vectorize_command
 from .weights import weights_app
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ def callback(
 
 
 app.command("predict")(predict_command)
+app.command("vectorize")(vectorize_command)
 app.command("doctor")(doctor_command)
 app.command("models")(models_command)
 app.command("export")(export_command)

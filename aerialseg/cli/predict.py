@@ -53,12 +53,23 @@ def predict_command(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue an interrupted run of the same input, model and settings.")
     ] = False,
+    vectorize: Annotated[
+        Optional[str],
+        typer.Option(help="Also write <output>_objects.gpkg with these classes' polygons, e.g. building,car."),
+    ] = None,
+    objects_format: Annotated[
+        str, typer.Option(help="Format of the objects file: gpkg, parquet, fgb or geojson.")
+    ] = "gpkg",
+    regularize: Annotated[bool, typer.Option("--regularize", help="Square vectorized buildings.")] = False,
+    car_geometry: Annotated[str, typer.Option(help="Vectorized cars as outline or box.")] = "outline",
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
     from ..pipeline import PredictOptions, expand_inputs, predict_many
     from ..runners import open_runner
+    from ..vector import VectorizeOptions
+    from .vectorize import parse_classes
 
     if gsd not in ("auto", "native"):
         raise typer.BadParameter("use 'auto' or 'native'", param_hint="--gsd")
@@ -68,6 +79,9 @@ def predict_command(
         allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite, resume=resume,
         probabilities=probabilities, uncertainty=uncertainty,
         extra_tags={"AERIALSEG_TTA": tta or "none"},
+        vectorize=VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
+        if vectorize is not None else None,
+        objects_suffix=f".{objects_format.lstrip('.')}",
     )  # fmt: skip
     runner = open_runner(model, backend=backend, device=device, tta=tta)
     try:
@@ -87,8 +101,12 @@ def predict_command(
             ["file", "megapixels", "seconds", "MP/s", "tiles run / skipped", "status"],
             [
                 (
-                    r.input.name, f"{r.megapixels:.2f}", f"{r.seconds:.1f}", f"{r.megapixels_per_second:.2f}",
-                    f"{r.tiles_run} / {r.tiles_skipped}", r.status,
+                    r.input.name,
+                    f"{r.megapixels:.2f}",
+                    f"{r.seconds:.1f}",
+                    f"{r.megapixels_per_second:.2f}",
+                    f"{r.tiles_run} / {r.tiles_skipped}",
+                    r.status,
                 )
                 for r in results
             ],  # fmt: skip

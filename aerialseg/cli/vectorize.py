@@ -1,0 +1,81 @@
+"""``aerialseg vectorize``: class rasters in, one polygon layer per class out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import console
+from .options import JsonOutput, Overwrite
+
+
+def parse_classes(text: str | None) -> tuple[str, ...] | None:
+    """``"building,car"`` -> ``("building", "car")``; None or empty stays None (the defaults)."""
+    items = tuple(item.strip() for item in (text or "").split(",") if item.strip())
+    return items or None
+
+
+def parse_simplify(text: str | None) -> tuple[float | None, str]:
+    """``"1.5px"`` / ``"0.3m"`` / ``"2"`` (pixels) -> ``(value, unit)``."""
+    if text is None:
+        return None, "px"
+    value, unit = (text[:-2], "px") if text.endswith("px") else (text[:-1], "m") if text.endswith("m") else (text, "px")
+    try:
+        return float(value), unit
+    except ValueError:
+        raise typer.BadParameter("give a tolerance like 1px or 0.3m", param_hint="--simplify") from None
+
+
+ClassesOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--classes", help="Classes to vectorize: names, ids or name=id, comma-separated (default: building,car)."
+    ),
+]
+
+
+def vectorize_command(
+    raster: Annotated[Path, typer.Argument(help="Class raster (e.g. a _classes.tif written by predict).")],
+    output: Annotated[
+        Path, typer.Option("-o", "--output", help="Output: .gpkg (a layer per class), .parquet, .fgb or .geojson.")
+    ],
+    classes: ClassesOption = None,
+    confidence: Annotated[
+        Optional[Path],
+        typer.Option(help="Probability or uncertainty raster of the same grid: adds mean/max confidence."),
+    ] = None,
+    min_area: Annotated[Optional[float], typer.Option(help="Drop objects smaller than this (m²).")] = None,
+    fill_holes: Annotated[Optional[float], typer.Option(help="Fill holes smaller than this (m²).")] = None,
+    simplify: Annotated[
+        Optional[str], typer.Option(help="Simplification tolerance, e.g. 1px or 0.3m (0: none).")
+    ] = None,
+    regularize: Annotated[
+        bool, typer.Option("--regularize", help="Square buildings to their main orientation.")
+    ] = False,
+    car_geometry: Annotated[str, typer.Option(help="outline, or box (the oriented rectangle).")] = "outline",
+    strip_rows: Annotated[int, typer.Option(help="Rows read per strip.")] = 512,
+    overwrite: Overwrite = False,
+    json_output: JsonOutput = False,
+) -> None:
+    """Polygons of buildings, cars or any class, with areas, perimeters and (cars) oriented boxes."""
+    from ..vector import VectorizeOptions, vectorize
+
+    tolerance, unit = parse_simplify(simplify)
+    options = VectorizeOptions(
+        classes=parse_classes(classes), confidence=confidence, min_area_m2=min_area, fill_holes_m2=fill_holes,
+        simplify=tolerance, simplify_unit=unit, regularize=regularize, car_geometry=car_geometry,
+        strip_rows=strip_rows, overwrite=overwrite,
+    )  # fmt: skip
+    with console.RowProgress(raster.name, enabled=None if not json_output else False) as progress:
+        result = vectorize(raster, output, options, progress=progress)
+    if json_output:
+        console.print_json(result.__dict__)
+        return
+    console.table(
+        f"{result.output.name} ({result.seconds:.1f} s)",
+        ["layer", "objects"],
+        [(layer, count) for layer, count in result.counts.items()],
+        right=["objects"],
+    )

@@ -1,0 +1,78 @@
+"""Coordinates: pixel -> metric frame (for clean-up and measurement) -> the raster's CRS.
+
+Projected CRSs are measured in their own plane (units converted to metres), as GIS users
+expect for areas and lengths at orthophoto scale. A geographic CRS (degrees) is measured
+in the UTM zone of the raster's centre, and results go back to longitude/latitude.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputRasterError
+
+__all__ = ["Frame"]
+
+
+@dataclass
+class Frame:
+    """Maps polygons between pixel space, a metric plane and the output CRS."""
+
+    transform: Any
+    crs: Any
+    pixel_m: float  # ground size of a pixel (geometric mean of x and y), metres
+
+    @classmethod
+    def for_raster(cls, path, crs, transform, height: int, width: int) -> Frame:
+        from ..gsd import pixel_size_m
+
+        if crs is None:
+            raise InputRasterError("class raster has no CRS, so object sizes cannot be measured", path=path,
+                                   hint="assign one first (gdal_edit.py -a_srs EPSG:xxxx)")  # fmt: skip
+        sx, sy = pixel_size_m(crs, transform, height, width)
+        frame = cls(transform, crs, float(np.sqrt(sx * sy)))
+        if crs.is_geographic:
+            from pyproj import CRS, Transformer
+
+            lon, lat = transform @ (width / 2, height / 2)
+            zone = int((lon + 180) // 6) % 60 + 1
+            utm = CRS.from_epsg((32600 if lat >= 0 else 32700) + zone)
+            frame._to_metric = Transformer.from_crs(crs.to_wkt(), utm, always_xy=True)
+            frame._from_metric = Transformer.from_crs(utm, crs.to_wkt(), always_xy=True)
+        else:
+            frame._unit = float(crs.linear_units_factor[1])
+        return frame
+
+    _to_metric: Any = None
+    _from_metric: Any = None
+    _unit: float = 1.0
+
+    def pixel_to_world(self, geometry):
+        """Pixel-space geometry (x = column, y = row) in the raster's CRS."""
+        import shapely
+
+        t = self.transform
+        matrix = np.array([[t.a, t.d], [t.b, t.e]])
+        return shapely.transform(geometry, lambda xy: xy @ matrix + (t.c, t.f))
+
+    def to_metric(self, geometry):
+        """CRS geometry in ground metres."""
+        import shapely
+
+        if self._to_metric is not None:
+            return shapely.transform(
+                geometry, lambda xy: np.column_stack(self._to_metric.transform(xy[:, 0], xy[:, 1]))
+            )
+        return geometry if self._unit == 1.0 else shapely.transform(geometry, lambda xy: xy * self._unit)
+
+    def from_metric(self, geometry):
+        """Metric geometry back in the raster's CRS."""
+        import shapely
+
+        if self._from_metric is not None:
+            tr = self._from_metric
+            return shapely.transform(geometry, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
+        return geometry if self._unit == 1.0 else shapely.transform(geometry, lambda xy: xy / self._unit)

@@ -1,0 +1,273 @@
+"""Streaming vectorization: exact across strips, right on real labels, measured in metres, every format."""
+
+import json
+import math
+
+import geopandas as gpd
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+import shapely
+from conftest import SHARED
+from rasterio.features import rasterize, shapes
+from rasterio.transform import from_origin
+
+from aerialseg.errors import AerialsegError, OutputExistsError
+from aerialseg.vector import VectorizeOptions, resolve_classes, vectorize
+from aerialseg.vector.regions import iter_regions
+from aerialseg.vector.shapes import oriented_box, regularize
+
+SPACENET = SHARED / "data" / "spacenet-solaris"
+EXACT = dict(min_area_m2=0, fill_holes_m2=0, simplify=0)
+
+
+def _write_classes(path, array, names, crs="EPSG:32632", transform=None, nodata=255):
+    transform = transform or from_origin(500000, 5000000, 0.5, 0.5)
+    profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype="uint8", crs=crs,
+                   transform=transform, nodata=nodata)  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(array, 1)
+        if names:
+            dst.update_tags(1, CLASS_NAMES=json.dumps(names))
+    return path
+
+
+def _strips(array, rows):
+    """The strips iter_regions reads, built straight from an in-memory array (nodata 255)."""
+    padded = np.pad(array, 1, constant_values=0)[:, 1:-1]
+    nodata = np.pad(array == 255, ((1, 1), (0, 0)))
+    for r in range(0, array.shape[0], rows):
+        n = min(rows, array.shape[0] - r)
+        yield r, padded[r : r + n + 2], nodata[r : r + n + 2], None
+
+
+def _whole(array, class_ids):
+    """Independent reference: GDAL polygonize of the whole array at once."""
+    mask = np.isin(array, class_ids)
+    return [(shapely.geometry.shape(g), int(v)) for g, v in shapes(array, mask=mask, connectivity=4)]
+
+
+def _tricky_raster():
+    """Shapes that cross strip edges in every awkward way, plus random blobs."""
+    a = np.zeros((97, 83), np.uint8)
+    a[5:60, 5:40] = 1
+    a[15:50, 15:30] = 0  # a hole spanning many strips
+    a[20:25, 20:25] = 1  # an island in the hole
+    a[5:70, 50:55] = 1  # a U: two arms ...
+    a[5:70, 65:70] = 1
+    a[65:70, 50:70] = 1  # ... joined only near the bottom
+    a[72:76, 5:9] = 4
+    a[76:80, 9:13] = 4  # touches the car above only at a corner: two regions
+    a[80:96, 40:80] = 1
+    a[85:90, 45:50] = 255  # nodata inside a building
+    rng = np.random.default_rng(3)
+    blobs = rng.random((97, 83)) < 0.08
+    a[blobs & (a == 0)] = 4
+    return a
+
+
+@pytest.mark.parametrize("rows", [1, 2, 3, 7, 16, 64, 97])
+def test_streamed_regions_equal_whole_raster_polygons(rows):
+    array = _tricky_raster()
+    streamed = list(iter_regions(_strips(array, rows), [1, 4], array.shape[0]))
+    whole = _whole(array, [1, 4])
+    assert len(streamed) == len(whole)
+    unmatched = list(whole)
+    for region in streamed:
+        assert region.geometry.is_valid
+        match = next(i for i, (g, v) in enumerate(unmatched) if v == region.class_id and g.equals(region.geometry))
+        geometry, _ = unmatched.pop(match)
+        assert region.pixels == geometry.area  # pixel units: one pixel is 1 x 1
+    assert not unmatched
+
+
+def test_region_statistics_and_nodata_contact():
+    array = _tricky_raster()
+    confidence = np.linspace(0, 1, array.size, dtype=np.float32).reshape(array.shape)
+    strips = [(r, c, n, confidence[r : r + c.shape[0] - 2]) for r, c, n, _ in _strips(array, 10)]
+    regions = list(iter_regions(iter(strips), [1], array.shape[0]))
+    for region in regions:
+        inside = rasterize([(region.geometry, 1)], out_shape=array.shape, fill=0).astype(bool)
+        assert region.pixels == inside.sum()
+        assert region.confidence_sum == pytest.approx(confidence[inside].sum(), rel=1e-5)
+        assert region.confidence_max == pytest.approx(confidence[inside].max())
+        grown = inside.copy()
+        grown[1:] |= inside[:-1]
+        grown[:-1] |= inside[1:]
+        grown[:, 1:] |= inside[:, :-1]
+        grown[:, :-1] |= inside[:, 1:]
+        assert region.touches_nodata == bool((grown & (array == 255)).any())
+    assert sum(r.touches_nodata for r in regions) == 1
+
+
+@pytest.fixture(scope="module")
+def spacenet_classes(tmp_path_factory):
+    labels = gpd.read_file(SPACENET / "geotiff_labels.geojson")
+    with rasterio.open(SPACENET / "sample_geotiff.tif") as src:
+        array = rasterize(((g, 1) for g in labels.geometry), out_shape=src.shape, transform=src.transform, fill=0,
+                          dtype="uint8")  # fmt: skip
+        path = _write_classes(tmp_path_factory.mktemp("sn") / "classes.tif", array, ["background", "building"],
+                              crs=src.crs, transform=src.transform)  # fmt: skip
+        bounds = shapely.box(*src.bounds)
+    return path, labels, bounds, array
+
+
+def _match(originals, found):
+    """Greedy one-to-one matching by IoU: list of (original, found) IoUs."""
+    pairs = sorted(
+        ((o.intersection(f).area / o.union(f).area, i, j) for i, o in enumerate(originals)
+         for j, f in enumerate(found) if o.intersects(f)), reverse=True,
+    )  # fmt: skip
+    used_i, used_j, ious = set(), set(), {}
+    for iou, i, j in pairs:
+        if i not in used_i and j not in used_j:
+            used_i.add(i)
+            used_j.add(j)
+            ious[i] = iou
+    return [ious.get(i, 0.0) for i in range(len(originals))]
+
+
+@pytest.mark.parametrize("strip_rows", [512, 37])
+def test_spacenet_buildings_round_trip(spacenet_classes, tmp_path, strip_rows):
+    path, labels, bounds, array = spacenet_classes
+    out = tmp_path / "b.gpkg"
+    result = vectorize(path, out, VectorizeOptions(strip_rows=strip_rows))
+    buildings = gpd.read_file(out, layer="building")
+    originals = [g.intersection(bounds) for g in labels.geometry]
+    assert result.counts == {"building": len(labels)} and len(buildings) == len(labels)
+    assert buildings.crs == labels.crs and buildings.is_valid.all()
+    ious = np.array(_match(originals, list(buildings.geometry)))
+    areas = np.array([g.area for g in originals])
+    # Small buildings lose most to the 0.5 m pixel staircase of the rasterisation itself.
+    assert ious.min() >= 0.8 and (ious[areas >= 100] >= 0.9).all(), (ious.min(), np.sort(ious)[:5])
+
+    # Without clean-up every polygon is exactly its rasterised footprint (one speck of one pixel too).
+    exact = vectorize(path, tmp_path / "exact.gpkg", VectorizeOptions(strip_rows=strip_rows, **EXACT))
+    raw = gpd.read_file(tmp_path / "exact.gpkg", layer="building")
+    with rasterio.open(path) as src:
+        whole = [shapely.geometry.shape(g) for g, _ in shapes(array, mask=array == 1, transform=src.transform)]
+    assert exact.counts["building"] == len(whole) == len(raw)
+    assert min(_match(whole, list(raw.geometry))) > 0.999
+
+
+def test_attributes_in_metres(tmp_path):
+    a = np.zeros((60, 80), np.uint8)
+    a[10:30, 20:60] = 1  # 20 x 40 pixels of 0.5 m: 10 m x 20 m
+    a[15:20, 25:30] = 0  # a 2.5 m x 2.5 m hole
+    a[40:60, 0:4] = 1  # touches the raster edge
+    a[50:52, 10:20] = 255
+    a[45:55, 8:10] = 1  # touches nodata
+    path = _write_classes(tmp_path / "c.tif", a, ["background", "building"])
+    vectorize(path, tmp_path / "o.gpkg", VectorizeOptions(**EXACT))
+    layer = gpd.read_file(tmp_path / "o.gpkg", layer="building").sort_values("area_m2", ascending=False)
+    big = layer.iloc[0]
+    assert big.area_m2 == pytest.approx(10 * 20 - 2.5 * 2.5)
+    assert big.perimeter_m == pytest.approx(2 * (10 + 20) + 4 * 2.5)
+    assert not big.touches_nodata and not big.touches_raster_edge
+    assert list(layer.touches_raster_edge) == [False, True, False]
+    assert list(layer.touches_nodata) == [False, False, True]
+    filled = vectorize(path, tmp_path / "f.gpkg", VectorizeOptions(fill_holes_m2=7, min_area_m2=6, simplify=0))
+    assert filled.counts == {"building": 2}
+    assert gpd.read_file(tmp_path / "f.gpkg", layer="building").area_m2.max() == pytest.approx(200)
+
+
+def test_geographic_raster_is_measured_on_the_ground(tmp_path):
+    a = np.zeros((50, 50), np.uint8)
+    a[10:30, 10:30] = 1
+    dlat = 1e-5  # about 1.11 m
+    dlon = dlat / math.cos(math.radians(45))  # the same on the ground at 45 N
+    path = _write_classes(tmp_path / "g.tif", a, ["background", "building"], crs="EPSG:4326",
+                          transform=from_origin(7.0, 45.0003, dlon, dlat))  # fmt: skip
+    vectorize(path, tmp_path / "g.gpkg", VectorizeOptions(**EXACT))
+    layer = gpd.read_file(tmp_path / "g.gpkg", layer="building")
+    assert layer.crs.to_epsg() == 4326
+    side = 20 * dlat * 111_132  # metres per degree of latitude at 45 N
+    assert layer.area_m2[0] == pytest.approx(side**2, rel=0.01)
+    assert layer.geometry[0].equals(
+        shapely.box(7.0 + 10 * dlon, 45.0003 - 30 * dlat, 7.0 + 30 * dlon, 45.0003 - 10 * dlat)
+    )
+
+
+def test_oriented_box_of_a_rotated_rectangle():
+    rectangle = shapely.affinity.rotate(shapely.box(0, 0, 4.5, 1.8), 30, origin=(0, 0))  # long axis 30 deg above east
+    box = oriented_box(rectangle)
+    assert box.length_m == pytest.approx(4.5) and box.width_m == pytest.approx(1.8)
+    assert box.heading_deg == pytest.approx(60.0)  # clockwise from north
+    north = oriented_box(shapely.box(0, 0, 1.8, 4.5))
+    assert north.heading_deg == pytest.approx(0.0, abs=1e-9) or north.heading_deg == pytest.approx(180.0)
+
+
+def test_cars_get_boxes_and_headings(tmp_path):
+    a = np.zeros((100, 100), np.uint8)
+    yy, xx = np.mgrid[:100, :100]
+    u = (xx - 50) * math.cos(math.radians(30)) + (50 - yy) * math.sin(math.radians(30))  # along 30 deg above east
+    v = -(xx - 50) * math.sin(math.radians(30)) + (50 - yy) * math.cos(math.radians(30))
+    a[(np.abs(u) <= 20) & (np.abs(v) <= 8)] = 4  # a 40 x 16 px car = 4.0 x 1.6 m at 0.1 m
+    path = _write_classes(tmp_path / "car.tif", a, ["imp", "building", "low", "tree", "car", "clutter"],
+                          transform=from_origin(500000, 5000000, 0.1, 0.1))  # fmt: skip
+    vectorize(path, tmp_path / "cars.gpkg", VectorizeOptions(car_geometry="box"))
+    car = gpd.read_file(tmp_path / "cars.gpkg", layer="car").iloc[0]
+    assert car.length_m == pytest.approx(4.0, abs=0.2) and car.width_m == pytest.approx(1.6, abs=0.2)
+    assert car.heading_deg == pytest.approx(60.0, abs=3)
+    assert len(car.geometry.exterior.coords) == 5
+    assert pyogrio.list_layers(tmp_path / "cars.gpkg")[:, 0].tolist() == ["building", "car"]
+
+
+def test_regularized_building_has_right_angles():
+    # An L-shaped building, rotated 20 degrees, drawn as a pixel staircase at 0.1 m.
+    shape = shapely.Polygon([(0, 0), (12, 0), (12, 5), (5, 5), (5, 9), (0, 9)])
+    turned = shapely.affinity.rotate(shape, 20, origin=(0, 0))
+    pixels = rasterize([(shapely.affinity.scale(turned, 10, 10, origin=(0, 0)), 1)], out_shape=(200, 200),
+                       transform=rasterio.Affine.translation(-50, -50), dtype="uint8")  # fmt: skip
+    stair = shapely.union_all([shapely.geometry.shape(g) for g, _ in shapes(pixels, mask=pixels == 1)])
+    stair = shapely.affinity.scale(shapely.affinity.translate(stair, -50, -50), 0.1, 0.1, origin=(0, 0))
+    square = regularize(stair, 0.15)
+    coords = np.asarray(square.exterior.coords)
+    edges = np.diff(coords, axis=0)
+    angles = np.degrees(np.arctan2(edges[:, 1], edges[:, 0])) % 90
+    assert len(coords) - 1 == 6
+    assert np.allclose(np.minimum(np.abs(angles - 20), 90 - np.abs(angles - 20)), 0, atol=1.5)
+    assert square.intersection(turned).area / square.union(turned).area > 0.95
+
+
+@pytest.mark.parametrize("suffix", [".gpkg", ".parquet", ".fgb", ".geojson"])
+def test_every_format_round_trips(spacenet_classes, tmp_path, suffix):
+    path = spacenet_classes[0]
+    out = tmp_path / f"objects{suffix}"
+    result = vectorize(path, out, VectorizeOptions())
+    frame = gpd.read_parquet(out) if suffix == ".parquet" else gpd.read_file(out)
+    assert len(frame) == result.counts["building"] == 43
+    assert frame.crs == spacenet_classes[1].crs and frame.is_valid.all()
+    assert set(frame["class"]) == {"building"} and frame.area_m2.min() >= 4
+    assert not list(tmp_path.glob(".*"))  # no temporary files left
+
+
+def test_geopackage_carries_provenance(spacenet_classes, tmp_path):
+    vectorize(spacenet_classes[0], tmp_path / "p.gpkg", VectorizeOptions())
+    meta = pyogrio.read_info(tmp_path / "p.gpkg", layer="building")["layer_metadata"]
+    assert meta["source"].endswith("classes.tif") and "cleanup" in meta and meta["aerialseg_version"]
+
+
+def test_bad_requests_are_one_line_errors(spacenet_classes, tmp_path):
+    path = spacenet_classes[0]
+    with pytest.raises(AerialsegError, match="no class 'road'.*0=background, 1=building"):
+        vectorize(path, tmp_path / "x.gpkg", VectorizeOptions(classes=("road",)))
+    (tmp_path / "x.gpkg").write_bytes(b"keep")
+    with pytest.raises(OutputExistsError):
+        vectorize(path, tmp_path / "x.gpkg")
+    assert (tmp_path / "x.gpkg").read_bytes() == b"keep"
+    with pytest.raises(AerialsegError, match="unknown vector format"):
+        vectorize(path, tmp_path / "x.shp")
+    unnamed = _write_classes(tmp_path / "u.tif", np.ones((5, 5), np.uint8), None)
+    with pytest.raises(AerialsegError, match="no class names"):
+        vectorize(unnamed, tmp_path / "u.gpkg")
+    result = vectorize(unnamed, tmp_path / "u.gpkg", VectorizeOptions(classes=("roof=1",), **EXACT))
+    assert result.counts == {"roof": 1}
+
+
+def test_class_names_resolve_like_a_user_means_them(tmp_path):
+    uavid = ["building", "road", "tree", "low_vegetation", "moving_car", "static_car", "human", "clutter"]
+    assert resolve_classes(None, uavid, tmp_path) == [(0, "building"), (4, "moving_car"), (5, "static_car")]
+    assert resolve_classes(["car"], uavid, tmp_path) == [(4, "moving_car"), (5, "static_car")]
+    assert resolve_classes(["2", "road"], uavid, tmp_path) == [(2, "tree"), (1, "road")]
