@@ -26,7 +26,12 @@ ROOT = Path(__file__).resolve().parents[1]
 YELL = ROOT.parent / "shared" / "data" / "neon-deepforest" / "2019_YELL_2_528000_4978000_image_crop2.png"
 
 CHILD = r"""
-import json, resource, sys, time
+def peak_rss_mb():
+    # VmHWM restarts at exec; ru_maxrss would also count the parent's memory at fork time.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+import json, sys, time
 import numpy as np
 from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.runners import open_runner
@@ -38,7 +43,7 @@ runner(np.random.rand(1, 3, 512, 512).astype(np.float32))  # warm-up (and ONNX s
 start = time.perf_counter()
 result = predict(raster, out, runner, PredictOptions(overwrite=True))
 seconds = time.perf_counter() - start
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+rss = peak_rss_mb()
 with RasterSource(raster, runner.card) as source:
     plan = plan_tiles(source.height, source.width, runner.card.tile_size, runner.card.overlap)
     windows = plan.windows()

@@ -31,7 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SPACENET = ROOT.parent / "shared" / "data" / "spacenet-solaris"
 
 CHILD = r"""
-import json, resource, sys, time
+def peak_rss_mb():
+    # VmHWM restarts at exec; ru_maxrss would also count the parent's memory at fork time.
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+import json, sys, time
 import numpy as np
 mode, raster, out = sys.argv[1:4]
 start = time.perf_counter()
@@ -49,7 +54,7 @@ else:
                                                   dict(min_area_m2=0, fill_holes_m2=0, simplify=0)))
     count = sum(vectorize(raster, out, options).counts.values())
 seconds = time.perf_counter() - start
-print(json.dumps(dict(seconds=seconds, polygons=count, rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)))
+print(json.dumps(dict(seconds=seconds, polygons=count, rss_mb=peak_rss_mb())))
 """
 
 

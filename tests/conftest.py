@@ -108,3 +108,13 @@ def rasters() -> dict[str, Path]:
         "striped": DATA / "neon-deepforest" / "OSBS_029.tif",
         "uint16_single": DATA / "spacenet-solaris" / "sample_geotiff.tif",
     }
+
+
+def run_cli(argv, capsys):
+    """Run the command line in-process: ``(exit code, stdout, stderr)``."""
+    from aerialseg.cli.main import main
+
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    captured = capsys.readouterr()
+    return info.value.code, captured.out, captured.err

@@ -220,7 +220,9 @@ def vectorize(
         dataset = rasterio.open(raster)
     except rasterio.errors.RasterioError as exc:
         raise InputRasterError(f"cannot open as a raster ({exc})", path=raster) from exc
-    with dataset:
+    # GDAL's block cache (5 % of RAM by default) would keep every strip read; one row of
+    # blocks of both rasters is all that is ever re-read.
+    with dataset, rasterio.Env(GDAL_CACHEMAX=64):
         if dataset.count < 1 or not np.issubdtype(np.dtype(dataset.dtypes[0]), np.integer):
             raise InputRasterError("is not a class raster (needs integer class ids in band 1)", path=raster,
                                    hint="vectorize the _classes.tif written by predict")  # fmt: skip

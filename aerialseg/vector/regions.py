@@ -125,12 +125,13 @@ def iter_regions(
         conf_sum = np.zeros(n)
         conf_max = np.zeros(n)
         if confidence is not None and pieces:
-            values = confidence.ravel().astype(np.float64)
-            conf_sum = np.bincount(flat, weights=values, minlength=n)
-            order = np.argsort(flat, kind="stable")
-            starts = np.concatenate([[0], np.cumsum(pixels)[:-1]])
-            present = pixels > 0
-            conf_max[present] = np.maximum.reduceat(values[order], starts[present])
+            inside = np.flatnonzero(flat)  # only the pieces' pixels: sorting them is cheap
+            ids, values = flat[inside], confidence.ravel()[inside].astype(np.float64)
+            conf_sum = np.bincount(ids, weights=values, minlength=n)
+            order = np.argsort(ids, kind="stable")
+            present = np.flatnonzero(pixels[1:]) + 1
+            starts = np.concatenate([[0], np.cumsum(pixels[present])[:-1]])
+            conf_max[present] = np.maximum.reduceat(values[order], starts)
         near_nodata = _next_to(halo_nodata)
         touches = np.bincount(flat[near_nodata.ravel()], minlength=n) > 0
 

@@ -8,19 +8,12 @@ import sys
 
 import pytest
 import torch
+from conftest import run_cli as run
 
 from aerialseg.card import ModelCard
-from aerialseg.cli.main import main
 from aerialseg.data.classes import DATASETS
 from aerialseg.models import create_model
 from aerialseg.weights import save_weights
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -37,7 +30,8 @@ def test_commands_that_run_no_network_do_not_import_torch(weights_file):
     code = (
         "import sys\n"
         "from aerialseg.cli.main import main\n"
-        f"for argv in (['--help'], ['models'], ['weights', 'info', {str(weights_file)!r}], ['export', '--help']):\n"
+        f"for argv in (['--help'], ['models'], ['weights', 'info', {str(weights_file)!r}], ['export', '--help'],\n"
+        "             ['vectorize', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as e:\n"

@@ -7,15 +7,7 @@ import shutil
 
 import pytest
 import rasterio
-
-from aerialseg.cli.main import main
-
-
-def run(argv, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
+from conftest import run_cli as run
 
 
 def errors(err):

@@ -1,0 +1,47 @@
+"""`aerialseg vectorize` from the command line: layers written, bad requests one line with exit 1."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from conftest import run_cli as run
+from rasterio.transform import from_origin
+
+
+@pytest.fixture
+def classes(tmp_path):
+    a = np.zeros((64, 64), np.uint8)
+    a[4:30, 4:30] = 1
+    a[40:44, 40:48] = 4
+    path = tmp_path / "map_classes.tif"
+    profile = dict(driver="GTiff", width=64, height=64, count=1, dtype="uint8", crs="EPSG:32632", nodata=255,
+                   transform=from_origin(500000, 5000000, 0.25, 0.25))  # fmt: skip
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(a, 1)
+        dst.update_tags(1, CLASS_NAMES=json.dumps(["imp", "building", "low", "tree", "car", "clutter"]))
+    return path
+
+
+def test_vectorize_writes_a_layer_per_class(tmp_path, classes, capsys):
+    code, out, _ = run(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["counts"] == {"building": 1, "car": 1}
+    assert sorted(pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0]) == ["building", "car"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--classes", "road"], "no class 'road' (classes: 0=imp, 1=building"),
+        (["--simplify", "much"], "give a tolerance like 1px or 0.3m"),
+        (["--car-geometry", "circle"], "unknown car geometry"),
+    ],
+)
+def test_bad_requests_exit_1_with_one_line(tmp_path, classes, capsys, extra, message):
+    code, _, err = run(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), *extra], capsys)
+    assert code in (1, 2) and message in " ".join(err.split())
+    assert not (tmp_path / "o.gpkg").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["map_classes.tif"]
