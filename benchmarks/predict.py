@@ -13,24 +13,18 @@ are random (attention on); throughput does not depend on them. Prints one table.
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _child import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 YELL = ROOT.parent / "shared" / "data" / "neon-deepforest" / "2019_YELL_2_528000_4978000_image_crop2.png"
 
 CHILD = r"""
-def peak_rss_mb():
-    # VmHWM restarts at exec; ru_maxrss would also count the parent's memory at fork time.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 import json, sys, time
 import numpy as np
 from aerialseg.pipeline import PredictOptions, predict
@@ -121,12 +115,7 @@ def main() -> None:
                 raster = make_ortho(size, args.workdir)
                 out = args.workdir / f"classes_{model}_{backend}_{size}.tif"
                 start = time.perf_counter()
-                done = subprocess.run([sys.executable, "-c", CHILD, str(weights), backend, str(raster), str(out),
-                                       str(args.samples)], capture_output=True, text=True)
-                if done.returncode:
-                    print(done.stderr[-2000:], file=sys.stderr)
-                    raise SystemExit(f"{model} {backend} {size} failed")
-                r = json.loads(done.stdout.strip().splitlines()[-1])
+                r = run_child(CHILD, weights, backend, raster, out, args.samples, label=f"{model} {backend} {size}")
                 forward_total = r["forward_per_tile"] * r["tiles"]
                 rows.append((model, backend, size, r["seconds"], r["megapixels"] / r["seconds"],
                              r["megapixels"] / forward_total, forward_total / r["seconds"], r["rss_mb"]))

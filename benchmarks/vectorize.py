@@ -20,22 +20,17 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from _child import run_child
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACENET = ROOT.parent / "shared" / "data" / "spacenet-solaris"
 
 CHILD = r"""
-def peak_rss_mb():
-    # VmHWM restarts at exec; ru_maxrss would also count the parent's memory at fork time.
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
 import json, sys, time
 import numpy as np
 mode, raster, out = sys.argv[1:4]
@@ -119,12 +114,7 @@ def main() -> None:
         raster = make_classes(size, args.workdir)
         for mode in args.modes:
             out = args.workdir / f"objects_{size}.gpkg"
-            done = subprocess.run([sys.executable, "-c", CHILD, mode, str(raster), str(out)], capture_output=True,
-                                  text=True)  # fmt: skip
-            if done.returncode:
-                print(done.stderr[-2000:], file=sys.stderr)
-                raise SystemExit(f"{mode} {size} failed")
-            r = json.loads(done.stdout.strip().splitlines()[-1])
+            r = run_child(CHILD, mode, raster, out, label=f"{mode} {size}")
             rows.append((size, mode, r["polygons"], r["seconds"], r["polygons"] / r["seconds"], r["rss_mb"]))
             print(f"done {mode} {size}", file=sys.stderr)
     print(f"\n{'size':>6} {'mode':<15} {'polygons':>9} {'seconds':>8} {'polygons/s':>11} {'peak RSS MB':>12}")

@@ -101,12 +101,8 @@ def predict_command(
             ["file", "megapixels", "seconds", "MP/s", "tiles run / skipped", "status"],
             [
                 (
-                    r.input.name,
-                    f"{r.megapixels:.2f}",
-                    f"{r.seconds:.1f}",
-                    f"{r.megapixels_per_second:.2f}",
-                    f"{r.tiles_run} / {r.tiles_skipped}",
-                    r.status,
+                    r.input.name, f"{r.megapixels:.2f}", f"{r.seconds:.1f}", f"{r.megapixels_per_second:.2f}",
+                    f"{r.tiles_run} / {r.tiles_skipped}", r.status,
                 )
                 for r in results
             ],  # fmt: skip

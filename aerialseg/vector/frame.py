@@ -24,14 +24,20 @@ class Frame:
     transform: Any
     crs: Any
     pixel_m: float  # ground size of a pixel (geometric mean of x and y), metres
+    _to_metric: Any = None  # pyproj transformers for a geographic CRS, else None
+    _from_metric: Any = None
+    _unit: float = 1.0  # metres per CRS unit of a projected CRS
 
     @classmethod
     def for_raster(cls, path, crs, transform, height: int, width: int) -> Frame:
         from ..gsd import pixel_size_m
 
         if crs is None:
-            raise InputRasterError("class raster has no CRS, so object sizes cannot be measured", path=path,
-                                   hint="assign one first (gdal_edit.py -a_srs EPSG:xxxx)")  # fmt: skip
+            raise InputRasterError(
+                "class raster has no CRS, so object sizes cannot be measured",
+                path=path,
+                hint="assign one first (gdal_edit.py -a_srs EPSG:xxxx)",
+            )
         sx, sy = pixel_size_m(crs, transform, height, width)
         frame = cls(transform, crs, float(np.sqrt(sx * sy)))
         if crs.is_geographic:
@@ -46,10 +52,6 @@ class Frame:
             frame._unit = float(crs.linear_units_factor[1])
         return frame
 
-    _to_metric: Any = None
-    _from_metric: Any = None
-    _unit: float = 1.0
-
     def pixel_to_world(self, geometry):
         """Pixel-space geometry (x = column, y = row) in the raster's CRS."""
         import shapely
@@ -60,19 +62,19 @@ class Frame:
 
     def to_metric(self, geometry):
         """CRS geometry in ground metres."""
-        import shapely
-
-        if self._to_metric is not None:
-            return shapely.transform(
-                geometry, lambda xy: np.column_stack(self._to_metric.transform(xy[:, 0], xy[:, 1]))
-            )
-        return geometry if self._unit == 1.0 else shapely.transform(geometry, lambda xy: xy * self._unit)
+        return _convert(geometry, self._to_metric, self._unit, inverse=False)
 
     def from_metric(self, geometry):
         """Metric geometry back in the raster's CRS."""
-        import shapely
+        return _convert(geometry, self._from_metric, self._unit, inverse=True)
 
-        if self._from_metric is not None:
-            tr = self._from_metric
-            return shapely.transform(geometry, lambda xy: np.column_stack(tr.transform(xy[:, 0], xy[:, 1])))
-        return geometry if self._unit == 1.0 else shapely.transform(geometry, lambda xy: xy / self._unit)
+
+def _convert(geometry, transformer, unit: float, inverse: bool):
+    """``geometry`` through a pyproj ``transformer`` if there is one, else times (or over) ``unit``."""
+    import shapely
+
+    if transformer is not None:
+        return shapely.transform(geometry, lambda xy: np.column_stack(transformer.transform(xy[:, 0], xy[:, 1])))
+    if unit == 1.0:
+        return geometry
+    return shapely.transform(geometry, lambda xy: xy / unit if inverse else xy * unit)
