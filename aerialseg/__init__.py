@@ -23,6 +23,20 @@ _API = {
     "import_checkpoint": "aerialseg.checkpoint_import",
     "load_backbone_weights": "aerialseg.checkpoint_import",
     "export_onnx": "aerialseg.export",
+    "predict": "aerialseg.pipeline",
+    "predict_many": "aerialseg.pipeline",
+    "PredictOptions": "aerialseg.pipeline",
+    "open_runner": "aerialseg.runners",
+    "vectorize": "aerialseg.vector",
+    "VectorizeOptions": "aerialseg.vector",
+    "prepare_dataset": "aerialseg.data.prepare",
+    "prepare_folder": "aerialseg.data.prepare",
+    "Manifest": "aerialseg.data.manifest",
+    "train": "aerialseg.training.loop",
+    "TrainOptions": "aerialseg.training.loop",
+    "evaluate": "aerialseg.evaluate",
+    "EvalOptions": "aerialseg.evaluate",
+    "ConfusionMatrix": "aerialseg.metrics",
 }
 
 __all__ = ["__version__", *_API]

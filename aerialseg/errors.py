@@ -21,6 +21,9 @@ __all__ = [
     "WeightsError",
     "ExportParityError",
     "MissingDependencyError",
+    "DatasetLayoutError",
+    "LabelColourError",
+    "TrainingError",
     "AerialsegWarning",
 ]
 
@@ -74,6 +77,18 @@ class ExportParityError(AerialsegError, ValueError):
 
 class MissingDependencyError(AerialsegError, ImportError):
     """An optional dependency (an extra) is not installed."""
+
+
+class DatasetLayoutError(AerialsegError, ValueError):
+    """A dataset folder or archive that does not look as expected (missing tiles, images without labels)."""
+
+
+class LabelColourError(AerialsegError, ValueError):
+    """A label image holds a colour or value that is not in the class table."""
+
+
+class TrainingError(AerialsegError, ValueError):
+    """Training cannot start or continue (incompatible checkpoint, bad settings, a diverged loss)."""
 
 
 class AerialsegWarning(UserWarning):

@@ -118,3 +118,11 @@ def run_cli(argv, capsys):
         main(argv)
     captured = capsys.readouterr()
     return info.value.code, captured.out, captured.err
+
+
+@pytest.fixture(scope="session")
+def potsdam_prepared(tmp_path_factory):
+    """A prepared dataset (manifest + 128 px patches) cut from the real Potsdam sample patch."""
+    from isprs_samples import write_prepared
+
+    return write_prepared(tmp_path_factory.mktemp("potsdam_prepared"))

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["out", "err", "error", "table", "print_json", "TileProgress", "RowProgress"]
+__all__ = ["out", "err", "error", "table", "print_json", "TileProgress", "RowProgress", "TrainProgress", "ItemProgress"]
 
 out = Console(highlight=False, markup=False)  # file names may contain [brackets]
 err = Console(stderr=True, highlight=False)
@@ -83,13 +83,13 @@ class TileProgress:
 
 
 class RowProgress:
-    """A rich progress bar over a raster's rows (vectorize); silent when not a terminal."""
+    """A rich progress bar over rows (vectorize) or another ``unit`` (prepare: tiles); silent when not a terminal."""
 
-    def __init__(self, name: str, enabled: bool | None = None):
+    def __init__(self, name: str, enabled: bool | None = None, unit: str = "rows") -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
         self._bar = Progress(
-            TextColumn(name, markup=False), BarColumn(), MofNCompleteColumn(), TextColumn("rows"),
+            TextColumn(name, markup=False), BarColumn(), MofNCompleteColumn(), TextColumn(unit, markup=False),
             TimeRemainingColumn(), console=err, disable=not (out.is_terminal if enabled is None else enabled),
         )  # fmt: skip
         self._task = self._bar.add_task(name, total=None)
@@ -103,3 +103,66 @@ class RowProgress:
 
     def __call__(self, rows_done: int, rows_total: int) -> None:
         self._bar.update(self._task, completed=rows_done, total=rows_total)
+
+
+class TrainProgress:
+    """One bar per epoch (steps, loss, learning rate) and a line per finished epoch; silent when not a terminal."""
+
+    def __init__(self, enabled: bool | None = None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.enabled = err.is_terminal if enabled is None else enabled
+        self._bar = Progress(
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}", markup=False), TimeRemainingColumn(), console=err,
+            disable=not self.enabled,
+        )  # fmt: skip
+        self._epoch: int | None = None
+        self._task: Any = None
+
+    def __enter__(self) -> TrainProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+    def __call__(self, event: Any) -> None:
+        """Update from a :class:`aerialseg.training.loop.TrainEvent`."""
+        if event.kind == "step":
+            if event.epoch != self._epoch:
+                if self._task is not None:
+                    self._bar.remove_task(self._task)
+                self._epoch = event.epoch
+                name = f"epoch {event.epoch + 1}/{event.epochs}"
+                self._task = self._bar.add_task(name, total=event.batches, stats="")
+            stats = f"loss {event.loss:.4f}  lr {event.lr:.2e}  step {event.step}"
+            self._bar.update(self._task, completed=event.batch, stats=stats)
+        elif self.enabled:
+            row = event.row
+            parts = [f"epoch {row['epoch']}", f"step {row['step']}", f"loss {row['train_loss']}"]
+            parts += [f"{k} {row[k]}" for k in ("train_miou", "val_miou", "val_mean_f1", "val_oa") if k in row]
+            self._bar.console.print("  ".join(parts), markup=False)
+
+
+class ItemProgress:
+    """A bar over a list of named items (eval's images); silent when not a terminal."""
+
+    def __init__(self, title: str, enabled: bool | None = None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
+            TimeRemainingColumn(), console=err, disable=not (err.is_terminal if enabled is None else enabled),
+        )  # fmt: skip
+        self._task = self._bar.add_task(title, total=None)
+
+    def __enter__(self) -> ItemProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(*exc)
+
+    def __call__(self, name: str, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total, description=name)

@@ -17,9 +17,12 @@ from .. import __version__
 from ..errors import AerialsegError
 from . import console
 from .doctor import doctor_command
+from .evaluate import evaluate_command
 from .export import export_command
 from .models import models_command
 from .predict import predict_command
+from .prepare import prepare_command
+from .train import train_command
 from .vectorize import vectorize_command
 from .weights import weights_app
 
@@ -56,6 +59,9 @@ app.command("vectorize")(vectorize_command)
 app.command("doctor")(doctor_command)
 app.command("models")(models_command)
 app.command("export")(export_command)
+app.command("prepare")(prepare_command)
+app.command("train")(train_command)
+app.command("eval")(evaluate_command)
 app.add_typer(weights_app, name="weights")
 
 

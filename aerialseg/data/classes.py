@@ -15,7 +15,11 @@ from dataclasses import dataclass
 
 from ..card import ClassInfo
 
-__all__ = ["DatasetInfo", "DATASETS", "dataset_info", "generic_classes"]
+__all__ = ["DatasetInfo", "DATASETS", "IGNORE_INDEX", "dataset_info", "generic_classes"]
+
+IGNORE_INDEX = 255
+"""Label value of pixels that count in neither loss nor metrics, in every prepared dataset:
+ISPRS eroded boundaries, UAVid padding, the padding of patches cut from a tile's edge."""
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,6 @@ class DatasetInfo:
     classes: tuple[ClassInfo, ...]
     bands: tuple[str, ...]
     gsd_m: float | None
-    ignore_index: int
 
 
 ISPRS_CLASSES = (
@@ -50,9 +53,9 @@ UAVID_CLASSES = (
 )
 
 DATASETS = {
-    "vaihingen": DatasetInfo("vaihingen", ISPRS_CLASSES, ("NIR", "R", "G"), 0.09, 6),
-    "potsdam": DatasetInfo("potsdam", ISPRS_CLASSES, ("R", "G", "B"), 0.05, 6),
-    "uavid": DatasetInfo("uavid", UAVID_CLASSES, ("R", "G", "B"), None, 255),
+    "vaihingen": DatasetInfo("vaihingen", ISPRS_CLASSES, ("NIR", "R", "G"), 0.09),
+    "potsdam": DatasetInfo("potsdam", ISPRS_CLASSES, ("R", "G", "B"), 0.05),
+    "uavid": DatasetInfo("uavid", UAVID_CLASSES, ("R", "G", "B"), None),
 }
 
 

@@ -1,0 +1,79 @@
+"""``aerialseg eval``: the papers' table for a weights file on a prepared dataset's test tiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from . import console
+from .options import JsonOutput
+
+
+def _pct(value: object) -> str:
+    return "" if value is None else f"{value:.2f}"
+
+
+def markdown(result: dict) -> str:
+    """The papers' table (per-class F1, mean F1, OA, mIoU) and per-class IoU as Markdown."""
+    classes = result["classes"]
+    names = list(classes)
+    head = "| " + " | ".join(["metric", *names, "mean F1", "OA", "mIoU"]) + " |"
+    rule = "|" + "---|" * (len(names) + 4)
+    f1 = "| F1 | " + " | ".join(_pct(c["f1"]) for c in classes.values())
+    f1 += f" | {_pct(result['mean_f1'])} | {_pct(result['oa'])} | {_pct(result['miou'])} |"
+    iou = "| IoU | " + " | ".join(_pct(c["iou"]) for c in classes.values()) + " | | | |"
+    excluded = [n for n, c in classes.items() if not c["in_mean"]]
+    note = f"\nMeans exclude {', '.join(excluded)}; OA counts every class." if excluded else ""
+    title = f"{result['model']} on {result['dataset']} {result['split']} ({result['labels']} labels)\n\n"
+    return title + "\n".join([head, rule, f1, iou]) + "\n" + note + "\n"
+
+
+def evaluate_command(
+    data: Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")],
+    weights: Annotated[str, typer.Option("--weights", help="Weights name or file, or an exported .onnx.")],
+    split: Annotated[str, typer.Option(help="Split to score.")] = "test",
+    eroded: Annotated[
+        Optional[bool], typer.Option("--eroded/--full", help="Eroded (boundaries ignored) or full labels.")
+    ] = None,
+    patches: Annotated[bool, typer.Option("--patches", help="Score the prepared patches, not whole tiles.")] = False,
+    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flip or d4.")] = None,
+    backend: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
+    device: Annotated[Optional[str], typer.Option(help="cpu, cuda (default: CUDA when present).")] = None,
+    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
+    tile_size: Annotated[Optional[int], typer.Option(help="Tile size (default: the model card's).")] = None,
+    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (default: the model card's).")] = None,
+    save_maps: Annotated[Optional[Path], typer.Option(help="Keep the predicted class rasters in this folder.")] = None,
+    markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the table here.")] = None,
+    json_output: JsonOutput = False,
+) -> None:
+    """Per-class F1 and IoU, mean F1, OA and mIoU over the full test tiles, through predict's tiled path."""
+    from ..evaluate import EvalOptions, evaluate
+
+    labels = "auto" if eroded is None else ("eroded" if eroded else "full")
+    options = EvalOptions(
+        data=data, weights=weights, split=split, labels=labels, patches=patches, tta=tta, backend=backend,
+        device=device, batch_size=batch_size, tile_size=tile_size, overlap=overlap, save_maps=save_maps,
+    )  # fmt: skip
+    with console.ItemProgress(f"eval {split}", enabled=None if not json_output else False) as progress:
+        result = evaluate(options, progress=progress).to_dict()
+    if markdown_path:
+        markdown_path.write_text(markdown(result))
+    if json_output:
+        console.print_json(result)
+        return
+    rows = [
+        (name, _pct(c["f1"]), _pct(c["iou"]), _pct(c["precision"]), _pct(c["recall"]), "yes" if c["in_mean"] else "no")
+        for name, c in result["classes"].items()
+    ]
+    title = f"{result['model']} on {result['dataset']} {result['split']}, {result['labels']} labels"
+    console.table(title, ["class", "F1 %", "IoU %", "precision %", "recall %", "in means"], rows,
+                  right=["F1 %", "IoU %", "precision %", "recall %"])  # fmt: skip
+    console.out.print(
+        f"mean F1 {_pct(result['mean_f1'])}  OA {_pct(result['oa'])}  mIoU {_pct(result['miou'])}"
+        f"  ({result['pixels']:,} pixels)"
+    )
+    names = list(result["classes"])
+    console.table("confusion matrix (rows: truth, columns: prediction)", ["", *names],
+                  [(n, *row) for n, row in zip(names, result["confusion_matrix"])], right=names)  # fmt: skip

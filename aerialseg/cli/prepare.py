@@ -1,0 +1,118 @@
+"""``aerialseg prepare``: an official benchmark archive or a user's folder in, a prepared dataset out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from . import console
+from .options import JsonOutput, Overwrite
+
+if TYPE_CHECKING:
+    from ..data.manifest import Manifest
+
+BENCHMARKS = ("potsdam", "vaihingen", "uavid")
+FOLDER_OPTIONS = ("--images", "--labels", "--classes", "--val-fraction", "--test-fraction", "--seed")
+
+
+def check_options(dataset: str, given: dict[str, bool]) -> str:
+    """Refuse options that do not belong to the dataset (usage errors); return its name in lower case."""
+    name = dataset.lower()
+    if name not in (*BENCHMARKS, "folder"):
+        raise typer.BadParameter(f"use one of {', '.join(BENCHMARKS)} or folder, not {dataset!r}", param_hint="DATASET")
+    if name == "folder":
+        needed, foreign = ("--images", "--labels", "--classes"), ("--root", "--image-kind")
+    else:
+        needed, foreign = ("--root",), FOLDER_OPTIONS + (() if name == "potsdam" else ("--image-kind",))
+    for option in needed:
+        if not given[option]:
+            raise typer.BadParameter(f"{name} needs {option}", param_hint=option)
+    for option in foreign:
+        if given[option]:
+            raise typer.BadParameter(f"does not apply to {name}", param_hint=option)
+    return name
+
+
+def prepare_command(
+    dataset: Annotated[str, typer.Argument(help="potsdam, vaihingen, uavid, or folder (your own images and labels).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the prepared dataset into.")],
+    root: Annotated[
+        Path | None, typer.Option(help="Benchmarks: the folder the official archives were extracted into.")
+    ] = None,
+    images: Annotated[Path | None, typer.Option(help="folder: the images (GeoTIFF, PNG, JPEG …).")] = None,
+    labels: Annotated[
+        Path | None, typer.Option(help="folder: the labels, named like their images (suffix _label/_mask allowed).")
+    ] = None,
+    classes: Annotated[
+        Path | None, typer.Option(help="folder: classes TOML (names, colours, optional ids, bands, gsd_m).")
+    ] = None,
+    patch_size: Annotated[int, typer.Option(min=1, help="Patch side in pixels.")] = 1024,
+    stride: Annotated[int | None, typer.Option(min=1, help="Patch step in pixels (default: the patch size).")] = None,
+    image_kind: Annotated[
+        str | None, typer.Option(help="potsdam: RGB (default), IRRG or RGBIR (4 bands) tiles.")
+    ] = None,
+    colour_tolerance: Annotated[
+        int, typer.Option(min=0, help="Accept label colours this far (per channel) from a class colour.")
+    ] = 0,
+    val_fraction: Annotated[float | None, typer.Option(help="folder: share of files for validation.")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="folder: share of files for testing.")] = None,
+    seed: Annotated[int | None, typer.Option(help="folder: seed of the file split (default 0).")] = None,
+    overwrite: Overwrite = False,
+    json_output: JsonOutput = False,
+) -> None:
+    """Cut official ISPRS/UAVid tiles or your own images into labelled patches, split as the papers do.
+
+    Benchmarks: --root is searched for the official names (top_potsdam_2_10_RGB.tif, top_mosaic_09cm_area1.tif …).
+
+    folder: the TOML has one 'classes' entry per class: name, color (R, G, B), optional id (single-band labels).
+
+    Optional TOML keys: bands (default R, G, B), gsd_m, ignore (a colour or an id). See the README.
+    """
+    given = {"--root": root is not None, "--images": images is not None, "--labels": labels is not None,
+             "--classes": classes is not None, "--val-fraction": val_fraction is not None,
+             "--test-fraction": test_fraction is not None, "--seed": seed is not None,
+             "--image-kind": image_kind is not None}  # fmt: skip
+    name = check_options(dataset, given)
+    from ..data.prepare import prepare_dataset, prepare_folder
+
+    with console.RowProgress(f"prepare {name}", enabled=False if json_output else None, unit="tiles") as progress:
+        if name == "folder":
+            manifest = prepare_folder(
+                images, labels, classes, out, val_fraction=val_fraction or 0.0, test_fraction=test_fraction or 0.0,
+                patch_size=patch_size, stride=stride, seed=seed or 0, colour_tolerance=colour_tolerance,
+                overwrite=overwrite, progress=progress,
+            )  # fmt: skip
+        else:
+            manifest = prepare_dataset(
+                name, root, out, patch_size=patch_size, stride=stride, image_kind=image_kind,
+                colour_tolerance=colour_tolerance, overwrite=overwrite, progress=progress,
+            )  # fmt: skip
+    if json_output:
+        console.print_json(manifest.to_dict() | {"folder": str(manifest.folder)})
+        return
+    render(manifest)
+
+
+def render(manifest: Manifest) -> None:
+    """Two tables: tiles and patches per split, then each class's share of a split's labelled pixels."""
+    splits = list(manifest.splits.values())
+    console.table(
+        f"{manifest.dataset}: {manifest.patch_size} px patches, stride {manifest.stride}",
+        ["split", "tiles", "patches", "ignored"],
+        [(s.name, len(s.tiles), len(s.patches), _share(s.ignored_pixels, sum(s.class_pixels) + s.ignored_pixels))
+         for s in splits],
+        right=["tiles", "patches", "ignored"],
+    )  # fmt: skip
+    console.table(
+        "class share of labelled pixels",
+        ["class", *(s.name for s in splits)],
+        [(c.name, *(_share(s.class_pixels[k], sum(s.class_pixels)) for s in splits))
+         for k, c in enumerate(manifest.classes)],
+        right=[s.name for s in splits],
+    )  # fmt: skip
+
+
+def _share(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.1f} %" if whole else "-"

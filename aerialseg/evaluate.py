@@ -1,0 +1,186 @@
+"""evaluate(): the papers' test protocol through the same tiled, blended path as ``predict``.
+
+Each full test tile (a *scene* of the prepared manifest) is predicted with
+:func:`aerialseg.pipeline.predict` into a class GeoTIFF — tiles, overlaps, blending, TTA
+exactly as a user's run — and compared with its label raster strip by strip into one
+global confusion matrix. Evaluating whole tiles rather than the prepared patches means no
+pixel is counted twice and no padding is counted at all. ISPRS scores use the eroded
+labels by default (boundary pixels ignored), as the papers do; ``labels="full"`` scores
+every pixel. ``patches=True`` evaluates the prepared patches instead (for datasets
+prepared without scenes, or to compare with patch-based numbers).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data.manifest import Manifest
+from .errors import AerialsegError, DatasetLayoutError
+from .metrics import ConfusionMatrix, Scores
+from .pipeline import PredictOptions, Progress, predict
+from .runners import Runner, open_runner
+
+__all__ = ["EvalOptions", "EvalResult", "evaluate", "compare_rasters"]
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate and how to predict it (tiling defaults to the model card's)."""
+
+    data: Path
+    weights: str | os.PathLike[str]
+    split: str = "test"
+    labels: str = "auto"
+    patches: bool = False
+    tta: str | None = None
+    backend: str = "torch"
+    device: str | None = None
+    batch_size: int = 1
+    tile_size: int | None = None
+    overlap: int | None = None
+    blend: str = "cosine"
+    save_maps: Path | None = None
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """The global scores, the confusion matrix (rows truth, columns prediction) and per-image overall accuracy."""
+
+    dataset: str
+    split: str
+    labels: str
+    scores: Scores
+    matrix: np.ndarray
+    images: list[dict[str, object]] = field(default_factory=list)
+    model: str = ""
+    settings: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-able summary: the papers' table plus the matrix and per-image rows."""
+        return {
+            "dataset": self.dataset,
+            "split": self.split,
+            "labels": self.labels,
+            "model": self.model,
+            "settings": self.settings,
+            **self.scores.to_dict(),
+            "confusion_matrix": self.matrix.tolist(),
+            "images": self.images,
+        }
+
+
+def compare_rasters(prediction: Path, label: Path, matrix: ConfusionMatrix, rows: int = 512) -> int:
+    """Add a class raster's agreement with a label raster (same size) to ``matrix``, strip by strip.
+
+    Returns the number of pixels counted.
+    """
+    import rasterio
+    from rasterio.windows import Window
+
+    before = matrix.matrix.sum()
+    with rasterio.open(prediction) as pred, rasterio.open(label) as truth:
+        if (pred.width, pred.height) != (truth.width, truth.height):
+            raise DatasetLayoutError(
+                f"label is {truth.width} x {truth.height} but the image is {pred.width} x {pred.height}", path=label
+            )
+        for top in range(0, truth.height, rows):
+            window = Window(0, top, truth.width, min(rows, truth.height - top))
+            try:
+                matrix.update(truth.read(1, window=window), pred.read(1, window=window))
+            except ValueError as exc:
+                raise AerialsegError(
+                    f"{exc} (nodata in the prediction where the label has a class)", path=label
+                ) from exc
+    return int(matrix.matrix.sum() - before)
+
+
+def _items(manifest: Manifest, split: str, labels: str, patches: bool) -> tuple[list[tuple[str, Path, Path]], str]:
+    """``(name, image, label)`` to evaluate, and which labels were used (``eroded`` or ``full``)."""
+    info = manifest.split(split)
+    eroded = info.has_eroded if labels == "auto" else labels == "eroded"
+    if labels not in ("auto", "eroded", "full"):
+        raise AerialsegError(f"unknown labels {labels!r}; choose eroded or full")
+    if eroded and not info.has_eroded:
+        raise DatasetLayoutError(f"split {split!r} has no eroded labels", path=manifest.folder, hint="use --full")
+    kind = "eroded" if eroded else "full"
+    if patches:
+        pairs = manifest.patch_pairs(split, eroded=eroded)
+        return [(image.stem, image, label) for image, label in pairs], kind
+    scenes = [s for s in info.scenes if (s.label_eroded if eroded else s.label)]
+    if not scenes:
+        raise DatasetLayoutError(
+            f"split {split!r} has no labelled scenes", path=manifest.folder, hint="evaluate its patches with --patches"
+        )
+    items = []
+    for scene in scenes:
+        image = Path(scene.image)
+        if not image.is_file():
+            raise DatasetLayoutError(
+                "scene image is missing (moved since prepare?)", path=image, hint="prepare the dataset again"
+            )
+        items.append((scene.id, image, manifest.resolve(scene.label_eroded if eroded else scene.label)))
+    return items, kind
+
+
+def evaluate(
+    options: EvalOptions,
+    progress: Callable[[str, int, int], None] | None = None,
+    tile_progress: Callable[[Progress], None] | None = None,
+    runner: Runner | None = None,
+) -> EvalResult:
+    """Predict every image of the split and score it (see the module docstring).
+
+    ``progress(name, done, total)`` is called after each image. ``runner`` replaces the one
+    opened from ``options.weights`` (tests, or callers holding a model already).
+    """
+    manifest = Manifest.load(options.data)
+    runner = runner or open_runner(options.weights, options.backend, options.device, options.tta)
+    card = runner.card
+    names = [c.name for c in manifest.classes]
+    if card.class_names != names:
+        raise AerialsegError(f"model classes {card.class_names} differ from the dataset's {names}", path=options.data)
+    if tuple(card.bands) != tuple(manifest.bands):
+        raise AerialsegError(f"model bands {card.bands} differ from the dataset's {manifest.bands}", path=options.data)
+    items, kind = _items(manifest, options.split, options.labels, options.patches)
+    predict_options = PredictOptions(
+        tile_size=options.tile_size,
+        overlap=options.overlap,
+        blend=options.blend,
+        batch_size=options.batch_size,
+        bands=tuple(range(1, len(manifest.bands) + 1)),  # prepared in the model's band order
+        allow_no_crs=True,
+        gsd="native",  # the benchmark's test tiles are at the training resolution
+        overwrite=True,
+    )
+    matrix = ConfusionMatrix(len(names), manifest.ignore_index)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="aerialseg-eval-") as scratch:
+        folder = Path(options.save_maps) if options.save_maps else Path(scratch)
+        folder.mkdir(parents=True, exist_ok=True)
+        for done, (name, image, label) in enumerate(items, start=1):
+            output = folder / f"{name}_classes.tif"
+            predict(image, output, runner, predict_options, tile_progress)
+            own = ConfusionMatrix(len(names), manifest.ignore_index)
+            pixels = compare_rasters(output, label, own)
+            matrix.merge(own)
+            oa = own.matrix.trace() / pixels if pixels else float("nan")
+            rows.append({"image": name, "pixels": pixels, "oa": None if np.isnan(oa) else round(float(oa) * 100, 3)})
+            if progress:
+                progress(name, done, len(items))
+    scores = matrix.scores(names, [c.in_mean for c in manifest.classes])
+    return EvalResult(
+        dataset=manifest.dataset,
+        split=options.split,
+        labels=kind,
+        scores=scores,
+        matrix=matrix.matrix.copy(),
+        images=rows,
+        model=f"{card.arch}-{card.backbone} ({card.sha256[:12]})",
+        settings=runner.description + f"; tiles {options.tile_size or card.tile_size}, blend {options.blend}",
+    )

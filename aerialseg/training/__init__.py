@@ -1,0 +1,1 @@
+"""Training: the papers' recipe (losses, optimiser, schedule), the loop, checkpoints and DDP."""

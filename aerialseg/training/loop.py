@@ -1,0 +1,444 @@
+"""train(): the papers' recipe on a prepared dataset, resumable, single- or multi-process.
+
+One epoch visits every training patch once in an order drawn from (seed, epoch); batches
+are dealt round-robin to the DDP processes; an optimizer step follows every
+``accumulate`` batches. After each epoch (or at ``max_steps``) the network is validated on
+the validation split, ``last.safetensors`` and, when the monitored score improves,
+``best.safetensors`` are written as model-card weights files, a row is appended to
+``log.csv``, and the resume checkpoint is saved. Ctrl-C also saves it, after the current
+step, so ``--resume`` continues from the same step with the same optimizer state and data
+order as if nothing had happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..card import ModelCard
+from ..data.datasets import PatchDataset, TrainingView, collate
+from ..data.manifest import Manifest
+from ..errors import OutputExistsError, TrainingError
+from ..metrics import ConfusionMatrix
+from ..models import create_model, get_spec
+from ..weights import save_weights, tensors_sha256
+from .checkpoint import CHECKPOINT_JSON, TrainState, load_checkpoint, save_checkpoint
+from .distributed import World, check_replicas, init_world, sum_array, sync_buffers
+from .losses import SegmentationLoss
+from .optim import Lookahead, lr_factor, parameter_groups, set_epoch_lr
+from .recipes import Recipe, recipe_for
+
+__all__ = ["TrainOptions", "TrainEvent", "TrainResult", "train", "band_statistics"]
+
+IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Settings of a run. ``None`` fields take the dataset's recipe value (:mod:`.recipes`).
+
+    ``batch_size`` is per process. ``max_steps`` stops early (smoke runs, sample weights);
+    ``checkpoint_every`` saves the resume checkpoint every that many steps as well as at
+    each epoch end. ``half`` stores the weights files in float16.
+    """
+
+    data: Path
+    out: Path
+    arch: str = "manet"
+    backbone: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    crop: int | None = None
+    lr: float | None = None
+    backbone_lr: float | None = None
+    weight_decay: float | None = None
+    schedule: str | None = None
+    accumulate: int = 1
+    workers: int = 0
+    seed: int = 42
+    device: str | None = None
+    amp: bool = True
+    pretrained_backbone: Path | None = None
+    trust_pickle: bool = False
+    resume: bool = False
+    overwrite: bool = False
+    max_steps: int | None = None
+    checkpoint_every: int = 0
+    train_split: str = "train"
+    val_split: str | None = "val"
+    half: bool = False
+
+
+@dataclass(frozen=True)
+class TrainEvent:
+    """Progress: ``kind`` is ``step`` (after an optimizer step) or ``epoch`` (after validation, with ``row``)."""
+
+    kind: str
+    epoch: int
+    epochs: int
+    batch: int
+    batches: int
+    step: int
+    loss: float
+    lr: float
+    row: dict[str, float | int | str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Where the weights went and the per-epoch log rows."""
+
+    out: Path
+    last: Path
+    best: Path | None
+    steps: int
+    epochs_done: int
+    best_score: float | None
+    history: list[dict[str, float | int | str]]
+    stopped_early: bool
+    weights_sha256: str
+
+
+def band_statistics(bands: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Mean and std per band: ImageNet's for R, G, B (what pretrained trunks expect), in file order.
+
+    Three-band images take ImageNet's three pairs in file order whatever the bands are, as the
+    reference does for Vaihingen's NIR-R-G; other bands get 0.5 / 0.25.
+    """
+    if len(bands) == 3:
+        return IMAGENET["R"][:1] + IMAGENET["G"][:1] + IMAGENET["B"][:1], (0.229, 0.224, 0.225)
+    pairs = [IMAGENET.get(b, (0.5, 0.25)) for b in bands]
+    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
+
+
+def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None = None) -> TrainResult:
+    """Train as :class:`TrainOptions` say; see the module docstring."""
+    manifest = Manifest.load(options.data)
+    world = init_world(options.device)
+    out = Path(options.out)
+    _check_out(out, options, world)
+    recipe = recipe_for(manifest.dataset).replace(
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        crop=options.crop,
+        lr=options.lr,
+        backbone_lr=options.backbone_lr,
+        weight_decay=options.weight_decay,
+        schedule=options.schedule,
+    )
+    try:
+        lr_factor(0, recipe.schedule, recipe.epochs)  # an unknown schedule fails here, before any work
+    except ValueError as exc:
+        raise TrainingError(str(exc)) from None
+    torch.manual_seed(options.seed)
+    if world.device.type == "cuda":
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    run = _Run(options, manifest, recipe, world, out, progress)
+    try:
+        return run.fit()
+    finally:
+        if world.distributed:
+            torch.distributed.destroy_process_group()
+
+
+def _check_out(out: Path, options: TrainOptions, world: World) -> None:
+    has_checkpoint = (out / CHECKPOINT_JSON).is_file()
+    if options.resume and not has_checkpoint:
+        raise TrainingError("has no checkpoint to resume from", path=out, hint="start without --resume")
+    if has_checkpoint and not (options.resume or options.overwrite):
+        raise OutputExistsError(
+            "run folder holds a training checkpoint", path=out, hint="pass --resume to continue or --overwrite"
+        )
+    if world.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+
+
+class _Run:
+    """One training run's objects and its epoch/step loop."""
+
+    def __init__(
+        self,
+        options: TrainOptions,
+        manifest: Manifest,
+        recipe: Recipe,
+        world: World,
+        out: Path,
+        progress: Callable[[TrainEvent], None] | None,
+    ):
+        self.options, self.manifest, self.recipe, self.world, self.out = options, manifest, recipe, world, out
+        self.progress = progress or (lambda event: None)
+        self.spec = get_spec(options.arch, options.backbone)
+        model = create_model(self.spec.arch, self.spec.backbone, len(manifest.classes), len(manifest.bands))
+        if options.pretrained_backbone and not options.resume:
+            from ..checkpoint_import import load_backbone_weights
+
+            load_backbone_weights(model, options.pretrained_backbone, options.trust_pickle)
+        self.model = model.to(world.device)
+        self.encoder_prefix = model.encoder_prefix
+        self.net = self.model
+        if world.distributed:
+            ids = [world.device.index] if world.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        mean, std = band_statistics(manifest.bands)
+        self.mean = torch.tensor(mean, device=world.device).view(1, -1, 1, 1)
+        self.std = torch.tensor(std, device=world.device).view(1, -1, 1, 1)
+        groups = parameter_groups(self.model, self.encoder_prefix, recipe.lr, recipe.backbone_lr, recipe.weight_decay)
+        self.optimizer = Lookahead(torch.optim.AdamW(groups), recipe.lookahead_k, recipe.lookahead_alpha)
+        self.amp = options.amp and world.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
+        self.loss = SegmentationLoss(manifest.ignore_index)
+        patches = PatchDataset(manifest.patch_pairs(options.train_split))
+        if len(patches) == 0:
+            raise TrainingError(f"split {options.train_split!r} has no patches", path=manifest.folder)
+        self.view = TrainingView(patches, recipe, manifest.ignore_index, options.seed)
+        self.val_pairs = manifest.patch_pairs(options.val_split) if options.val_split else []
+        self.state = TrainState()
+        if options.resume:
+            self.state, _ = load_checkpoint(out, self.model, self.optimizer, self.scaler)
+
+    # --- data order -------------------------------------------------------------------------------
+    def batches(self, epoch: int) -> list[list[tuple[int, int]]]:
+        """The calling process's batches of (epoch, index) keys; drop-last, equal count on every process."""
+        n, size = len(self.view), self.recipe.batch_size
+        order = np.random.default_rng([self.options.seed, epoch, 7]).permutation(n)
+        if n < size:  # tiny datasets: repeat the order to fill one batch
+            order = np.resize(order, size)
+        whole = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+        per_process = len(whole) // self.world.size
+        if per_process == 0:
+            raise TrainingError(
+                f"{n} training patches make fewer batches of {size} than processes ({self.world.size})",
+                hint="lower --batch-size",
+            )
+        mine = whole[self.world.rank :: self.world.size][:per_process]
+        return [[(epoch, int(i)) for i in batch] for batch in mine]
+
+    # --- loop -------------------------------------------------------------------------------------
+    def fit(self) -> TrainResult:
+        history: list[dict] = []
+        stopped = False
+        epoch = self.state.epoch
+        try:
+            while epoch < self.recipe.epochs and not stopped:
+                stopped = self.run_epoch(epoch)
+                if self.state.batch == 0 or stopped:  # epoch finished, or stopped early: validate, save
+                    history.append(self.end_epoch(epoch))
+                epoch = self.state.epoch
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            raise
+        check_replicas(self.world, self.model)
+        best = self.out / "best.safetensors"
+        final = {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+        return TrainResult(
+            out=self.out,
+            last=self.out / "last.safetensors",
+            best=best if best.exists() else None,
+            steps=self.state.step,
+            epochs_done=self.state.epoch,
+            best_score=self.state.best,
+            history=history,
+            stopped_early=stopped,
+            weights_sha256=tensors_sha256(final),
+        )
+
+    def run_epoch(self, epoch: int) -> bool:
+        """Train from ``state.batch`` to the epoch's end; True when ``max_steps`` stopped it."""
+        options, state = self.options, self.state
+        set_epoch_lr(self.optimizer, lr_factor(epoch, self.recipe.schedule, self.recipe.epochs))
+        batches = self.batches(epoch)
+        loader = torch.utils.data.DataLoader(
+            self.view,
+            batch_sampler=batches[state.batch :],
+            num_workers=options.workers,
+            collate_fn=collate,
+            # its own generator: a loader drawing from the global one would shift dropout's
+            # random stream by one draw per loader, so a resumed run would differ
+            generator=torch.Generator().manual_seed(options.seed + epoch),
+        )
+        self.train_matrix = ConfusionMatrix(len(self.manifest.classes), self.manifest.ignore_index)
+        self.net.train()
+        losses = []
+        for position, (images, labels) in enumerate(loader, start=state.batch):
+            last_micro = (position + 1) % options.accumulate == 0 or position + 1 == len(batches)
+            losses.append(self.forward_backward(images, labels, sync=last_micro))
+            if not last_micro:
+                continue
+            self.optimizer_step()
+            state.step += 1
+            state.batch = position + 1
+            loss = float(np.mean(losses))
+            losses.clear()
+            if not math.isfinite(loss):
+                raise TrainingError(f"the loss became {loss} at step {state.step}", hint="lower --lr")
+            self.last_loss = loss
+            self.progress(
+                TrainEvent("step", epoch, self.recipe.epochs, state.batch, len(batches), state.step, loss, self.lr())
+            )
+            if options.checkpoint_every and state.step % options.checkpoint_every == 0:
+                self.save_checkpoint()
+            if options.max_steps is not None and state.step >= options.max_steps:
+                if state.batch == len(batches):
+                    state.epoch, state.batch = epoch + 1, 0
+                return True
+        state.epoch, state.batch = epoch + 1, 0
+        return False
+
+    def forward_backward(self, images: torch.Tensor, labels: torch.Tensor, sync: bool) -> float:
+        images = (images.to(self.world.device) - self.mean) / self.std
+        labels = labels.to(self.world.device)
+        context = self.net.no_sync() if self.world.distributed and not sync else nullcontext()
+        with context:
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                outputs = self.net(images)
+                loss = self.loss(outputs, labels) / self.options.accumulate
+            self.scaler.scale(loss).backward()
+        main = outputs[0] if isinstance(outputs, tuple) else outputs
+        self.train_matrix.update(labels.cpu().numpy(), main.detach().argmax(1).cpu().numpy())
+        return float(loss.detach()) * self.options.accumulate
+
+    def optimizer_step(self) -> None:
+        if self.amp:
+            inner = self.optimizer.optimizer
+            self.optimizer.step(lambda: self.scaler.step(inner))
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        self.optimizer.zero_grad()
+
+    def lr(self) -> float:
+        return max(group["lr"] for group in self.optimizer.param_groups)
+
+    # --- end of an epoch ---------------------------------------------------------------------------
+    def end_epoch(self, epoch: int) -> dict[str, float | int | str]:
+        started = time.perf_counter()
+        classes = self.manifest.classes
+        names, in_mean = [c.name for c in classes], [c.in_mean for c in classes]
+        train_matrix = sum_array(self.world, self.train_matrix.matrix)
+        train_scores = _scores_of(train_matrix, names, in_mean)
+        row: dict[str, float | int | str] = {
+            "epoch": epoch + 1,
+            "step": self.state.step,
+            "lr": self.lr(),
+            "train_loss": round(getattr(self, "last_loss", float("nan")), 5),
+            "train_miou": round(train_scores.miou, 5),
+            "train_mean_f1": round(train_scores.mean_f1, 5),
+        }
+        metrics: dict[str, object] = {}
+        sync_buffers(self.world, self.model)
+        if self.val_pairs:
+            val = self.validate(names, in_mean)
+            row |= {"val_miou": round(val.miou, 5), "val_mean_f1": round(val.mean_f1, 5), "val_oa": round(val.oa, 5)}
+            metrics = {"split": self.options.val_split, "epoch": epoch + 1, **val.to_dict()}
+            score = val.miou if self.recipe.monitor == "miou" else val.mean_f1
+        else:
+            score = None
+        row["seconds_validation"] = round(time.perf_counter() - started, 2)
+        if self.world.is_main:
+            self.write_weights(epoch, metrics, score)
+            self.append_log(row)
+        self.save_checkpoint()
+        check_replicas(self.world, self.model)
+        self.progress(
+            TrainEvent(
+                "epoch",
+                epoch,
+                self.recipe.epochs,
+                self.state.batch,
+                0,
+                self.state.step,
+                row["train_loss"],
+                self.lr(),
+                row,
+            )
+        )
+        return row
+
+    @torch.no_grad()
+    def validate(self, names: list[str], in_mean: list[bool]):  # noqa: ANN201 (Scores)
+        """Whole validation patches, eval mode, one confusion matrix summed over processes."""
+        self.model.eval()
+        matrix = ConfusionMatrix(len(names), self.manifest.ignore_index)
+        data = PatchDataset(self.val_pairs[self.world.rank :: self.world.size])
+        for image, label in data:
+            x = (image[None].to(self.world.device) - self.mean) / self.std
+            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
+                logits = self.model(x)
+            matrix.update(label.numpy(), logits.argmax(1)[0].cpu().numpy())
+        self.model.train()
+        return _scores_of(sum_array(self.world, matrix.matrix), names, in_mean)
+
+    def card(self, epoch: int, metrics: dict[str, object]) -> ModelCard:
+        m, r = self.manifest, self.recipe
+        mean, std = band_statistics(m.bands)
+        return ModelCard(
+            arch=self.spec.arch,
+            backbone=self.spec.backbone,
+            classes=m.classes,
+            bands=m.bands,
+            mean=mean,
+            std=std,
+            gsd_m=m.gsd_m,
+            dataset=m.dataset,
+            training=(
+                f"aerialseg train: {epoch + 1}/{r.epochs} epochs, {self.state.step} steps, batch {r.batch_size}"
+                f" x {self.world.size} process(es) x {self.options.accumulate} accumulated, crop {r.crop},"
+                f" scales {list(r.scales)}, AdamW lr {r.lr} (backbone {r.backbone_lr}), wd {r.weight_decay},"
+                f" Lookahead({r.lookahead_k}, {r.lookahead_alpha}), {r.schedule}, SoftCE(0.05)+Dice,"
+                f" seed {self.options.seed}"
+            ),
+            metrics=metrics,
+            source=f"trained on {m.dataset} prepared at {m.folder} (split {self.options.train_split!r})",
+        )
+
+    def write_weights(self, epoch: int, metrics: dict[str, object], score: float | None) -> None:
+        card = self.card(epoch, metrics)
+        save_weights(self.model, card, self.out / "last.safetensors", half=self.options.half, overwrite=True)
+        state = self.state
+        improved = score is not None and not math.isnan(score) and (state.best is None or score > state.best)
+        if improved:
+            state.best, state.best_epoch = score, epoch + 1
+            save_weights(self.model, card, self.out / "best.safetensors", half=self.options.half, overwrite=True)
+
+    def append_log(self, row: dict[str, float | int | str]) -> None:
+        path = self.out / "log.csv"
+        columns = [
+            "epoch",
+            "step",
+            "lr",
+            "train_loss",
+            "train_miou",
+            "train_mean_f1",
+            "val_miou",
+            "val_mean_f1",
+            "val_oa",
+            "seconds_validation",
+        ]
+        new = not path.exists()
+        with path.open("a", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+    def save_checkpoint(self) -> None:
+        if self.world.is_main:
+            settings = {"options": {k: str(v) for k, v in asdict(self.options).items()}, "recipe": asdict(self.recipe)}
+            save_checkpoint(self.out, self.model, self.optimizer, self.state, settings, self.scaler)
+        if self.world.distributed:
+            torch.distributed.barrier()
+
+
+def _scores_of(matrix: np.ndarray, names: list[str], in_mean: list[bool]):  # noqa: ANN202 (Scores)
+    cm = ConfusionMatrix(len(names))
+    cm.matrix = np.asarray(matrix, dtype=np.int64)
+    return cm.scores(names, in_mean)

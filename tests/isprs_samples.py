@@ -1,0 +1,107 @@
+"""A small prepared dataset built from the real ISPRS Potsdam sample patch (read from ../shared, written to tmp).
+
+The ISPRS terms forbid redistribution: the pixels are read from ../shared at test time and
+written only under pytest's temporary folders."""
+
+from __future__ import annotations
+
+import numpy as np
+import rasterio
+from rasterio.transform import from_origin
+
+from aerialseg.data.classes import DATASETS, IGNORE_INDEX
+from aerialseg.data.manifest import Manifest, Scene, SplitInfo
+
+from conftest import DATA
+
+POTSDAM = DATA / "isprs-mmseg-fixtures" / "potsdam"
+
+
+def potsdam_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(3, 512, 512) uint8 RGB and (512, 512) class ids 0..5 with 255 on the eroded boundaries."""
+    with rasterio.open(POTSDAM / "img" / "2_10_0_0_512_512.png") as src:
+        image = src.read()
+    with rasterio.open(POTSDAM / "ann" / "2_10_0_0_512_512.png") as src:
+        ann = src.read(1).astype(np.int64)
+    label = np.where(ann == 0, IGNORE_INDEX, ann - 1).astype(np.uint8)
+    return image, label
+
+
+def write_prepared(folder, patch=128, val_rows=1):
+    """Cut the patch into ``patch``-sized pieces; the bottom ``val_rows`` rows of pieces are validation."""
+    image, label = potsdam_arrays()
+    n = image.shape[1] // patch
+    splits = {"train": [], "val": []}
+    for split in splits:
+        for sub in ("images", "labels"):
+            (folder / split / sub).mkdir(parents=True, exist_ok=True)
+    counts = {s: np.zeros(6, dtype=np.int64) for s in splits}
+    ignored = dict.fromkeys(splits, 0)
+    for r in range(n):
+        for c in range(n):
+            split = "val" if r >= n - val_rows else "train"
+            name = f"2_10_{r * patch}_{c * patch}"
+            window = (slice(r * patch, (r + 1) * patch), slice(c * patch, (c + 1) * patch))
+            profile = dict(
+                driver="GTiff",
+                width=patch,
+                height=patch,
+                dtype="uint8",
+                crs="EPSG:32633",
+                transform=from_origin(c * patch * 0.05, -r * patch * 0.05, 0.05, 0.05),
+            )
+            with rasterio.open(folder / split / "images" / f"{name}.tif", "w", count=3, **profile) as dst:
+                dst.write(image[(slice(None), *window)])
+            piece = label[window]
+            with rasterio.open(folder / split / "labels" / f"{name}.tif", "w", count=1, **profile) as dst:
+                dst.write(piece, 1)
+            counts[split] += np.bincount(piece[piece != IGNORE_INDEX], minlength=6)
+            ignored[split] += int((piece == IGNORE_INDEX).sum())
+            splits[split].append(name)
+    test = write_scene(folder, image, label)
+    info = DATASETS["potsdam"]
+    manifest = Manifest(
+        dataset="potsdam",
+        classes=info.classes,
+        bands=info.bands,
+        gsd_m=info.gsd_m,
+        patch_size=patch,
+        stride=patch,
+        splits={
+            s: SplitInfo(s, ("2_10",), tuple(names), tuple(int(v) for v in counts[s]), ignored[s])
+            for s, names in splits.items()
+        }
+        | {"test": test},
+    )
+    manifest.save(folder)
+    return Manifest.load(folder)
+
+
+def write_scene(folder, image, label):
+    """The whole 512 x 512 patch as a georeferenced test tile ("scene") with its labels.
+
+    The sample's labels are the eroded ones; the "full" label of this miniature is the
+    same raster (the test of eval only needs the two to be told apart by name).
+    """
+    profile = dict(
+        driver="GTiff", width=512, height=512, dtype="uint8", crs="EPSG:32633", transform=from_origin(0, 0, 0.05, 0.05)
+    )
+    tile = folder / "raw" / "top_potsdam_2_10_RGB.tif"
+    tile.parent.mkdir(parents=True, exist_ok=True)
+    with rasterio.open(tile, "w", count=3, **profile) as dst:
+        dst.write(image)
+    (folder / "scenes" / "test").mkdir(parents=True, exist_ok=True)
+    for name in ("2_10_label.tif", "2_10_label_eroded.tif"):
+        with rasterio.open(folder / "scenes" / "test" / name, "w", count=1, **profile) as dst:
+            dst.write(label, 1)
+    counts = np.bincount(label[label != IGNORE_INDEX], minlength=6)
+    scene = Scene("2_10", str(tile.resolve()), "scenes/test/2_10_label.tif", "scenes/test/2_10_label_eroded.tif")
+    return SplitInfo(
+        "test",
+        ("2_10",),
+        (),
+        tuple(int(v) for v in counts),
+        int((label == IGNORE_INDEX).sum()),
+        scenes=(scene,),
+        has_eroded=True,
+    )
