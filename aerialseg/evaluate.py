@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,7 +161,11 @@ def evaluate(
     )
     matrix = ConfusionMatrix(len(names), manifest.ignore_index)
     rows = []
-    with tempfile.TemporaryDirectory(prefix="aerialseg-eval-") as scratch:
+    from rasterio.errors import NotGeoreferencedWarning
+
+    # Benchmark patches and frames (UAVid PNGs) have no CRS: said once in the docs, not per image.
+    with tempfile.TemporaryDirectory(prefix="aerialseg-eval-") as scratch, warnings.catch_warnings():
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
         folder = Path(options.save_maps) if options.save_maps else Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
         for done, (name, image, label) in enumerate(items, start=1):

@@ -9,6 +9,7 @@ workers or processes, and a run resumed mid-epoch sees exactly the samples it wo
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,10 +39,12 @@ class PatchDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.pairs[index]
         try:
-            with rasterio.open(image_path) as src:
-                image = src.read()
-            with rasterio.open(label_path) as src:
-                label = src.read(1)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # patches of PNG frames
+                with rasterio.open(image_path) as src:
+                    image = src.read()
+                with rasterio.open(label_path) as src:
+                    label = src.read(1)
         except rasterio.errors.RasterioIOError as exc:
             raise DatasetLayoutError(f"cannot read a patch ({exc})", path=image_path) from exc
         if image.shape[1:] != label.shape:

@@ -106,3 +106,11 @@ def test_two_process_gloo_ddp_keeps_the_replicas_identical(potsdam_prepared, tmp
     assert digests[0] == digests[1] and digests[0][1] == "6"
     # rank 0 wrote the weights it trained: the card's tensor hash is the replicas' hash
     assert read_card(tmp_path / "run" / "last.safetensors").sha256 == digests[0][0]
+
+
+def test_gradient_accumulation_steps_once_per_n_batches(potsdam_prepared, tmp_path):
+    # 12 patches in batches of 4: 3 batches per epoch -> steps after batches 2 and 3 (the epoch's end)
+    result = train(options(potsdam_prepared, tmp_path / "run", epochs=1, accumulate=2))
+    assert result.steps == 2
+    state, _ = read_weights_checkpoint(tmp_path / "run")
+    assert state["opt.0.step"].item() == 2

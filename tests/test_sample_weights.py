@@ -1,0 +1,58 @@
+"""The sample weights shipped in weights/: honest card, reproducible held-out scores, the quick start works."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import rasterio
+from conftest import ROOT, SHARED
+from conftest import run_cli as run
+
+from aerialseg.data.prepare import prepare_dataset
+from aerialseg.evaluate import EvalOptions, evaluate
+from aerialseg.weights import read_card, resolve_weights
+
+NAME = "manet-r18-potsdam-sample"
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("train_sample_weights", ROOT / "examples" / "train_sample_weights.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_card_says_what_the_weights_are():
+    path = resolve_weights(NAME)
+    assert path.parent.name == "weights" and path.stat().st_size < 30 * 2**20
+    card = read_card(path)
+    assert card.arch == "manet" and card.backbone == "resnet18" and card.dataset == "potsdam"
+    assert card.bands == ("R", "G", "B") and card.gsd_m == 0.05
+    assert card.training.startswith("SAMPLE WEIGHTS") and "not to map a city" in card.training
+    assert set(card.metrics) == {"held_out_test", "validation"}
+
+
+def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path):
+    """Rebuild the miniature archive from ../shared, prepare it, evaluate the shipped file by name."""
+    _script().write_archive(SHARED, tmp_path / "raw")
+    prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "data", patch_size=128, stride=32)
+    result = evaluate(EvalOptions(data=tmp_path / "data", weights=NAME, split="test", labels="eroded")).to_dict()
+    card = read_card(resolve_weights(NAME)).metrics["held_out_test"]
+    assert result["pixels"] == card["pixels"] == 58_149  # the test tile's labelled (non-boundary) pixels
+    for key in ("mean_f1", "oa", "miou"):
+        assert result[key] == pytest.approx(card[key], abs=0.05)
+    assert np.abs(np.array(result["confusion_matrix"]) - np.array(card["confusion_matrix"])).sum() <= 20
+
+
+def test_the_quick_start_predicts_the_shipped_orthophoto(tmp_path, capsys):
+    out = tmp_path / "neon_classes.tif"
+    code, _, err = run(["predict", str(ROOT / "examples" / "neon_osbs_029.tif"), "--model", NAME, "-o", str(out)],
+                       capsys)  # fmt: skip
+    assert code == 0, err
+    with rasterio.open(ROOT / "examples" / "neon_osbs_029.tif") as src, rasterio.open(out) as dst:
+        assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
+        classes = dst.read(1)
+        valid = src.dataset_mask() > 0
+    assert set(np.unique(classes[valid])) <= set(range(6)) and (classes[~valid] == 255).all()
