@@ -114,3 +114,20 @@ def test_gradient_accumulation_steps_once_per_n_batches(potsdam_prepared, tmp_pa
     assert result.steps == 2
     state, _ = read_weights_checkpoint(tmp_path / "run")
     assert state["opt.0.step"].item() == 2
+
+
+def test_pretrained_backbone_weights_are_the_starting_point(potsdam_prepared, tmp_path):
+    from safetensors.torch import save_file
+
+    from aerialseg.models.backbones import build_resnet
+
+    torch.manual_seed(3)
+    imagenet = {k: v.clone() for k, v in build_resnet("resnet18").state_dict().items()}
+    imagenet["fc.weight"] = torch.zeros(1000, 512)  # a classifier, as in torchvision files: dropped
+    save_file(imagenet, str(tmp_path / "resnet18.safetensors"))
+    # learning rates 0: one step changes no weight, so the written weights show the start
+    result = train(options(potsdam_prepared, tmp_path / "run", max_steps=1, lr=0.0, backbone_lr=0.0,
+                           pretrained_backbone=tmp_path / "resnet18.safetensors"))  # fmt: skip
+    tensors, _ = read_weights(result.last)
+    for name in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.downsample.0.weight"):
+        assert torch.equal(tensors[f"backbone.{name}"], imagenet[name])
