@@ -43,41 +43,13 @@ def test_train_then_eval(potsdam_prepared, tmp_path, capsys):
     assert code == 0 and json.loads(out)["steps"] == 3
 
     table = tmp_path / "table.md"
-    code, out, err = run(
-        [
-            "eval",
-            "--data",
-            data,
-            "--weights",
-            str(run_dir / "last.safetensors"),
-            "--tile-size",
-            "256",
-            "--overlap",
-            "64",
-            "--markdown",
-            str(table),
-        ],
-        capsys,
-    )
+    evaluate = ["eval", "--data", data, "--weights", str(run_dir / "last.safetensors")]
+    code, out, err = run([*evaluate, "--tile-size", "256", "--overlap", "64", "--markdown", str(table)], capsys)
     assert code == 0, err
     assert "mean F1" in out and "confusion matrix" in out and "impervious_surfaces" in out
     text = table.read_text()
     assert "| F1 |" in text and "Means exclude clutter" in text and "eroded labels" in text
-    code, out, err = run(
-        [
-            "eval",
-            "--data",
-            data,
-            "--weights",
-            str(run_dir / "last.safetensors"),
-            "--split",
-            "val",
-            "--patches",
-            "--full",
-            "--json",
-        ],
-        capsys,
-    )
+    code, out, err = run([*evaluate, "--split", "val", "--patches", "--full", "--json"], capsys)
     assert code == 0, err
     result = json.loads(out)
     assert result["labels"] == "full" and len(result["confusion_matrix"]) == 6
