@@ -90,8 +90,8 @@ class StripAccumulator:
         self.weights[rows, cols] += weight
 
     def finish(self) -> Strip:
-        """The remaining rows down to the raster's bottom."""
-        return self._finish(self.plan.height - self.top)
+        """The rows of the last tile row begun (down to the raster's bottom after the plan's last row)."""
+        return self._finish(min(self.capacity, self.plan.height - self.top))
 
     def _finish(self, rows: int) -> Strip:
         classes = np.empty((rows, self.plan.width), np.uint8)

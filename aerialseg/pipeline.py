@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
+from affine import Affine
 
 from .atomic import atomic_output, check_output
 from .blend import NODATA, LeanStripAccumulator, Strip, StripAccumulator
@@ -37,7 +38,10 @@ from .stages import DONE, Stage, Stopped, put, take
 from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 from .vector import VectorizeOptions
 
-__all__ = ["PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for"]
+__all__ = [
+    "PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for",
+    "output_layouts", "objects_path",
+]  # fmt: skip
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
 
@@ -55,6 +59,9 @@ class PredictOptions:
     class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values x 254.
     ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>`` (with
     confidence attributes from the probability or uncertainty raster when one is written).
+    ``rows=(start, stop)`` predicts only those input rows, into outputs that cover just them
+    (georeferenced where they lie) and equal those rows of a whole-raster run: the tiles that
+    reach into them are run and blended as usual (how a cluster splits one raster).
     """
 
     tile_size: int | None = None
@@ -73,6 +80,7 @@ class PredictOptions:
     extra_tags: dict[str, str] = field(default_factory=dict)
     vectorize: VectorizeOptions | None = None
     objects_suffix: str = ".gpkg"
+    rows: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -173,18 +181,19 @@ def _predict(
             options.blend,
             align=TILE_ALIGN,
         )
-        outputs = _outputs(output_path, card, options)
+        first, stop = _row_range(options, source.native_height, input_path)
+        outputs = output_layouts(output_path, card, options)
         for path, _ in outputs[1:]:
             check_output(path, options.overwrite)
         if options.vectorize is not None:
             from .vector.writer import format_for
 
-            format_for(check_output(_objects_path(output_path, options), options.overwrite))
+            format_for(check_output(objects_path(output_path, options), options.overwrite))
         journal = partial_paths(output_path)[1]
         key = run_key(
             input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
             grid=[source.height, source.width], bands=source.indexes, scaling=source.scaling.rule,
-            outputs=[layout.name for _, layout in outputs],
+            outputs=[layout.name for _, layout in outputs], rows=[first, stop],
         )  # fmt: skip
         rows_done = load_rows_done(journal, key) if options.resume else None
         journal.unlink(missing_ok=True)  # a run killed from here on must start over
@@ -195,16 +204,16 @@ def _predict(
             for path, layout in outputs:
                 tmp = stack.enter_context(atomic_output(path, overwrite=options.overwrite))
                 sink = RasterSink(
-                    tmp, partial_paths(path)[0], layout, width=source.native_width, height=source.native_height,
-                    crs=source.crs, transform=source.transform, tags=tags,
+                    tmp, partial_paths(path)[0], layout, width=source.native_width, height=stop - first,
+                    crs=source.crs, transform=source.transform @ Affine.translation(0, first), tags=tags,
                     resume=rows_done is not None,
                 )  # fmt: skip
                 stack.callback(lambda sink=sink: None if keep_partials else sink.discard())
                 sinks.append(sink)
             resumed = rows_done is not None and all(sink.resumed for sink in sinks)
-            written = _Written(rows_done if resumed else 0)
+            written = _Written(rows_done if resumed else first)
             try:
-                counts = _run(source, plan, runner, sinks, options, progress, written)
+                counts = _run(source, plan, runner, sinks, options, progress, written, (first, stop))
             except BaseException:
                 for sink in sinks:
                     sink.suspend()
@@ -218,19 +227,32 @@ def _predict(
         from .vector import vectorize
 
         confidence = next((path for path, layout in outputs[1:]), None)  # probabilities first, else uncertainty
-        vectorize(output_path, _objects_path(output_path, options),
+        vectorize(output_path, objects_path(output_path, options),
                   replace(options.vectorize, confidence=confidence, overwrite=options.overwrite))  # fmt: skip
-    megapixels = source.native_height * source.native_width / 1e6
+    megapixels = (stop - first) * source.native_width / 1e6
     return PredictResult(
         input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1]
     )
 
 
-def _objects_path(output_path: Path, options: PredictOptions) -> Path:
+def _row_range(options: PredictOptions, height: int, input_path: Path) -> tuple[int, int]:
+    """The input rows to predict: ``options.rows`` checked against the raster, else all."""
+    if options.rows is None:
+        return 0, height
+    first, stop = options.rows
+    if not 0 <= first < stop <= height:
+        raise AerialsegError(f"rows {first}..{stop} are not within the raster's {height} rows", path=input_path)
+    if options.vectorize is not None:
+        raise AerialsegError("vectorize needs the whole raster, not a band of rows", path=input_path)
+    return first, stop
+
+
+def objects_path(output_path: Path, options: PredictOptions) -> Path:
+    """Where ``--vectorize`` writes: ``<input>_objects<suffix>`` beside the class raster."""
     return output_path.with_name(f"{output_path.stem.removesuffix('_classes')}_objects{options.objects_suffix}")
 
 
-def _outputs(output_path: Path, card: ModelCard, options: PredictOptions) -> list[tuple[Path, SinkLayout]]:
+def output_layouts(output_path: Path, card: ModelCard, options: PredictOptions) -> list[tuple[Path, SinkLayout]]:
     """``(path, layout)`` of every raster this run writes; the class map first."""
     outputs = [(output_path, class_raster(card))]
     for wanted, layout in ((options.probabilities, probability_raster), (options.uncertainty, uncertainty_raster)):
@@ -255,11 +277,14 @@ def _run(
     options: PredictOptions,
     progress: Callable[[Progress], None] | None,
     written: _Written,
+    rows: tuple[int, int],
 ) -> tuple[int, int]:
     """Reader thread -> network on this thread -> writer thread; returns (tiles run, tiles skipped).
 
     Output rows above ``written.rows`` are already on disk (a resumed run): the tile rows
     that cannot touch later rows are skipped, and recomputed rows above it are not rewritten.
+    Only input rows ``rows[0]`` to ``rows[1]`` are written (at sink row ``row - rows[0]``):
+    tile rows starting below the last model row they need are not run.
     """
     stop = threading.Event()
     tiles: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
@@ -270,7 +295,11 @@ def _run(
                        runner.card.num_classes, probabilities=extras) if source.grid is not None else None
     )  # fmt: skip
     first_model_row = resampler.first_model_row(written.rows) if resampler else written.rows
-    tile_rows = [row for row in plan.tile_rows() if row[0][0].row_off + row[0][0].height > first_model_row]
+    last_model_row = resampler.last_model_row(rows[1] - 1) if resampler else rows[1] - 1
+    tile_rows = [
+        row for row in plan.tile_rows()
+        if row[0][0].row_off + row[0][0].height > first_model_row and row[0][0].row_off <= last_model_row
+    ]  # fmt: skip
     start_row = tile_rows[0][0][0].row_off if tile_rows else plan.height
     if resampler:
         resampler.resume(start_row, written.rows)
@@ -282,16 +311,18 @@ def _run(
 
     def write_rows(strip: Strip) -> None:
         skip = written.rows - strip.row_off
-        if skip >= strip.classes.shape[0]:
+        keep = min(strip.classes.shape[0], rows[1] - strip.row_off)
+        if skip >= keep:
             return
-        if skip > 0:
+        if skip > 0 or keep < strip.classes.shape[0]:
+            part = slice(max(skip, 0), keep)
             strip = Strip(
-                written.rows, strip.classes[skip:],
-                None if strip.probabilities is None else strip.probabilities[:, skip:],
-                None if strip.valid is None else strip.valid[skip:],
+                strip.row_off + part.start, strip.classes[part],
+                None if strip.probabilities is None else strip.probabilities[:, part],
+                None if strip.valid is None else strip.valid[part],
             )  # fmt: skip
         for sink in sinks:
-            sink.write(strip.row_off, sink.layout.encode(strip))
+            sink.write(strip.row_off - rows[0], sink.layout.encode(strip))
         written.rows = strip.row_off + strip.classes.shape[0]
 
     def emit(strip: Strip) -> None:

@@ -56,6 +56,10 @@ class ScoreResampler:
         """The first model-grid row that output row ``row`` (and every later one) needs."""
         return int(self.y0[min(row, self.height - 1)])
 
+    def last_model_row(self, row: int) -> int:
+        """The last model-grid row that output row ``row`` (and every earlier one) needs."""
+        return int(self.y1[min(row, self.height - 1)])
+
     def resume(self, model_row: int, row: int) -> None:
         """Continue a run whose output rows before ``row`` are written; strips restart at ``model_row``."""
         self.buffer_top, self.next_row = model_row, row

@@ -5,11 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
+from affine import Affine
 from rasterio.windows import Window as RioWindow
 
 from aerialseg.blend import NODATA
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
+from aerialseg.errors import AerialsegError
 from aerialseg.pipeline import PredictOptions, predict, predict_many
 from aerialseg.runners import open_runner
 from aerialseg.tiling import TILE_ALIGN, plan_tiles
@@ -243,6 +245,31 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, rasters, gs
     assert 0 < finishing.tiles < whole.tiles  # it really skipped the finished rows
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "whole.tif"))
     assert sorted(p.name for p in target.parent.iterdir()) == ["resumed.tif"]  # partial files cleaned up
+
+
+@pytest.mark.parametrize("gsd_m", [None, 0.2], ids=["native-grid", "model-grid"])
+def test_bands_of_rows_reassemble_the_whole_raster(tmp_path, rasters, gsd_m):
+    """How a cluster splits one raster: each band of rows equals those rows of the whole run."""
+    source = rasters["striped"] if gsd_m else rasters["nodata"]
+    runner = ContextRunner()
+    runner.card = runner.card.replace(gsd_m=gsd_m)
+    options = PredictOptions(tile_size=48 if gsd_m else 96, overlap=8 if gsd_m else 16, probabilities=True)
+    predict(source, tmp_path / "whole.tif", runner, options)
+    with rasterio.open(tmp_path / "whole.tif") as whole:
+        height, transform = whole.height, whole.transform
+        expected = whole.read(1)
+    with rasterio.open(tmp_path / "whole_probabilities.tif") as whole:
+        expected_p = whole.read()
+    cuts = [0, 1, 77, 200, height]  # uneven bands, not aligned to tiles; one a single row
+    for first, stop in zip(cuts, cuts[1:]):
+        part = tmp_path / f"rows_{first}.tif"
+        predict(source, part, runner, PredictOptions(**{**options.__dict__, "rows": (first, stop)}))
+        with rasterio.open(part) as band, rasterio.open(part.with_name(f"rows_{first}_probabilities.tif")) as prob:
+            assert band.height == stop - first and band.transform == transform @ Affine.translation(0, first)
+            np.testing.assert_array_equal(band.read(1), expected[first:stop])
+            np.testing.assert_array_equal(prob.read(), expected_p[:, first:stop])
+    with pytest.raises(AerialsegError, match="not within"):
+        predict(source, tmp_path / "bad.tif", runner, PredictOptions(rows=(10, height + 1)))
 
 
 def test_resume_with_other_settings_starts_over(tmp_path, rasters):

@@ -62,6 +62,13 @@ def predict_command(
     ] = "gpkg",
     regularize: Annotated[bool, typer.Option("--regularize", help="Square vectorized buildings.")] = False,
     car_geometry: Annotated[str, typer.Option(help="Vectorized cars as outline or box.")] = "outline",
+    cluster: Annotated[
+        Optional[str],
+        typer.Option(help="Run on Dask: local, local:N (N worker processes) or a scheduler address tcp://host:8786."),
+    ] = None,
+    split_rows: Annotated[
+        int, typer.Option(help="With --cluster: rasters higher than this are split into bands of rows across workers.")
+    ] = 4096,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
 ) -> None:
@@ -83,13 +90,19 @@ def predict_command(
         if vectorize is not None else None,
         objects_suffix=f".{objects_format.lstrip('.')}",
     )  # fmt: skip
-    runner = open_runner(model, backend=backend, device=device, tta=tta)
     try:
         paths = expand_inputs(inputs)
-        with console.TileProgress(enabled=None if not json_output else False, files=len(paths)) as progress:
-            results = predict_many(
-                paths, runner, options, out_dir=out_dir, output=output, progress=progress, on_result=progress.file_done
-            )
+        if cluster:
+            results, description = _on_cluster(cluster, paths, model, backend, device, tta, options, out_dir, output,
+                                               split_rows, json_output)  # fmt: skip
+        else:
+            runner = open_runner(model, backend=backend, device=device, tta=tta)
+            description = runner.description
+            with console.TileProgress(enabled=None if not json_output else False, files=len(paths)) as progress:
+                results = predict_many(
+                    paths, runner, options, out_dir=out_dir, output=output, progress=progress,
+                    on_result=progress.file_done,
+                )  # fmt: skip
     except KeyboardInterrupt:
         console.error("interrupted; run the same command with --resume to continue where it stopped")
         raise typer.Exit(130) from None
@@ -97,21 +110,41 @@ def predict_command(
         console.print_json([r.__dict__ | {"megapixels_per_second": r.megapixels_per_second} for r in results])
     else:
         console.table(
-            f"aerialseg predict ({runner.description})",
+            f"aerialseg predict ({description})",
             ["file", "megapixels", "seconds", "MP/s", "tiles run / skipped", "status"],
             [
                 (
-                    r.input.name, f"{r.megapixels:.2f}", f"{r.seconds:.1f}", f"{r.megapixels_per_second:.2f}",
-                    f"{r.tiles_run} / {r.tiles_skipped}", r.status,
+                    r.input.name,
+                    f"{r.megapixels:.2f}",
+                    f"{r.seconds:.1f}",
+                    f"{r.megapixels_per_second:.2f}",
+                    f"{r.tiles_run} / {r.tiles_skipped}",
+                    r.status,
                 )
                 for r in results
             ],  # fmt: skip
             right=["megapixels", "seconds", "MP/s"],
         )
-    failed = [r for r in results if r.status != "ok"]
+    failed = [r for r in results if r.status == "failed"]
     for r in failed:
         console.error(r.error or "failed")
     if not results:
         console.error("no input rasters found")
     if failed or not results:
         raise typer.Exit(1)
+
+
+def _on_cluster(address, paths, model, backend, device, tta, options, out_dir, output, split_rows, json_output):  # noqa: ANN001, ANN202
+    """Run the batch on a Dask cluster; ``(results, description)``."""
+    from ..cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+
+    client = open_client(address)
+    try:
+        spec = RunnerSpec(model, backend, device, tta)
+        workers = len(client.scheduler_info()["workers"])
+        with console.ItemProgress("cluster tasks", enabled=None if not json_output else False) as progress:
+            results = predict_on_cluster(paths, spec, options, client, out_dir=out_dir, output=output,
+                                         split_rows=split_rows, progress=progress)  # fmt: skip
+    finally:
+        close_client(client)
+    return results, f"{backend} on {workers} Dask worker(s) at {address}"

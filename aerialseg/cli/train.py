@@ -37,6 +37,7 @@ def train_command(
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
     max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Also save the checkpoint every N steps (0: per epoch).")] = 0,
+    train_split: Annotated[str, typer.Option(help="Split(s) trained on, comma-separated (e.g. train,val).")] = "train",
     val_split: Annotated[str, typer.Option(help="Split validated after each epoch ('' for none).")] = "val",
     half: Annotated[bool, typer.Option("--half", help="Store the weights files in float16.")] = False,
     overwrite: Overwrite = False,
@@ -53,7 +54,8 @@ def train_command(
         backbone_lr=backbone_lr, weight_decay=weight_decay, schedule=schedule, accumulate=accumulate, workers=workers,
         seed=seed,
         device=device, amp=amp, pretrained_backbone=pretrained_backbone, trust_pickle=trust_pickle, resume=resume,
-        overwrite=overwrite, max_steps=max_steps, checkpoint_every=checkpoint_every, val_split=val_split or None,
+        overwrite=overwrite, max_steps=max_steps, checkpoint_every=checkpoint_every, train_split=train_split,
+        val_split=val_split or None,
         half=half,
     )  # fmt: skip
     with console.TrainProgress(enabled=None if not json_output else False) as progress:

@@ -45,7 +45,8 @@ IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
 class TrainOptions:
     """Settings of a run. ``None`` fields take the dataset's recipe value (:mod:`.recipes`).
 
-    ``batch_size`` is per process. ``max_steps`` stops early (smoke runs, sample weights);
+    ``batch_size`` is per process. ``train_split`` may name several splits, comma-separated
+    (UAVid's final models train on ``train,val``, as GeoSeg does). ``max_steps`` stops early (smoke runs, sample weights);
     ``checkpoint_every`` saves the resume checkpoint every that many steps as well as at
     each epoch end. ``half`` stores the weights files in float16.
     """
@@ -196,7 +197,8 @@ class _Run:
         self.amp = options.amp and world.device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.loss = SegmentationLoss(manifest.ignore_index)
-        patches = PatchDataset(manifest.patch_pairs(options.train_split))
+        pairs = [pair for split in options.train_split.split(",") for pair in manifest.patch_pairs(split.strip())]
+        patches = PatchDataset(pairs)
         if len(patches) == 0:
             raise TrainingError(f"split {options.train_split!r} has no patches", path=manifest.folder)
         self.view = TrainingView(patches, recipe, manifest.ignore_index, options.seed)

@@ -1,7 +1,9 @@
 """The papers' training defaults per dataset (architecture.md §3.1), as frozen dataclasses.
 
 Every value here is what GeoSeg's shipped configs use; ``aerialseg train`` options override
-single fields. ``folder`` (a user's own data) takes Potsdam's scales and crop with flips and one cosine
+single fields. GeoSeg writes every ISPRS training tile three times (as is, flipped left-right,
+flipped upside down) before cutting; random flips during training (``flips``) stand in for
+those copies. ``folder`` (a user's own data) takes Potsdam's scales and crop with flips and one cosine
 decay over the epochs asked for, a reasonable start for fine-tuning.
 """
 
@@ -40,8 +42,8 @@ class Recipe:
 
 
 RECIPES = {
-    "vaihingen": Recipe(epochs=105, crop=512, scales=(0.5, 0.75, 1.0, 1.25, 1.5), rotate90=True),
-    "potsdam": Recipe(epochs=45, crop=768, scales=(0.75, 1.0, 1.25, 1.5)),
+    "vaihingen": Recipe(epochs=105, crop=512, scales=(0.5, 0.75, 1.0, 1.25, 1.5), rotate90=True, flips=True),
+    "potsdam": Recipe(epochs=45, crop=768, scales=(0.75, 1.0, 1.25, 1.5), flips=True),
     "uavid": Recipe(epochs=40, crop=None, flips=True, brightness_contrast=0.25, schedule="cosine", monitor="miou"),
     "folder": Recipe(epochs=45, crop=512, scales=(0.75, 1.0, 1.25, 1.5), flips=True, schedule="cosine"),
 }

@@ -1,0 +1,307 @@
+"""predict on a Dask cluster: whole files as tasks, large rasters as bands of rows, one COG each.
+
+Dask's distributed scheduler does the scheduling, retries and bookkeeping; this module only
+says what a task is. A raster up to ``split_rows`` rows high is one task that runs
+:func:`aerialseg.pipeline.predict` on a worker, exactly as the local path does. A higher
+raster becomes one task per band of ``split_rows`` rows: each runs ``predict`` with
+``rows=(start, stop)`` — the tiles reaching into the band (its halo is the overlap), blended as
+in a whole-raster run, so every band equals those rows of the single-machine result — and
+writes its own small GeoTIFF into a hidden folder beside the output. When all bands of a
+raster are in, the client streams them into the output through the same sink as ``predict``
+(overviews, COG layout, write-then-rename), then removes the folder.
+
+Every file a task writes goes through a temporary name and a rename, so a worker that dies
+leaves nothing that looks finished; Dask reruns its task on another worker. Each worker
+process opens a network once per model and keeps it (:data:`_RUNNERS`); on a GPU machine
+``local`` starts one worker per GPU and each worker takes its own device.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from .atomic import atomic_output, check_output
+from .errors import AerialsegError, InputRasterError, MissingDependencyError
+from .pipeline import PredictOptions, PredictResult, expand_inputs, output_for, output_layouts, predict
+from .runners import Runner
+
+__all__ = ["RunnerSpec", "open_client", "close_client", "predict_on_cluster", "DEFAULT_SPLIT_ROWS"]
+
+DEFAULT_SPLIT_ROWS = 4096
+_RUNNERS: dict[RunnerSpec, Runner] = {}
+
+
+@dataclass(frozen=True)
+class RunnerSpec:
+    """How a worker opens the network (what :func:`aerialseg.runners.open_runner` takes)."""
+
+    model: str
+    backend: str = "torch"
+    device: str | None = None
+    tta: str | None = None
+
+
+def _runner(spec: RunnerSpec) -> Runner:
+    """The calling worker's network for ``spec``, opened on first use and kept."""
+    if spec not in _RUNNERS:
+        from .runners import open_runner
+
+        _RUNNERS[spec] = open_runner(spec.model, spec.backend, spec.device or _worker_device(), spec.tta)
+    return _RUNNERS[spec]
+
+
+def _worker_device() -> str | None:
+    """One GPU per worker: worker ``i`` of a local cluster takes ``cuda:i`` (modulo the GPUs present)."""
+    import torch
+
+    if not torch.cuda.is_available() or torch.cuda.device_count() < 2:
+        return None
+    from dask.distributed import get_worker
+
+    name = get_worker().name
+    index = name if isinstance(name, int) else int(str(name).rsplit("-", 1)[-1]) if str(name)[-1:].isdigit() else 0
+    return f"cuda:{index % torch.cuda.device_count()}"
+
+
+def open_client(address: str) -> Any:  # noqa: ANN401 (dask.distributed.Client)
+    """``local`` / ``local:N`` start a local cluster of N single-threaded worker processes; else an address."""
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the cluster mode needs Dask's distributed scheduler", hint="pip install 'aerialseg[cluster]'"
+        ) from exc
+    if address == "local" or address.startswith("local:"):
+        count = address.partition(":")[2]
+        if count and not count.isdigit():
+            raise AerialsegError(f"bad cluster {address!r}", hint="use local, local:N or tcp://host:port")
+        workers = int(count) if count else _default_local_workers()
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        return Client(cluster)
+    try:
+        return Client(address, timeout="30s")
+    except OSError as exc:
+        raise AerialsegError(f"cannot reach the Dask scheduler at {address} ({exc})", hint="is it running?") from exc
+
+
+def close_client(client: Any) -> None:  # noqa: ANN401
+    """Disconnect; a local cluster started by :func:`open_client` is shut down too."""
+    cluster = client.cluster
+    client.close()
+    if cluster is not None:
+        cluster.close()
+
+
+def _default_local_workers() -> int:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return torch.cuda.device_count()
+    except ImportError:
+        pass
+    return os.cpu_count() or 1
+
+
+def _predict_file(spec: RunnerSpec, path: Path, target: Path, options: PredictOptions) -> PredictResult:
+    """Task: one whole raster, as the local path runs it; a bad file is a failed result, not an error."""
+    try:
+        return predict(path, target, _runner(spec), options)
+    except AerialsegError as exc:
+        return PredictResult(path, None, "failed", error=str(exc))
+
+
+def _predict_rows(spec: RunnerSpec, path: Path, target: Path, options: PredictOptions) -> tuple[Any, PredictResult]:
+    """Task: one band of rows into its own raster; returns the model card (for the assembly) and the result."""
+    runner = _runner(spec)
+    return runner.card, predict(path, target, runner, options)
+
+
+@dataclass
+class _Split:
+    """A raster predicted as bands of rows: their futures and outputs, assembled when all are done."""
+
+    path: Path
+    target: Path
+    folder: Path
+    bands: list[tuple[int, Path]]
+    pending: int
+    started: float
+    results: list[PredictResult]
+    card: Any = None
+
+
+def _bands(height: int, split_rows: int) -> list[tuple[int, int]]:
+    return [(start, min(start + split_rows, height)) for start in range(0, height, split_rows)]
+
+
+def predict_on_cluster(
+    inputs: Iterable[str | os.PathLike[str]],
+    spec: RunnerSpec,
+    options: PredictOptions,
+    client: Any,  # noqa: ANN401 (dask.distributed.Client)
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    split_rows: int = DEFAULT_SPLIT_ROWS,
+    progress: Callable[[str, int, int], None] | None = None,
+    on_result: Callable[[PredictResult], None] | None = None,
+) -> list[PredictResult]:
+    """Predict every input on the cluster; one result per input, in input order (failures included).
+
+    ``options.resume`` skips inputs whose output already exists (status ``skipped``).
+    ``progress(name, tasks_done, tasks_total)`` follows the cluster's tasks as they finish.
+    """
+    from dask.distributed import as_completed
+
+    paths = expand_inputs(inputs)
+    if output is not None and len(paths) != 1:
+        raise AerialsegError(f"-o names one output but {len(paths)} inputs were given", hint="use --out-dir")
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    results: dict[Path, PredictResult] = {}
+    futures: dict[Any, tuple[str, Path, _Split | None]] = {}
+    splits: dict[Path, _Split] = {}
+    for path in paths:
+        target = Path(output) if output is not None else output_for(path, Path(out_dir or path.parent))
+        try:
+            height = _check(path, target, options)
+        except AerialsegError as exc:
+            results[path] = PredictResult(path, None, "failed", error=str(exc))
+            continue
+        if height is None:
+            results[path] = PredictResult(path, target, "skipped")
+        elif height <= split_rows:
+            future = client.submit(_predict_file, spec, path, target, options, pure=False)
+            futures[future] = ("file", path, None)
+        else:
+            split = _submit_split(client, spec, path, target, options, height, split_rows, futures)
+            splits[path] = split
+    total, done = len(futures), 0
+    try:
+        for future in as_completed(list(futures)):
+            kind, path, split = futures.pop(future)
+            done += 1
+            if progress:
+                progress(path.name, done, total)
+            if kind == "file":
+                results[path] = _outcome(future, path)
+            elif path not in results:
+                _band_done(future, split, options, results)
+    except BaseException:
+        client.cancel(list(futures))
+        for split in splits.values():
+            shutil.rmtree(split.folder, ignore_errors=True)
+        raise
+    ordered = [results[path] for path in paths]
+    if on_result:
+        for result in ordered:
+            on_result(result)
+    return ordered
+
+
+def _check(path: Path, target: Path, options: PredictOptions) -> int | None:
+    """The raster's height, or None when ``resume`` finds its output complete; errors before any task runs."""
+    import rasterio
+
+    if options.resume and target.exists():
+        return None
+    check_output(target, options.overwrite)
+    try:
+        with rasterio.open(path) as src:
+            return src.height
+    except rasterio.errors.RasterioIOError as exc:
+        raise InputRasterError(f"cannot open as a raster ({exc})", path=path) from exc
+
+
+def _submit_split(client: Any, spec: RunnerSpec, path: Path, target: Path, options: PredictOptions,  # noqa: ANN401
+                  height: int, split_rows: int, futures: dict) -> _Split:  # fmt: skip
+    folder = target.with_name(f".{target.name}.bands")
+    shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted run
+    folder.mkdir()
+    band_options = replace(options, vectorize=None, resume=False, overwrite=True)
+    split = _Split(path, target, folder, [], 0, time.perf_counter(), [])
+    for start, stop in _bands(height, split_rows):
+        part = folder / f"{start:010d}.tif"
+        future = client.submit(_predict_rows, spec, path, part, replace(band_options, rows=(start, stop)), pure=False)
+        futures[future] = ("band", path, split)
+        split.bands.append((start, part))
+        split.pending += 1
+    return split
+
+
+def _outcome(future: Any, path: Path) -> PredictResult:  # noqa: ANN401
+    try:
+        return future.result()
+    except Exception as exc:  # a task's unexpected error fails its file only
+        return PredictResult(path, None, "failed", error=f"{path}: {exc}")
+
+
+def _band_done(future: Any, split: _Split, options: PredictOptions, results: dict) -> None:  # noqa: ANN401
+    try:
+        split.card, result = future.result()
+    except Exception as exc:
+        shutil.rmtree(split.folder, ignore_errors=True)
+        message = str(exc) if isinstance(exc, AerialsegError) else f"{split.path}: {exc}"
+        results[split.path] = PredictResult(split.path, None, "failed", error=message)
+        return
+    split.results.append(result)
+    split.pending -= 1
+    if split.pending:
+        return
+    try:
+        _assemble(split, options)
+    except AerialsegError as exc:
+        results[split.path] = PredictResult(split.path, None, "failed", error=str(exc))
+        return
+    finally:
+        shutil.rmtree(split.folder, ignore_errors=True)
+    parts = split.results
+    results[split.path] = PredictResult(
+        split.path, split.target, "ok", time.perf_counter() - split.started, sum(r.megapixels for r in parts),
+        sum(r.tiles_run for r in parts), sum(r.tiles_skipped for r in parts),
+    )  # fmt: skip
+
+
+def _assemble(split: _Split, options: PredictOptions) -> None:
+    """Stream the bands' rasters, in order, into each output through the same sink as ``predict``."""
+    import rasterio
+    from rasterio.windows import Window
+
+    from .journal import partial_paths
+    from .sink import BLOCK, RasterSink
+
+    bands = sorted(split.bands)
+    outputs = output_layouts(split.target, split.card, options)
+    for index, (target, layout) in enumerate(outputs):
+        parts = [(start, output_layouts(part, split.card, options)[index][0]) for start, part in bands]
+        with rasterio.open(parts[0][1]) as first:
+            crs, transform, width, tags = first.crs, first.transform, first.width, first.tags()
+        with rasterio.open(parts[-1][1]) as last:
+            height = parts[-1][0] + last.height
+        with atomic_output(target, overwrite=options.overwrite) as tmp:
+            sink = RasterSink(tmp, partial_paths(target)[0], layout, width=width, height=height, crs=crs,
+                              transform=transform, tags=tags)  # fmt: skip
+            try:
+                for start, part in parts:
+                    with rasterio.open(part) as src:
+                        for row in range(0, src.height, BLOCK):
+                            window = Window(0, row, src.width, min(BLOCK, src.height - row))
+                            sink.write(start + row, src.read(window=window))
+                sink.close()
+            except BaseException:
+                sink.discard()
+                raise
+    if options.vectorize is not None:
+        from .pipeline import objects_path
+        from .vector import vectorize
+
+        confidence = next((path for path, _ in outputs[1:]), None)
+        vectorize(split.target, objects_path(split.target, options),
+                  replace(options.vectorize, confidence=confidence, overwrite=options.overwrite))  # fmt: skip

@@ -1,0 +1,166 @@
+"""predict on a local Dask cluster of 2 worker processes: the same files as the in-process path."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+import rasterio
+
+from aerialseg.cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+from aerialseg.pipeline import PredictOptions, predict_many
+from aerialseg.runners import open_runner
+
+pytest.importorskip("distributed")
+
+
+@pytest.fixture(scope="module")
+def client():
+    client = open_client("local:2")
+    yield client
+    close_client(client)
+
+
+@pytest.fixture(scope="module")
+def batch(rasters):
+    return [rasters["nodata"], rasters["jpeg_3857"], rasters["striped"]]
+
+
+@pytest.fixture(scope="module")
+def local_maps(batch, abcnet_weights, tmp_path_factory):
+    """The in-process run, with one torch thread as Dask gives each worker process (OMP_NUM_THREADS=1).
+
+    Another thread count changes the order of float sums inside the convolutions: the class
+    maps stay identical, but a few probability values (about 5 in a million) land one
+    quantisation step (1/254) away.
+    """
+    import torch
+
+    out = tmp_path_factory.mktemp("local")
+    options = PredictOptions(tile_size=256, overlap=64, probabilities=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        results = predict_many(batch, open_runner(abcnet_weights), options, out_dir=out)
+    finally:
+        torch.set_num_threads(threads)
+    assert [r.status for r in results] == ["ok"] * 3
+    return out, options
+
+
+def same_file(a, b):
+    """Byte-identical apart from the creation time tag (two local runs differ in it too)."""
+    with rasterio.open(a) as x, rasterio.open(b) as y:
+        created_a, created_b = x.tags()["AERIALSEG_CREATED"], y.tags()["AERIALSEG_CREATED"]
+        assert (x.read() == y.read()).all()
+    data_a, data_b = a.read_bytes(), b.read_bytes().replace(created_b.encode(), created_a.encode())
+    return data_a == data_b
+
+
+@pytest.mark.parametrize("split_rows", [100_000, 150], ids=["whole-files", "bands-of-rows"])
+def test_a_batch_on_the_cluster_equals_the_local_run(client, batch, local_maps, abcnet_weights, tmp_path, split_rows):
+    local, options = local_maps
+    results = predict_on_cluster(batch, RunnerSpec(str(abcnet_weights)), options, client, out_dir=tmp_path,
+                                 split_rows=split_rows)  # fmt: skip
+    assert [r.status for r in results] == ["ok"] * 3
+    for result in results:
+        name = result.output.name
+        assert same_file(local / name, tmp_path / name)
+        probabilities = name.replace(".tif", "_probabilities.tif")
+        assert same_file(local / probabilities, tmp_path / probabilities)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no band folders left
+
+
+def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, local_maps, abcnet_weights, tmp_path):
+    local, options = local_maps
+    spec = RunnerSpec(str(abcnet_weights))
+    outcome = {}
+    job = threading.Thread(
+        target=lambda: outcome.update(results=predict_on_cluster(
+            [rasters["nodata"]], spec, options, client, out_dir=tmp_path, split_rows=60)),
+    )  # fmt: skip
+    job.start()
+    killed = None
+    deadline = time.monotonic() + 60
+    while killed is None and time.monotonic() < deadline:
+        busy = [worker for worker, tasks in client.processing().items() if tasks]
+        if busy:
+            pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+            os.kill(pid, signal.SIGKILL)
+            killed = pid
+        time.sleep(0.05)
+    job.join(timeout=300)
+    assert killed is not None and not job.is_alive()
+    (result,) = outcome["results"]
+    assert result.status == "ok"
+    assert same_file(local / result.output.name, tmp_path / result.output.name)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "RGB.byte_classes.tif", "RGB.byte_classes_probabilities.tif",
+    ]  # fmt: skip
+
+
+def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters, abcnet_weights, tmp_path):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"not a raster")
+    spec = RunnerSpec(str(abcnet_weights))
+    options = PredictOptions(tile_size=256, overlap=64)
+    first = predict_on_cluster([rasters["striped"], bad], spec, options, client, out_dir=tmp_path / "out")
+    assert [r.status for r in first] == ["ok", "failed"] and "bad.tif" in first[1].error
+    stamp = (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns
+    again = predict_on_cluster([rasters["striped"]], spec, PredictOptions(tile_size=256, overlap=64, resume=True),
+                               client, out_dir=tmp_path / "out")  # fmt: skip
+    assert again[0].status == "skipped"
+    assert (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns == stamp
+    with rasterio.open(tmp_path / "out" / "OSBS_029_classes.tif") as src:
+        assert np.isin(src.read(1), list(range(6)) + [255]).all()
+
+
+def test_the_command_line_runs_on_a_local_cluster(rasters, abcnet_weights, tmp_path, capsys):
+    import json
+
+    from conftest import run_cli
+
+    out = tmp_path / "map_classes.tif"
+    code, stdout, err = run_cli(
+        ["predict", str(rasters["striped"]), "--model", str(abcnet_weights), "-o", str(out), "--tile-size", "256",
+         "--overlap", "64", "--cluster", "local:2", "--split-rows", "150", "--json"],
+        capsys,
+    )  # fmt: skip
+    assert code == 0, err
+    (result,) = json.loads(stdout)
+    assert result["status"] == "ok" and result["tiles_run"] > 0 and out.exists()
+    code, _, err = run_cli(["predict", str(rasters["striped"]), "--model", "x", "--cluster", "local:two"], capsys)
+    assert code == 1 and "local:N" in err
+
+
+def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, rasters, tmp_path):
+    import pyogrio
+
+    from aerialseg.vector import VectorizeOptions, vectorize
+
+    # the trained sample weights make real regions (random ones only specks); read at their 5 cm GSD
+    objects = VectorizeOptions(classes=("low_vegetation", "impervious_surfaces"))
+    options = PredictOptions(vectorize=objects)
+    (result,) = predict_on_cluster([rasters["striped"]], RunnerSpec("manet-r18-potsdam-sample"), options, client,
+                                   out_dir=tmp_path, split_rows=150)  # fmt: skip
+    assert result.status == "ok"
+    # the bands, predicted on the model's grid and resampled, equal the whole run
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        predict_many([rasters["striped"]], open_runner("manet-r18-potsdam-sample"), PredictOptions(),
+                     out_dir=tmp_path / "local")  # fmt: skip
+    finally:
+        torch.set_num_threads(threads)
+    assert same_file(tmp_path / "local" / result.output.name, result.output)
+    vectorize(result.output, tmp_path / "direct.gpkg", objects)
+    for layer in ("low_vegetation", "impervious_surfaces"):
+        got = pyogrio.read_dataframe(tmp_path / "OSBS_029_objects.gpkg", layer=layer)
+        want = pyogrio.read_dataframe(tmp_path / "direct.gpkg", layer=layer)
+        assert len(got) > 0 and sorted(got.geometry.to_wkb()) == sorted(want.geometry.to_wkb())
