@@ -32,7 +32,7 @@ def batch(rasters):
 
 @pytest.fixture(scope="module")
 def local_maps(batch, abcnet_weights, tmp_path_factory):
-    """The in-process run, with one torch thread as Dask gives each worker process (OMP_NUM_THREADS=1).
+    """The in-process run, with the torch threads each worker of ``local:2`` gets (cores / 2).
 
     Another thread count changes the order of float sums inside the convolutions: the class
     maps stay identical, but a few probability values (about 5 in a million) land one
@@ -43,7 +43,7 @@ def local_maps(batch, abcnet_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     options = PredictOptions(tile_size=256, overlap=64, probabilities=True)
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, os.cpu_count() // 2))  # what each of local:2's workers uses
     try:
         results = predict_many(batch, open_runner(abcnet_weights), options, out_dir=out)
     finally:
@@ -152,7 +152,7 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
     import torch
 
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(max(1, os.cpu_count() // 2))
     try:
         predict_many([rasters["striped"]], open_runner("manet-r18-potsdam-sample"), PredictOptions(),
                      out_dir=tmp_path / "local")  # fmt: skip
