@@ -6,6 +6,7 @@ import os
 import signal
 import threading
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -30,6 +31,19 @@ def batch(rasters):
     return [rasters["nodata"], rasters["jpeg_3857"], rasters["striped"]]
 
 
+@contextmanager
+def worker_threads():
+    """Run torch with the threads each worker of ``local:2`` gets (cores / 2)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, os.cpu_count() // 2))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def local_maps(batch, abcnet_weights, tmp_path_factory):
     """The in-process run, with the torch threads each worker of ``local:2`` gets (cores / 2).
@@ -38,16 +52,10 @@ def local_maps(batch, abcnet_weights, tmp_path_factory):
     maps stay identical, but a few probability values (about 5 in a million) land one
     quantisation step (1/254) away.
     """
-    import torch
-
     out = tmp_path_factory.mktemp("local")
     options = PredictOptions(tile_size=256, overlap=64, probabilities=True)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, os.cpu_count() // 2))  # what each of local:2's workers uses
-    try:
+    with worker_threads():
         results = predict_many(batch, open_runner(abcnet_weights), options, out_dir=out)
-    finally:
-        torch.set_num_threads(threads)
     assert [r.status for r in results] == ["ok"] * 3
     return out, options
 
@@ -149,15 +157,9 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
                                    out_dir=tmp_path, split_rows=150)  # fmt: skip
     assert result.status == "ok"
     # the bands, predicted on the model's grid and resampled, equal the whole run
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(max(1, os.cpu_count() // 2))
-    try:
+    with worker_threads():
         predict_many([rasters["striped"]], open_runner("manet-r18-potsdam-sample"), PredictOptions(),
                      out_dir=tmp_path / "local")  # fmt: skip
-    finally:
-        torch.set_num_threads(threads)
     assert same_file(tmp_path / "local" / result.output.name, result.output)
     vectorize(result.output, tmp_path / "direct.gpkg", objects)
     for layer in ("low_vegetation", "impervious_surfaces"):

@@ -131,3 +131,9 @@ def test_pretrained_backbone_weights_are_the_starting_point(potsdam_prepared, tm
     tensors, _ = read_weights(result.last)
     for name in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.downsample.0.weight"):
         assert torch.equal(tensors[f"backbone.{name}"], imagenet[name])
+
+
+def test_several_training_splits(potsdam_prepared, tmp_path):
+    # train (12 patches) + val (4) in batches of 4: 4 steps per epoch
+    result = train(options(potsdam_prepared, tmp_path / "run", epochs=1, train_split="train,val"))
+    assert result.steps == 4
