@@ -12,7 +12,6 @@ order as if nothing had happened.
 
 from __future__ import annotations
 
-import csv
 import math
 import time
 from collections.abc import Callable
@@ -34,11 +33,10 @@ from .checkpoint import CHECKPOINT_JSON, TrainState, load_checkpoint, save_check
 from .distributed import World, check_replicas, init_world, sum_array, sync_buffers
 from .losses import SegmentationLoss
 from .optim import Lookahead, lr_factor, parameter_groups, set_epoch_lr
+from .outputs import append_log, band_statistics, training_summary
 from .recipes import Recipe, recipe_for
 
-__all__ = ["TrainOptions", "TrainEvent", "TrainResult", "train", "band_statistics"]
-
-IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
+__all__ = ["TrainOptions", "TrainEvent", "TrainResult", "train"]
 
 
 @dataclass(frozen=True)
@@ -106,18 +104,6 @@ class TrainResult:
     history: list[dict[str, float | int | str]]
     stopped_early: bool
     weights_sha256: str
-
-
-def band_statistics(bands: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Mean and std per band: ImageNet's for R, G, B (what pretrained trunks expect), in file order.
-
-    Three-band images take ImageNet's three pairs in file order whatever the bands are, as the
-    reference does for Vaihingen's NIR-R-G; other bands get 0.5 / 0.25.
-    """
-    if len(bands) == 3:
-        return IMAGENET["R"][:1] + IMAGENET["G"][:1] + IMAGENET["B"][:1], (0.229, 0.224, 0.225)
-    pairs = [IMAGENET.get(b, (0.5, 0.25)) for b in bands]
-    return tuple(p[0] for p in pairs), tuple(p[1] for p in pairs)
 
 
 def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None = None) -> TrainResult:
@@ -347,7 +333,7 @@ class _Run:
         row["seconds_validation"] = round(time.perf_counter() - started, 2)
         if self.world.is_main:
             self.write_weights(epoch, metrics, score)
-            self.append_log(row)
+            append_log(self.out / "log.csv", row)
         self.save_checkpoint()
         check_replicas(self.world, self.model)
         self.progress(
@@ -380,7 +366,7 @@ class _Run:
         return _scores_of(sum_array(self.world, matrix.matrix), names, in_mean)
 
     def card(self, epoch: int, metrics: dict[str, object]) -> ModelCard:
-        m, r = self.manifest, self.recipe
+        m = self.manifest
         mean, std = band_statistics(m.bands)
         return ModelCard(
             arch=self.spec.arch,
@@ -391,12 +377,8 @@ class _Run:
             std=std,
             gsd_m=m.gsd_m,
             dataset=m.dataset,
-            training=(
-                f"aerialseg train: {epoch + 1}/{r.epochs} epochs, {self.state.step} steps, batch {r.batch_size}"
-                f" x {self.world.size} process(es) x {self.options.accumulate} accumulated, crop {r.crop},"
-                f" scales {list(r.scales)}, AdamW lr {r.lr} (backbone {r.backbone_lr}), wd {r.weight_decay},"
-                f" Lookahead({r.lookahead_k}, {r.lookahead_alpha}), {r.schedule}, SoftCE(0.05)+Dice,"
-                f" seed {self.options.seed}"
+            training=training_summary(
+                self.recipe, epoch, self.state.step, self.world.size, self.options.accumulate, self.options.seed
             ),
             metrics=metrics,
             source=f"trained on {m.dataset} prepared at {m.folder} (split {self.options.train_split!r})",
@@ -410,27 +392,6 @@ class _Run:
         if improved:
             state.best, state.best_epoch = score, epoch + 1
             save_weights(self.model, card, self.out / "best.safetensors", half=self.options.half, overwrite=True)
-
-    def append_log(self, row: dict[str, float | int | str]) -> None:
-        path = self.out / "log.csv"
-        columns = [
-            "epoch",
-            "step",
-            "lr",
-            "train_loss",
-            "train_miou",
-            "train_mean_f1",
-            "val_miou",
-            "val_mean_f1",
-            "val_oa",
-            "seconds_validation",
-        ]
-        new = not path.exists()
-        with path.open("a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=columns, restval="")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
 
     def save_checkpoint(self) -> None:
         if self.world.is_main:

@@ -117,3 +117,12 @@ def test_random_scale_resizes_labels_by_nearest():
     i, lab = random_scale(image, label, (0.5,), np.random.default_rng(0))
     assert i.shape == (3, 20, 20) and lab.shape == (20, 20)
     assert set(lab.unique().tolist()) <= set(label.unique().tolist())
+
+
+def test_band_statistics_follow_the_bands():
+    from aerialseg.training.outputs import band_statistics
+
+    # three bands take ImageNet's statistics in file order whatever they are (Vaihingen NIR-R-G too)
+    assert band_statistics(("NIR", "R", "G")) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+    # Potsdam RGBIR: R, G, B by name, NIR neutral
+    assert band_statistics(("R", "G", "B", "NIR")) == ((0.485, 0.456, 0.406, 0.5), (0.229, 0.224, 0.225, 0.25))
