@@ -22,7 +22,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -158,15 +158,14 @@ def _predict_rows(spec: RunnerSpec, path: Path, target: Path, options: PredictOp
 
 @dataclass
 class _Split:
-    """A raster predicted as bands of rows: their futures and outputs, assembled when all are done."""
+    """A raster predicted as bands of rows: ``(first row, output)`` per band and the results in so far."""
 
     path: Path
     target: Path
     folder: Path
-    bands: list[tuple[int, Path]]
-    pending: int
     started: float
-    results: list[PredictResult]
+    bands: list[tuple[int, Path]] = field(default_factory=list)
+    results: list[PredictResult] = field(default_factory=list)
     card: Any = None
 
 
@@ -258,14 +257,13 @@ def _submit_split(client: Any, spec: RunnerSpec, path: Path, target: Path, optio
     folder = target.with_name(f".{target.name}.bands")
     shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted run
     folder.mkdir()
-    band_options = replace(options, vectorize=None, resume=False, overwrite=True)
-    split = _Split(path, target, folder, [], 0, time.perf_counter(), [])
+    band_options = replace(options, vectorize=None, resume=False, overwrite=True, cog=False)
+    split = _Split(path, target, folder, time.perf_counter())
     for start, stop in _bands(height, split_rows):
         part = folder / f"{start:010d}.tif"
         future = client.submit(_predict_rows, spec, path, part, replace(band_options, rows=(start, stop)), pure=False)
         futures[future] = ("band", path, split)
         split.bands.append((start, part))
-        split.pending += 1
     return split
 
 
@@ -285,8 +283,7 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
         results[split.path] = PredictResult(split.path, None, "failed", error=message)
         return
     split.results.append(result)
-    split.pending -= 1
-    if split.pending:
+    if len(split.results) < len(split.bands):
         return
     try:
         _assemble(split, options)

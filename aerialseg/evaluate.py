@@ -158,6 +158,7 @@ def evaluate(
         allow_no_crs=True,
         gsd="native",  # the benchmark's test tiles are at the training resolution
         overwrite=True,
+        cog=options.save_maps is not None,  # maps only compared and deleted need no overviews
     )
     matrix = ConfusionMatrix(len(names), manifest.ignore_index)
     rows = []

@@ -62,6 +62,8 @@ class PredictOptions:
     ``rows=(start, stop)`` predicts only those input rows, into outputs that cover just them
     (georeferenced where they lie) and equal those rows of a whole-raster run: the tiles that
     reach into them are run and blended as usual (how a cluster splits one raster).
+    ``cog=False`` leaves the outputs as plain tiled GeoTIFFs without overviews: for parts that
+    are assembled or compared and then deleted (a cluster's bands, eval's maps).
     """
 
     tile_size: int | None = None
@@ -81,6 +83,7 @@ class PredictOptions:
     vectorize: VectorizeOptions | None = None
     objects_suffix: str = ".gpkg"
     rows: tuple[int, int] | None = None
+    cog: bool = True
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def _predict(
                 sink = RasterSink(
                     tmp, partial_paths(path)[0], layout, width=source.native_width, height=stop - first,
                     crs=source.crs, transform=source.transform @ Affine.translation(0, first), tags=tags,
-                    resume=rows_done is not None,
+                    resume=rows_done is not None, cog=options.cog,
                 )  # fmt: skip
                 stack.callback(lambda sink=sink: None if keep_partials else sink.discard())
                 sinks.append(sink)

@@ -86,7 +86,8 @@ def uncertainty_raster(card: ModelCard) -> SinkLayout:
 class RasterSink:
     """Write ``(bands, rows, width)`` uint8 strips to ``path`` through ``stream_path``.
 
-    Call ``close()`` once on success; ``suspend()`` keeps the intermediate file for a resume,
+    Call ``close()`` once on success (``cog=False``: no overviews or final copy); ``suspend()``
+    keeps the intermediate file for a resume,
     ``discard()`` deletes it. ``resume=True`` reopens an existing intermediate file of the
     same size (``resumed`` tells whether that happened).
     """
@@ -103,9 +104,11 @@ class RasterSink:
         transform: Any,
         tags: dict[str, str],
         resume: bool = False,
+        cog: bool = True,
     ):
         import rasterio
 
+        self.cog = cog
         self.path = Path(path)
         self.stream_path = Path(stream_path)
         self.layout = layout
@@ -156,11 +159,19 @@ class RasterSink:
             self._dataset.write(np.ascontiguousarray(bands), window=Window(0, row_off, bands.shape[2], bands.shape[1]))
 
     def close(self) -> None:
-        """Overviews, then the COG-layout copy to ``path``; the intermediate file is removed."""
+        """Overviews, then the COG-layout copy to ``path``; the intermediate file is removed.
+
+        Without ``cog`` the intermediate file itself becomes ``path`` (tiled, ZSTD, no overviews):
+        for parts that are read once and assembled or compared, not delivered.
+        """
         import rasterio
         import rasterio.shutil
         from rasterio.enums import Resampling
 
+        if not self.cog:
+            self._dataset.close()
+            os.replace(self.stream_path, self.path)
+            return
         try:
             ds = self._dataset
             factors = []

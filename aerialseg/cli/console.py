@@ -37,32 +37,43 @@ def print_json(data: Any) -> None:
     out.file.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-class TileProgress:
-    """A rich progress bar fed by the library's progress callback; silent when not a terminal."""
+class _Bar:
+    """A rich progress display on stderr with the given columns, used as a context manager."""
 
-    def __init__(self, enabled: bool | None = None, files: int = 1):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    def __init__(self, *columns: Any, enabled: bool):
+        from rich.progress import Progress
 
-        self.enabled = out.is_terminal if enabled is None else enabled
-        self._bar = Progress(
-            TextColumn("{task.description}", markup=False),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=err,
-            disable=not self.enabled,
-        )
-        self._tasks: dict[str, Any] = {}
-        self._started: dict[str, float] = {}
-        self._overall = self._bar.add_task("all files", total=files, rate="", visible=files > 1)
+        self.enabled = enabled
+        self._bar = Progress(*columns, console=err, disable=not enabled)
 
-    def __enter__(self) -> TileProgress:
+    def __enter__(self) -> _Bar:
         self._bar.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._bar.__exit__(*exc)
+
+
+def _columns(*middle: Any) -> tuple[Any, ...]:
+    """Description, bar, done/total, ``middle``, time remaining."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+    return (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), *middle,
+            TimeRemainingColumn())  # fmt: skip
+
+
+class TileProgress(_Bar):
+    """A rich progress bar fed by the library's progress callback; silent when not a terminal."""
+
+    def __init__(self, enabled: bool | None = None, files: int = 1):
+        from rich.progress import TextColumn
+
+        super().__init__(
+            *_columns(TextColumn("{task.fields[rate]}")), enabled=out.is_terminal if enabled is None else enabled
+        )
+        self._tasks: dict[str, Any] = {}
+        self._started: dict[str, float] = {}
+        self._overall = self._bar.add_task("all files", total=files, rate="", visible=files > 1)
 
     def file_done(self, result: Any) -> None:
         """Advance the overall bar (a batch's files) by one."""
@@ -82,50 +93,33 @@ class TileProgress:
         )
 
 
-class RowProgress:
+class RowProgress(_Bar):
     """A rich progress bar over rows (vectorize) or another ``unit`` (prepare: tiles); silent when not a terminal."""
 
     def __init__(self, name: str, enabled: bool | None = None, unit: str = "rows") -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import TextColumn
 
-        self._bar = Progress(
-            TextColumn(name, markup=False), BarColumn(), MofNCompleteColumn(), TextColumn(unit, markup=False),
-            TimeRemainingColumn(), console=err, disable=not (out.is_terminal if enabled is None else enabled),
-        )  # fmt: skip
+        super().__init__(
+            *_columns(TextColumn(unit, markup=False)), enabled=out.is_terminal if enabled is None else enabled
+        )
         self._task = self._bar.add_task(name, total=None)
-
-    def __enter__(self) -> RowProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
 
     def __call__(self, rows_done: int, rows_total: int) -> None:
         self._bar.update(self._task, completed=rows_done, total=rows_total)
 
 
-class TrainProgress:
+class TrainProgress(_Bar):
     """One bar per epoch (steps, loss, learning rate) and a line per finished epoch; silent when not a terminal."""
 
     def __init__(self, enabled: bool | None = None):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import TextColumn
 
-        self.enabled = err.is_terminal if enabled is None else enabled
-        self._bar = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}", markup=False), TimeRemainingColumn(), console=err,
-            disable=not self.enabled,
-        )  # fmt: skip
+        super().__init__(
+            *_columns(TextColumn("{task.fields[stats]}", markup=False)),
+            enabled=err.is_terminal if enabled is None else enabled,
+        )
         self._epoch: int | None = None
         self._task: Any = None
-
-    def __enter__(self) -> TrainProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
 
     def __call__(self, event: Any) -> None:
         """Update from a :class:`aerialseg.training.loop.TrainEvent`."""
@@ -145,24 +139,12 @@ class TrainProgress:
             self._bar.console.print("  ".join(parts), markup=False)
 
 
-class ItemProgress:
-    """A bar over a list of named items (eval's images); silent when not a terminal."""
+class ItemProgress(_Bar):
+    """A bar over a list of named items (eval's images, a cluster's tasks); silent when not a terminal."""
 
     def __init__(self, title: str, enabled: bool | None = None):
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self._bar = Progress(
-            TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-            TimeRemainingColumn(), console=err, disable=not (err.is_terminal if enabled is None else enabled),
-        )  # fmt: skip
+        super().__init__(*_columns(), enabled=err.is_terminal if enabled is None else enabled)
         self._task = self._bar.add_task(title, total=None)
-
-    def __enter__(self) -> ItemProgress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(*exc)
 
     def __call__(self, name: str, done: int, total: int) -> None:
         self._bar.update(self._task, completed=done, total=total, description=name)

@@ -253,7 +253,9 @@ class _Run:
             # random stream by one draw per loader, so a resumed run would differ
             generator=torch.Generator().manual_seed(options.seed + epoch),
         )
-        self.train_matrix = ConfusionMatrix(len(self.manifest.classes), self.manifest.ignore_index)
+        k = len(self.manifest.classes)
+        # counted on the device: a host copy of every batch's labels and argmax would stall a GPU each step
+        self.train_counts = torch.zeros(k * k, dtype=torch.int64, device=self.world.device)
         self.net.train()
         losses = []
         for position, (images, labels) in enumerate(loader, start=state.batch):
@@ -264,7 +266,7 @@ class _Run:
             self.optimizer_step()
             state.step += 1
             state.batch = position + 1
-            loss = float(np.mean(losses))
+            loss = float(torch.stack(losses).mean())  # one device sync per optimizer step
             losses.clear()
             if not math.isfinite(loss):
                 raise TrainingError(f"the loss became {loss} at step {state.step}", hint="lower --lr")
@@ -281,7 +283,7 @@ class _Run:
         state.epoch, state.batch = epoch + 1, 0
         return False
 
-    def forward_backward(self, images: torch.Tensor, labels: torch.Tensor, sync: bool) -> float:
+    def forward_backward(self, images: torch.Tensor, labels: torch.Tensor, sync: bool) -> torch.Tensor:
         images = (images.to(self.world.device) - self.mean) / self.std
         labels = labels.to(self.world.device)
         context = self.net.no_sync() if self.world.distributed and not sync else nullcontext()
@@ -291,8 +293,10 @@ class _Run:
                 loss = self.loss(outputs, labels) / self.options.accumulate
             self.scaler.scale(loss).backward()
         main = outputs[0] if isinstance(outputs, tuple) else outputs
-        self.train_matrix.update(labels.cpu().numpy(), main.detach().argmax(1).cpu().numpy())
-        return float(loss.detach()) * self.options.accumulate
+        k = main.shape[1]
+        keep = (labels >= 0) & (labels < k)  # the ignore index (255) and anything else outside the classes
+        self.train_counts += torch.bincount(labels[keep] * k + main.detach().argmax(1)[keep], minlength=k * k)
+        return loss.detach() * self.options.accumulate
 
     def optimizer_step(self) -> None:
         if self.amp:
@@ -311,7 +315,8 @@ class _Run:
         started = time.perf_counter()
         classes = self.manifest.classes
         names, in_mean = [c.name for c in classes], [c.in_mean for c in classes]
-        train_matrix = sum_array(self.world, self.train_matrix.matrix)
+        k = len(classes)
+        train_matrix = sum_array(self.world, self.train_counts.cpu().numpy().reshape(k, k))
         train_scores = _scores_of(train_matrix, names, in_mean)
         row: dict[str, float | int | str] = {
             "epoch": epoch + 1,
