@@ -26,10 +26,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from .allocator import keep_freed_memory
 from .atomic import atomic_output, check_output
 from .errors import AerialsegError, InputRasterError, MissingDependencyError
 from .pipeline import PredictOptions, PredictResult, expand_inputs, output_for, output_layouts, predict
-from .runners import Runner
+from .runners import Runner, RunnerSpec
 
 __all__ = ["RunnerSpec", "open_client", "close_client", "predict_on_cluster", "DEFAULT_SPLIT_ROWS"]
 
@@ -41,48 +42,17 @@ each, right when a machine runs one worker per core); ``local:N`` sets this to c
 _RUNNERS: dict[RunnerSpec, Runner] = {}
 
 
-@dataclass(frozen=True)
-class RunnerSpec:
-    """How a worker opens the network (what :func:`aerialseg.runners.open_runner` takes)."""
-
-    model: str
-    backend: str = "torch"
-    device: str | None = None
-    tta: str | None = None
-
-
 def _runner(spec: RunnerSpec) -> Runner:
     """The calling worker's network for ``spec``, opened on first use and kept."""
     if spec not in _RUNNERS:
-        from .runners import open_runner
-
-        _tune_malloc()
+        keep_freed_memory(override=True)  # Dask sets MALLOC_TRIM_THRESHOLD_=65536 in its workers
         threads = int(os.environ.get(THREADS_ENV, "0"))
         if threads > 0:
             import torch
 
             torch.set_num_threads(threads)
-        _RUNNERS[spec] = open_runner(spec.model, spec.backend, spec.device or _worker_device(), spec.tta)
+        _RUNNERS[spec] = replace(spec, device=spec.device or _worker_device()).open()
     return _RUNNERS[spec]
-
-
-def _tune_malloc() -> None:
-    """Undo the cost of Dask's ``MALLOC_TRIM_THRESHOLD_=65536`` for a network's large arrays.
-
-    Any such variable switches off glibc's own tuning, so every tile-sized array is mapped
-    from the kernel and faulted in afresh: the network ran 1.5x slower in a worker than in
-    process (8.7 s against 5.8 s for a 2048² raster here). Thresholds where glibc's tuning
-    would end up (reuse up to 32 MB blocks, trim above 128 MB) restore it (5.1 s).
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return  # not glibc: nothing to undo
-    m_trim_threshold, m_mmap_threshold = -1, -3
-    libc.mallopt(m_mmap_threshold, 32 << 20)
-    libc.mallopt(m_trim_threshold, 128 << 20)
 
 
 def _worker_device() -> str | None:

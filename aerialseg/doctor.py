@@ -1,6 +1,7 @@
 """Pre-flight check of an orthophoto against a model: what predict will do, and what to fix first.
 
-``doctor`` opens the raster and the model card only (no torch), and reports the block
+``doctor`` opens the raster and the model card only (no torch), and reports the machine
+and the engine and precision ``predict`` would choose (with the rule's reason), the block
 layout (striped files read slowly), CRS, ground sampling distance against the model's and
 what predict will do about it, how the bands map onto the model's, how pixels are scaled,
 where nodata comes from and how much of the raster it covers, the tile plan, and estimates
@@ -19,12 +20,16 @@ import numpy as np
 from .card import ModelCard
 from .errors import AerialsegError, BandMismatchError, GSDMismatchError
 from .gsd import pixel_size_m
+from .runners.choice import EngineChoice
 from .tiling import TILE_ALIGN, plan_tiles
 
 __all__ = ["Finding", "DoctorReport", "doctor", "read_model_card"]
 
 _STRIPED_WIDTH = 2048
-_ASSUMED_GFLOPS = 150.0  # a 2-core CPU with ONNX Runtime reaches ~55-87 % of ~215 GFLOP/s
+# Throughput assumed for the time estimate: fp32 convolutions sustain ~100 GFLOP/s per core on
+# AVX-512 CPUs and ONNX Runtime reaches 55-87 % of that; bf16 ran tiles 1.6-1.9x faster.
+_FP32_GFLOPS_PER_CORE = 75.0
+_SPEEDUP = {"bf16": 1.6, "int8": 1.3}
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,9 @@ def doctor(
     bands: tuple[int, ...] | None = None,
     scale: float | None = None,
     gsd: str = "auto",
+    backend: str = "auto",
+    precision: str = "auto",
+    device: str | None = None,
 ) -> DoctorReport:
     """Inspect ``path`` for prediction with ``model``; never raises for problems of the raster."""
     import rasterio
@@ -123,6 +131,7 @@ def doctor(
     report = DoctorReport(Path(path))
     card = read_model_card(model)
     report.facts["model"] = f"{card.arch}-{card.backbone}, bands {'-'.join(card.bands)}, {card.num_classes} classes"
+    choice = _engine(report, str(model), backend, precision, device)
     try:
         dataset = rasterio.open(path)
     except rasterio.errors.RasterioError as exc:
@@ -156,7 +165,7 @@ def doctor(
         plan = plan_tiles(
             source.height, source.width, tile, card.overlap if overlap is None else overlap, align=TILE_ALIGN
         )
-        _estimates(report, card, plan, valid_share)
+        _estimates(report, card, plan, valid_share, choice)
     if report.facts["nodata"].startswith("none") and valid_share == 1.0:
         report.findings.append(Finding(
             "info", "no nodata value, alpha band or mask: collars would be classified",
@@ -165,7 +174,26 @@ def doctor(
     return report
 
 
-def _estimates(report: DoctorReport, card: ModelCard, plan: object, valid_share: float) -> None:
+def _engine(report: DoctorReport, model: str, backend: str, precision: str, device: str | None) -> EngineChoice | None:
+    """The machine, and the engine and precision predict would pick, with the rule's reason."""
+    from .hardware import detect_hardware
+    from .runners import RunnerSpec
+
+    report.facts["hardware"] = detect_hardware().describe()
+    try:
+        choice = RunnerSpec(model, backend, device, precision=precision).resolve(use_torch=False)
+    except AerialsegError as exc:
+        report.findings.append(Finding("error", exc.message, exc.hint or ""))
+        return None
+    report.facts["engine"] = choice.describe()
+    if choice.gated:
+        report.facts["engine"] += "; checked against fp32 on real tiles before the run (accuracy gate)"
+    return choice
+
+
+def _estimates(
+    report: DoctorReport, card: ModelCard, plan: object, valid_share: float, choice: EngineChoice | None
+) -> None:
     from .models import get_spec
 
     tile_h, tile_w = plan.tile_shape
@@ -181,8 +209,18 @@ def _estimates(report: DoctorReport, card: ModelCard, plan: object, valid_share:
         "grows with width only), plus the network's activations for one batch"
     )
     gmacs = get_spec(card.arch, card.backbone).gmacs_512 * tile_h * tile_w / 512**2
-    seconds = with_data * 2 * gmacs / _ASSUMED_GFLOPS
-    report.facts["time"] = f"~{seconds / 60:.1f} min on a 2-core CPU at ~{_ASSUMED_GFLOPS:g} GFLOP/s (GPU: far less)"
+    if choice is not None and choice.device.startswith("cuda"):
+        report.facts["time"] = "on a CUDA GPU: minutes for what takes hours on a CPU (no estimate)"
+    else:
+        from .hardware import detect_hardware
+
+        cores = detect_hardware().cores
+        gflops = _FP32_GFLOPS_PER_CORE * cores * _SPEEDUP.get(choice.precision if choice else "fp32", 1.0)
+        seconds = with_data * 2 * gmacs / gflops
+        report.facts["time"] = (
+            f"~{seconds / 60:.1f} min on {cores} CPU cores, assuming ~{gflops:.0f} GFLOP/s "
+            f"{choice.precision if choice else 'fp32'} (a rough guide: CPUs differ twofold)"
+        )
     try:
         available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
     except (ValueError, OSError, AttributeError):

@@ -25,7 +25,7 @@ from .data.manifest import Manifest
 from .errors import AerialsegError, DatasetLayoutError
 from .metrics import ConfusionMatrix, Scores
 from .pipeline import PredictOptions, Progress, predict
-from .runners import Runner, open_runner
+from .runners import DEFAULT_MIN_AGREEMENT, Runner, describe_precision, open_runner
 
 __all__ = ["EvalOptions", "EvalResult", "evaluate", "compare_rasters"]
 
@@ -40,8 +40,10 @@ class EvalOptions:
     labels: str = "auto"
     patches: bool = False
     tta: str | None = None
-    backend: str = "torch"
+    backend: str = "auto"
     device: str | None = None
+    precision: str = "auto"
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
     batch_size: int = 1
     tile_size: int | None = None
     overlap: int | None = None
@@ -141,7 +143,9 @@ def evaluate(
     opened from ``options.weights`` (tests, or callers holding a model already).
     """
     manifest = Manifest.load(options.data)
-    runner = runner or open_runner(options.weights, options.backend, options.device, options.tta)
+    runner = runner or open_runner(
+        options.weights, options.backend, options.device, options.tta, options.precision, options.min_agreement
+    )
     card = runner.card
     names = [c.name for c in manifest.classes]
     if card.class_names != names:
@@ -188,5 +192,6 @@ def evaluate(
         matrix=matrix.matrix.copy(),
         images=rows,
         model=f"{card.arch}-{card.backbone} ({card.sha256[:12]})",
-        settings=runner.description + f"; tiles {options.tile_size or card.tile_size}, blend {options.blend}",
+        settings=f"{runner.description}; {describe_precision(runner)}; "
+        f"tiles {options.tile_size or card.tile_size}, blend {options.blend}",
     )

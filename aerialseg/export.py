@@ -196,9 +196,10 @@ def _measure(path: Path, module: nn.Module, batches: list[np.ndarray]) -> tuple[
     return tuple(checks)
 
 
-def _metadata(card: ModelCard, output: str, checks: tuple[ParityCheck, ...]) -> dict[str, str]:
+def _metadata(card: ModelCard, output: str, checks: tuple[ParityCheck, ...], fp16: bool) -> dict[str, str]:
     meta = {
         "aerialseg.card": card.to_json(),
+        "aerialseg.precision": "fp16" if fp16 else "fp32",
         "aerialseg.input": f"float32 (batch, {len(card.bands)} bands {'-'.join(card.bands)}, height, width): "
         f"pixels / {card.pixel_max:g}; standardisation is inside the graph",
         "aerialseg.output": output,
@@ -264,7 +265,7 @@ def export_onnx(
                 hint="try another --opset, or drop --fp16",
             )
         graph = onnx.load(str(tmp))
-        for key, value in _metadata(card, output, checks).items():
+        for key, value in _metadata(card, output, checks, fp16).items():
             graph.metadata_props.add(key=key, value=value)
         graph.doc_string = f"aerialseg {card.arch}-{card.backbone}, {card.num_classes} classes"
         onnx.save(graph, str(tmp))

@@ -31,7 +31,8 @@ from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .resample import ScoreResampler
 from .card import ModelCard
-from .runners import Runner
+from .runners import Runner, describe_precision, gate_result
+from .runners.gate import PrecisionGateError
 from .sink import RasterSink, SinkLayout, class_raster, probability_raster, uncertainty_raster
 from .source import RasterSource
 from .stages import DONE, Stage, Stopped, put, take
@@ -124,6 +125,7 @@ def _tags(runner: Runner, source: RasterSource, plan: TilePlan, options: Predict
         "AERIALSEG_MODEL": f"{card.arch}-{card.backbone}",
         "AERIALSEG_WEIGHTS_SHA256": card.sha256,
         "AERIALSEG_BACKEND": runner.description,
+        **_precision_tags(runner),
         "AERIALSEG_SOURCE": source.path.name,
         "AERIALSEG_BANDS": ",".join(map(str, source.indexes)),
         "AERIALSEG_SCALING": source.scaling.rule,
@@ -137,6 +139,13 @@ def _tags(runner: Runner, source: RasterSource, plan: TilePlan, options: Predict
         "AERIALSEG_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **options.extra_tags,
     }
+
+
+def _precision_tags(runner: Runner) -> dict[str, str]:
+    """What precision ran and, for reduced precision, the accuracy gate's figure."""
+    result = gate_result(runner)
+    agreement = {} if result is None else {"AERIALSEG_PRECISION_AGREEMENT": f"{result.agreement:.6f}"}
+    return {"AERIALSEG_PRECISION": describe_precision(runner), **agreement}
 
 
 def predict(
@@ -192,11 +201,17 @@ def _predict(
             from .vector.writer import format_for
 
             format_for(check_output(objects_path(output_path, options), options.overwrite))
+        gate = getattr(runner, "gate", None)
+        if gate is not None and not gate.settled:  # reduced precision proves itself before anything is written
+            from .sampling import RasterTileSample
+
+            gate.settle(RasterTileSample(source, plan, input_path.name))
         journal = partial_paths(output_path)[1]
         key = run_key(
             input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
             grid=[source.height, source.width], bands=source.indexes, scaling=source.scaling.rule,
             outputs=[layout.name for _, layout in outputs], rows=[first, stop],
+            precision=getattr(runner, "precision", "fp32"),
         )  # fmt: skip
         rows_done = load_rows_done(journal, key) if options.resume else None
         journal.unlink(missing_ok=True)  # a run killed from here on must start over
@@ -456,6 +471,8 @@ def predict_many(
             if not path.exists():
                 raise InputRasterError("no such file", path=path)
             result = predict(path, target, runner, options, progress)
+        except PrecisionGateError:
+            raise  # the network failed its gate: every file would, so the batch stops with nothing written
         except AerialsegError as exc:
             result = PredictResult(path, None, "failed", error=str(exc))
         results.append(result)

@@ -19,6 +19,15 @@ def pytest_collection_modifyitems(config, items):
         raise pytest.UsageError(f"the shared reference data is missing: expected {SHARED} (set AERIALSEG_SHARED)")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """ONNX exports and int8 models of the session go to a temporary folder, never the user's cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+    yield
+    patch.undo()
+
+
 def reference_keys(filename: str) -> dict[str, tuple[tuple[int, ...], str]]:
     """Parse a ref_keys_*.txt dump: name -> (shape, dtype)."""
     entries = {}

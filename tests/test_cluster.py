@@ -55,7 +55,7 @@ def local_maps(batch, abcnet_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     options = PredictOptions(tile_size=256, overlap=64, probabilities=True)
     with worker_threads():
-        results = predict_many(batch, open_runner(abcnet_weights), options, out_dir=out)
+        results = predict_many(batch, open_runner(abcnet_weights, backend="torch", precision="fp32"), options, out_dir=out)
     assert [r.status for r in results] == ["ok"] * 3
     return out, options
 
@@ -72,7 +72,7 @@ def same_file(a, b):
 @pytest.mark.parametrize("split_rows", [100_000, 150], ids=["whole-files", "bands-of-rows"])
 def test_a_batch_on_the_cluster_equals_the_local_run(client, batch, local_maps, abcnet_weights, tmp_path, split_rows):
     local, options = local_maps
-    results = predict_on_cluster(batch, RunnerSpec(str(abcnet_weights)), options, client, out_dir=tmp_path,
+    results = predict_on_cluster(batch, RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32"), options, client, out_dir=tmp_path,
                                  split_rows=split_rows)  # fmt: skip
     assert [r.status for r in results] == ["ok"] * 3
     for result in results:
@@ -85,7 +85,7 @@ def test_a_batch_on_the_cluster_equals_the_local_run(client, batch, local_maps, 
 
 def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, local_maps, abcnet_weights, tmp_path):
     local, options = local_maps
-    spec = RunnerSpec(str(abcnet_weights))
+    spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
     outcome = {}
     job = threading.Thread(
         target=lambda: outcome.update(results=predict_on_cluster(
@@ -114,7 +114,7 @@ def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, 
 def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters, abcnet_weights, tmp_path):
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a raster")
-    spec = RunnerSpec(str(abcnet_weights))
+    spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
     options = PredictOptions(tile_size=256, overlap=64)
     first = predict_on_cluster([rasters["striped"], bad], spec, options, client, out_dir=tmp_path / "out")
     assert [r.status for r in first] == ["ok", "failed"] and "bad.tif" in first[1].error
@@ -153,12 +153,12 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
     # the trained sample weights make real regions (random ones only specks); read at their 5 cm GSD
     objects = VectorizeOptions(classes=("low_vegetation", "impervious_surfaces"))
     options = PredictOptions(vectorize=objects)
-    (result,) = predict_on_cluster([rasters["striped"]], RunnerSpec("manet-r18-potsdam-sample"), options, client,
+    (result,) = predict_on_cluster([rasters["striped"]], RunnerSpec("manet-r18-potsdam-sample", backend="torch", precision="fp32"), options, client,
                                    out_dir=tmp_path, split_rows=150)  # fmt: skip
     assert result.status == "ok"
     # the bands, predicted on the model's grid and resampled, equal the whole run
     with worker_threads():
-        predict_many([rasters["striped"]], open_runner("manet-r18-potsdam-sample"), PredictOptions(),
+        predict_many([rasters["striped"]], open_runner("manet-r18-potsdam-sample", backend="torch", precision="fp32"), PredictOptions(),
                      out_dir=tmp_path / "local")  # fmt: skip
     assert same_file(tmp_path / "local" / result.output.name, result.output)
     vectorize(result.output, tmp_path / "direct.gpkg", objects)

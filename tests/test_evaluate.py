@@ -32,7 +32,7 @@ def test_eval_of_a_full_tile_equals_predict_plus_direct_comparison(potsdam_prepa
     assert result.labels == "eroded" and result.split == "test"
     # independently: predict the tile, read both rasters whole, count with bincount
     scene = potsdam_prepared.split("test").scenes[0]
-    runner = open_runner(potsdam_weights)
+    runner = open_runner(potsdam_weights, backend="torch", precision="fp32")
     predict(scene.image, tmp_path / "direct.tif", runner, PredictOptions(bands=(1, 2, 3)))
     with rasterio.open(tmp_path / "direct.tif") as src:
         pred = src.read(1).astype(np.int64)

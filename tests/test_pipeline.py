@@ -110,7 +110,7 @@ def test_streamed_result_equals_whole_raster_accumulation(tmp_path, rasters, hei
 @pytest.mark.parametrize("kind", ["nodata", "alpha", "jpeg_3857", "striped", "uint16_single"])
 def test_output_lines_up_with_the_input(tmp_path, rasters, abcnet_weights, kind):
     bands = (1, 1, 1) if kind == "uint16_single" else None
-    runner = open_runner(abcnet_weights)
+    runner = open_runner(abcnet_weights, backend="torch", precision="fp32")
     result = predict(rasters[kind], tmp_path / "classes.tif", runner, PredictOptions(bands=bands, batch_size=2))
     assert result.status == "ok"
     with rasterio.open(rasters[kind]) as src, rasterio.open(tmp_path / "classes.tif") as out:
@@ -150,7 +150,7 @@ def test_torch_and_onnx_backends_give_the_same_map(tmp_path, rasters, abcnet_wei
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     outputs = {}
     for backend in ("torch", "onnx"):
-        runner = open_runner(abcnet_weights, backend=backend)
+        runner = open_runner(abcnet_weights, backend=backend, precision="fp32")
         predict(rasters["striped"], tmp_path / f"{backend}.tif", runner, PredictOptions())
         with rasterio.open(tmp_path / f"{backend}.tif") as out:
             outputs[backend] = out.read(1)
@@ -160,7 +160,7 @@ def test_torch_and_onnx_backends_give_the_same_map(tmp_path, rasters, abcnet_wei
 
 def test_blending_removes_seams_that_plain_tiling_shows(tmp_path, rasters, abcnet_weights):
     """Disagreement with one whole-image forward pass, near tile borders vs in tile interiors."""
-    runner = open_runner(abcnet_weights)
+    runner = open_runner(abcnet_weights, backend="torch", precision="fp32")
     source = crop(rasters["striped"], tmp_path, 384, 384)  # 3 x 128: plain tiling has no overlap at all
     with rasterio.open(source) as src:
         whole = runner(src.read().astype(np.float32)[None] / 255)[0].argmax(0)

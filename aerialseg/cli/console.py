@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["out", "err", "error", "table", "print_json", "TileProgress", "RowProgress", "TrainProgress", "ItemProgress"]
+__all__ = ["out", "err", "error", "info", "table", "print_json", "TileProgress", "RowProgress", "TrainProgress", "ItemProgress"]
 
 out = Console(highlight=False, markup=False)  # file names may contain [brackets]
 err = Console(stderr=True, highlight=False)
@@ -20,6 +21,12 @@ err = Console(stderr=True, highlight=False)
 def error(message: str) -> None:
     """One line on stderr: ``error: <message>``."""
     err.print(f"[bold red]error[/]: {escape(message)}", soft_wrap=True, markup=True, emoji=False)
+
+
+def info(message: str) -> None:
+    """One dim line on stderr (stdout stays for tables and JSON); silent under ``-q``."""
+    if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
+        err.print(message, style="dim", soft_wrap=True, markup=False, emoji=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import console
-from .options import JsonOutput
+from .options import DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, Device, JsonOutput, Precision
 from .predict import parse_bands
 
 
@@ -20,12 +20,16 @@ def doctor_command(
     bands: Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")] = None,
     scale: Annotated[Optional[float], typer.Option(help="Divisor for non-8-bit input.")] = None,
     gsd: Annotated[str, typer.Option(help="auto or native (as for predict).")] = "auto",
+    backend: Backend = DEFAULT_BACKEND,
+    precision: Precision = DEFAULT_PRECISION,
+    device: Device = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Layout, CRS, GSD vs the model, band mapping, nodata share, memory and time; exits 1 on errors."""
     from ..doctor import doctor
 
-    report = doctor(raster, model, tile_size=tile_size, overlap=overlap, bands=parse_bands(bands), scale=scale, gsd=gsd)
+    report = doctor(raster, model, tile_size=tile_size, overlap=overlap, bands=parse_bands(bands), scale=scale, gsd=gsd,
+                    backend=backend.value, precision=precision.value, device=device)  # fmt: skip
     if json_output:
         console.print_json(
             {"path": str(report.path), "ok": report.ok, "facts": report.facts,

@@ -8,7 +8,16 @@ from typing import Annotated, Optional
 import typer
 
 from . import console
-from .options import JsonOutput
+from .options import (
+    DEFAULT_BACKEND,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_PRECISION,
+    Backend,
+    Device,
+    JsonOutput,
+    MinAgreement,
+    Precision,
+)
 
 
 def _pct(value: object) -> str:
@@ -39,8 +48,10 @@ def evaluate_command(
     ] = None,
     patches: Annotated[bool, typer.Option("--patches", help="Score the prepared patches, not whole tiles.")] = False,
     tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flip or d4.")] = None,
-    backend: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda (default: CUDA when present).")] = None,
+    backend: Backend = DEFAULT_BACKEND,
+    device: Device = None,
+    precision: Precision = DEFAULT_PRECISION,
+    min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
     tile_size: Annotated[Optional[int], typer.Option(help="Tile size (default: the model card's).")] = None,
     overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (default: the model card's).")] = None,
@@ -53,8 +64,9 @@ def evaluate_command(
 
     labels = "auto" if eroded is None else ("eroded" if eroded else "full")
     options = EvalOptions(
-        data=data, weights=weights, split=split, labels=labels, patches=patches, tta=tta, backend=backend,
-        device=device, batch_size=batch_size, tile_size=tile_size, overlap=overlap, save_maps=save_maps,
+        data=data, weights=weights, split=split, labels=labels, patches=patches, tta=tta, backend=backend.value,
+        device=device, precision=precision.value, min_agreement=min_agreement, batch_size=batch_size,
+        tile_size=tile_size, overlap=overlap, save_maps=save_maps,
     )  # fmt: skip
     with console.ItemProgress(f"eval {split}", enabled=None if not json_output else False) as progress:
         result = evaluate(options, progress=progress).to_dict()

@@ -8,7 +8,18 @@ from typing import Annotated, Optional
 import typer
 
 from . import console
-from .options import JsonOutput, Overwrite
+from .options import (
+    DEFAULT_BACKEND,
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_PRECISION,
+    Backend,
+    Calibration,
+    Device,
+    JsonOutput,
+    MinAgreement,
+    Overwrite,
+    Precision,
+)
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:
@@ -28,8 +39,11 @@ def predict_command(
     out_dir: Annotated[
         Optional[Path], typer.Option("--out-dir", help="Folder for <input>_classes.tif (default: beside each input).")
     ] = None,
-    backend: Annotated[str, typer.Option(help="torch or onnx.")] = "torch",
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")] = None,
+    backend: Backend = DEFAULT_BACKEND,
+    device: Device = None,
+    precision: Precision = DEFAULT_PRECISION,
+    min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT,
+    calibration: Calibration = None,
     tile_size: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: the model card's).")] = None,
     overlap: Annotated[Optional[int], typer.Option(help="Overlap in pixels (default: the model card's).")] = None,
     blend: Annotated[str, typer.Option(help="cosine, linear, or center (plain centre crop).")] = "cosine",
@@ -74,7 +88,7 @@ def predict_command(
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
     from ..pipeline import PredictOptions, expand_inputs, predict_many
-    from ..runners import open_runner
+    from ..runners import RunnerSpec, gate_result
     from ..vector import VectorizeOptions
     from .vectorize import parse_classes
 
@@ -90,19 +104,25 @@ def predict_command(
         if vectorize is not None else None,
         objects_suffix=f".{objects_format.lstrip('.')}",
     )  # fmt: skip
+    spec = RunnerSpec(model, backend.value, device, tta, precision.value, min_agreement, calibration)
     try:
         paths = expand_inputs(inputs)
         if cluster:
-            results, description = _on_cluster(cluster, paths, model, backend, device, tta, options, out_dir, output,
-                                               split_rows, json_output)  # fmt: skip
+            results, description = _on_cluster(cluster, paths, spec, options, out_dir, output, split_rows,
+                                               json_output)  # fmt: skip
         else:
-            runner = open_runner(model, backend=backend, device=device, tta=tta)
-            description = runner.description
+            choice = spec.resolve()
+            if not json_output:
+                console.info(f"engine: {choice.describe()}")
+            runner = spec.open(choice)
             with console.TileProgress(enabled=None if not json_output else False, files=len(paths)) as progress:
                 results = predict_many(
                     paths, runner, options, out_dir=out_dir, output=output, progress=progress,
                     on_result=progress.file_done,
                 )  # fmt: skip
+            description = runner.description
+            if (gate := gate_result(runner)) is not None and not json_output:
+                console.info(f"{gate.precision} accuracy gate: {gate.describe()}")
     except KeyboardInterrupt:
         console.error("interrupted; run the same command with --resume to continue where it stopped")
         raise typer.Exit(130) from None
@@ -134,17 +154,16 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def _on_cluster(address, paths, model, backend, device, tta, options, out_dir, output, split_rows, json_output):  # noqa: ANN001, ANN202
+def _on_cluster(address, paths, spec, options, out_dir, output, split_rows, json_output):  # noqa: ANN001, ANN202
     """Run the batch on a Dask cluster; ``(results, description)``."""
-    from ..cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+    from ..cluster import close_client, open_client, predict_on_cluster
 
     client = open_client(address)
     try:
-        spec = RunnerSpec(model, backend, device, tta)
         workers = len(client.scheduler_info()["workers"])
         with console.ItemProgress("cluster tasks", enabled=None if not json_output else False) as progress:
             results = predict_on_cluster(paths, spec, options, client, out_dir=out_dir, output=output,
                                          split_rows=split_rows, progress=progress)  # fmt: skip
     finally:
         close_client(client)
-    return results, f"{backend} on {workers} Dask worker(s) at {address}"
+    return results, f"{spec.backend} backend, {spec.precision} precision, on {workers} Dask worker(s) at {address}"

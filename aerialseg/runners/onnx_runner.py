@@ -20,17 +20,18 @@ def onnx_cache_dir() -> Path:
     return base / "aerialseg" / "onnx"
 
 
-def cached_export(weights: str | os.PathLike[str]) -> Path:
-    """The ONNX file of a weights file, exported (parity-gated) on first use."""
+def cached_export(weights: str | os.PathLike[str], fp16: bool = False) -> Path:
+    """The ONNX file of a weights file (fp16 graph with ``fp16``), exported (parity-gated) on first use."""
     from ..export import DEFAULT_OPSET, export_onnx
     from ..weights import read_card, resolve_weights
 
     path = resolve_weights(weights)
     card = read_card(path)
-    target = onnx_cache_dir() / f"{card.arch}-{card.backbone}-{card.sha256[:16]}-opset{DEFAULT_OPSET}.onnx"
+    precision = "-fp16" if fp16 else ""
+    target = onnx_cache_dir() / f"{card.arch}-{card.backbone}-{card.sha256[:16]}-opset{DEFAULT_OPSET}{precision}.onnx"
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(path, target, overwrite=True)
+        export_onnx(path, target, fp16=fp16, overwrite=True)
     return target
 
 
@@ -43,9 +44,11 @@ def _providers(device: str | None) -> list[str]:
 
 
 class OnnxRunner:
-    """Runs an aerialseg-exported graph (probabilities or logits output)."""
+    """Runs an aerialseg-exported graph (probabilities or logits output, fp32, fp16 or int8)."""
 
-    def __init__(self, path: Path, device: str | None = None):
+    gate = None  # a runner that is already what it is; reduced precision is gated by the caller
+
+    def __init__(self, path: Path, device: str | None = None) -> None:
         self.session = open_session(path, _providers(device))
         meta = self.session.get_modelmeta().custom_metadata_map
         if "aerialseg.card" not in meta:
@@ -53,6 +56,7 @@ class OnnxRunner:
                 "ONNX file has no aerialseg model card", path=path, hint="export it with 'aerialseg export'"
             )
         card = ModelCard.from_json(meta["aerialseg.card"])
+        self.precision = meta.get("aerialseg.precision", "fp32")  # files exported before it was recorded: fp32
         self.logits = meta.get("aerialseg.output") == "logits"
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
@@ -60,7 +64,7 @@ class OnnxRunner:
         if self.static_size:  # a --static-size export takes only that tile size
             card = card.replace(tile_size=self.static_size, overlap=min(card.overlap, self.static_size // 4))
         self.card = card
-        self.description = f"ONNX Runtime ({self.session.get_providers()[0]})"
+        self.description = f"ONNX Runtime ({self.session.get_providers()[0]}), {self.precision}"
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """``(N, bands, H, W)`` in [0, 1] -> ``(N, K, H, W)`` float32 probabilities."""

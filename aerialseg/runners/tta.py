@@ -19,13 +19,23 @@ TTA_MODES = ("flip", "d4")
 class TTARunner:
     """Average a runner's probabilities over flipped/rotated views of each tile."""
 
-    def __init__(self, runner: Runner, mode: str):
+    def __init__(self, runner: Runner, mode: str) -> None:
         if mode not in TTA_MODES:
             raise ValueError(f"unknown TTA {mode!r}; choose one of {', '.join(TTA_MODES)}")
         self.runner = runner
         self.mode = mode
         self.card = runner.card
-        self.description = f"{runner.description}, TTA {mode}"
+        self.gate = getattr(runner, "gate", None)  # the gate measures the network, not the views
+
+    @property
+    def precision(self) -> str:
+        """The wrapped runner's (it may change once its gate has run)."""
+        return getattr(self.runner, "precision", "fp32")
+
+    @property
+    def description(self) -> str:
+        """The wrapped runner's, with the TTA mode."""
+        return f"{self.runner.description}, TTA {self.mode}"
 
     def _views(self, square: bool) -> list[tuple[tuple[int, ...], int]]:
         """(axes to flip, quarter turns) for each view."""

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..allocator import keep_freed_memory
 from ..card import ModelCard
 from ..data.datasets import PatchDataset, TrainingView, collate
 from ..data.manifest import Manifest
@@ -129,6 +130,8 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
     if world.device.type == "cuda":
         torch.backends.cudnn.deterministic = True
         torch.backends.cudnn.benchmark = False
+    else:
+        keep_freed_memory()  # before the loader forks its workers, so they keep their pages too
     run = _Run(options, manifest, recipe, world, out, progress)
     try:
         return run.fit()

@@ -92,3 +92,22 @@ def test_zero_projection_gives_no_nan():
             conv.weight.zero_()
             conv.bias.zero_()
     assert torch.isfinite(block(torch.randn(1, 16, 3, 3))).all()
+
+
+def test_channel_attention_in_bfloat16_keeps_its_energies_in_float32():
+    """Channel 0's energies with channels 1 and 2 are 1000 and 1002: exact in float32, both 1000 in bf16.
+
+    With float32 energies channel 0 attends 88:12 to channels 1 and 2; bf16 energies would make it 50:50
+    and move its second pixel from 9.24 to 10.
+    """
+    block = ChannelAttention()
+    _set_gamma(block, 1.0)
+    x = torch.tensor([[64.0, 1.0], [15.5, 8.0], [15.5, 10.0]]).view(1, 3, 1, 2).to(torch.bfloat16)
+    y = block(x)
+    assert y.dtype == torch.bfloat16
+    flat = x.double().flatten(2)
+    energy = flat @ flat.transpose(1, 2)
+    attention = torch.softmax(energy.max(dim=2, keepdim=True).values - energy, dim=2)
+    expected = x.double() + (attention @ flat).view_as(x)
+    assert expected[0, 0, 0, 1] == pytest.approx(9.24, abs=0.01)
+    torch.testing.assert_close(y.double(), expected, rtol=0.02, atol=0.1)

@@ -1,0 +1,183 @@
+"""Reduced precision end to end on real imagery with the trained sample weights, and its refusals.
+
+The machine's CPU features are replaced (monkeypatch) where a test needs a CPU with or without
+native bf16, so every branch runs on any CI machine; bf16 on a CPU without it is emulated
+(slower, same numbers).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from conftest import ROOT
+from conftest import run_cli as run
+from torch import nn
+
+from aerialseg.hardware import Hardware
+from aerialseg.runners.torch_runner import TorchRunner
+from aerialseg.sampling import RasterTileSample
+from aerialseg.source import RasterSource
+from aerialseg.tiling import TILE_ALIGN, plan_tiles
+from aerialseg.weights import load_model
+
+SAMPLE = "manet-r18-potsdam-sample"
+NEON = ROOT / "aerialseg" / "resources" / "neon_osbs_029.tif"
+WITH_BF16 = Hardware("test CPU with AVX512-BF16", 2, frozenset({"avx512f", "avx512_bf16", "avx512_vnni"}))
+WITHOUT_BF16 = Hardware("test CPU without bf16", 2, frozenset({"avx2", "fma"}))
+
+
+@pytest.fixture
+def cpu(monkeypatch):
+    """``cpu(hardware)`` makes aerialseg see that CPU (and no GPU)."""
+
+    def use(hardware):
+        monkeypatch.setattr("aerialseg.hardware.detect_hardware", lambda use_torch=False: hardware)
+
+    return use
+
+
+def neon_tiles(card, count=2):
+    with RasterSource(NEON, card) as source:  # read at the model's 5 cm, as predict does
+        plan = plan_tiles(source.height, source.width, card.tile_size, card.overlap, align=TILE_ALIGN)
+        return RasterTileSample(source, plan, NEON.name).tiles(count)
+
+
+def test_bf16_inference_form_agrees_with_fp32_on_real_imagery():
+    model, card = load_model(SAMPLE)
+    fp32 = TorchRunner(model, card, "cpu", "fp32")
+    bf16 = TorchRunner.from_weights(SAMPLE, "cpu", "bf16")
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in bf16.model.modules())
+    assert {p.dtype for p in bf16.model.parameters()} == {torch.bfloat16}
+    agree = pixels = 0
+    for data, valid in neon_tiles(card):
+        expected, got = fp32(data[None])[0], bf16(data[None])[0]
+        assert got.dtype == np.float32 and np.allclose(got.sum(0), 1.0, atol=1e-4)
+        agree += int((expected.argmax(0) == got.argmax(0))[valid].sum())
+        pixels += int(valid.sum())
+    assert pixels > 400_000 and agree / pixels >= 0.99
+
+
+def test_auto_on_a_cpu_with_native_bf16_runs_bf16_gated_and_tags_it(tmp_path, capsys, cpu):
+    cpu(WITH_BF16)
+    out = tmp_path / "neon_classes.tif"
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "-o", str(out)], capsys)
+    assert code == 0, err
+    assert "engine: PyTorch bf16 on cpu (this CPU has native bf16, avx512_bf16" in err
+    assert "bf16 accuracy gate: " in err
+    with rasterio.open(out) as dst:
+        tags = dst.tags()
+    assert tags["AERIALSEG_PRECISION"].startswith("bf16 (accuracy gate: ")
+    assert float(tags["AERIALSEG_PRECISION_AGREEMENT"]) >= 0.99
+    assert "BatchNorms folded" in tags["AERIALSEG_BACKEND"]
+
+
+@pytest.mark.parametrize(
+    "hardware, argv, words",
+    [
+        (WITHOUT_BF16, ["--precision", "bf16"], ["no native bf16", "--precision fp32"]),
+        (WITH_BF16, ["--precision", "fp16"], ["fp16 needs a CUDA GPU"]),
+        (WITH_BF16, ["--precision", "bf16", "--backend", "onnx"], ["ONNX Runtime has no bf16"]),
+        (WITH_BF16, ["--device", "cuda"], ["no CUDA GPU", "--device cpu"]),
+    ],
+)
+def test_impossible_precisions_are_one_line_and_write_nothing(tmp_path, capsys, cpu, hardware, argv, words):
+    cpu(hardware)
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), *argv], capsys)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
+    assert all(word in lines[0] for word in words), lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_int8_without_onnxruntime_names_the_extra(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr("aerialseg.runners.choice.onnxruntime_installed", lambda: False)
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--precision", "int8"], capsys)
+    assert code == 1 and "ONNX Runtime is not installed (int8 runs on it)" in err and "aerialseg[cpu]" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_bad_precision_or_threshold_is_a_usage_error(capsys):
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--precision", "half"], capsys)
+    assert code == 2 and "'half' is not one of 'auto', 'fp32', 'bf16', 'fp16', 'int8'" in err
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--min-agreement", "99"], capsys)
+    assert code == 2 and "--min-agreement" in err
+
+
+def test_doctor_states_the_engine_and_why(capsys, cpu):
+    cpu(WITHOUT_BF16)
+    code, out, _ = run(["doctor", str(NEON), "-m", SAMPLE, "--json"], capsys)
+    report = json.loads(out)
+    assert code == 0 and report["facts"]["hardware"].startswith("test CPU without bf16, 2 cores, native fp32 only")
+    assert report["facts"]["engine"].startswith("ONNX Runtime fp32 on cpu (no native bf16 on this CPU")
+    code, out, _ = run(["doctor", str(NEON), "-m", SAMPLE, "--precision", "bf16", "--json"], capsys)
+    report = json.loads(out)
+    assert code == 1 and any("no native bf16" in f["message"] for f in report["findings"])
+
+
+@pytest.mark.slow
+def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gated_and_cached(tmp_path, capsys, cpu):
+    cpu(WITHOUT_BF16)
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "-o", str(tmp_path / "fp32.tif")], capsys)
+    assert code == 0, err
+    with rasterio.open(tmp_path / "fp32.tif") as dst:
+        assert dst.tags()["AERIALSEG_BACKEND"].startswith("ONNX Runtime (CPUExecutionProvider), fp32")
+        assert dst.tags()["AERIALSEG_PRECISION"] == "fp32"
+        fp32 = dst.read(1)
+    cache = Path(os.environ["XDG_CACHE_HOME"]) / "aerialseg" / "onnx"
+    for attempt in range(2):
+        out = tmp_path / f"int8_{attempt}.tif"
+        code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "-o", str(out), "--precision", "int8"], capsys)
+        assert code == 0, err
+        quantized = sorted(cache.glob("*-int8-*.onnx"))
+        assert len(quantized) == 1  # made on the first run, reused on the second
+        if attempt == 0:
+            made = quantized[0].stat().st_mtime_ns
+        assert quantized[0].stat().st_mtime_ns == made
+    with rasterio.open(out) as dst:
+        tags, int8 = dst.tags(), dst.read(1)
+    assert tags["AERIALSEG_PRECISION"].startswith("int8 (accuracy gate: ")
+    assert float(tags["AERIALSEG_PRECISION_AGREEMENT"]) >= 0.98
+    valid = fp32 != 255
+    assert (int8[valid] == fp32[valid]).mean() >= 0.97
+
+
+def test_the_torch_runner_keeps_freed_memory_between_tiles():
+    """Minor page faults over three forwards after warm-up: glibc's defaults fault the activations back in."""
+    script = """
+import resource, sys, numpy as np, torch
+from aerialseg.card import ModelCard
+from aerialseg.data.classes import DATASETS
+from aerialseg.models import create_model
+from aerialseg.runners.torch_runner import TorchRunner
+torch.set_num_threads(1)
+info = DATASETS["potsdam"]
+card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes, bands=info.bands)
+model = create_model("abcnet", "resnet18", num_classes=6)
+if sys.argv[1] == "runner":
+    forward = TorchRunner(model, card, "cpu", "fp32")
+else:
+    model = model.eval().to(memory_format=torch.channels_last)
+    forward = lambda b: model(torch.from_numpy(b).contiguous(memory_format=torch.channels_last))
+tile = np.random.default_rng(0).random((1, 3, 512, 512), dtype=np.float32)
+with torch.inference_mode():
+    forward(tile); forward(tile)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        forward(tile)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    faults = {}
+    for kind in ("plain", "runner"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+        done = subprocess.run([sys.executable, "-c", script, kind], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr
+        faults[kind] = int(done.stdout.split()[-1])
+    assert faults["plain"] > 2000 and faults["runner"] < faults["plain"] / 4, faults
