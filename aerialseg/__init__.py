@@ -27,6 +27,8 @@ _API = {
     "predict_many": "aerialseg.pipeline",
     "PredictOptions": "aerialseg.pipeline",
     "open_runner": "aerialseg.runners",
+    "RunnerSpec": "aerialseg.runners",
+    "detect_hardware": "aerialseg.hardware",
     "vectorize": "aerialseg.vector",
     "VectorizeOptions": "aerialseg.vector",
     "prepare_dataset": "aerialseg.data.prepare",

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .card import ModelCard
+from .errors import GSDMismatchError
 from .source import RasterSource
 from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 
@@ -63,10 +64,17 @@ class CalibrationRaster:
         self.tile_count = 0
         self._cache: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
 
+    def _open(self) -> RasterSource:
+        """At the model's GSD as predict reads its inputs; as it is when too far from it to resample."""
+        try:
+            return RasterSource(self._path, self._card, bands=self._bands, allow_no_crs=True)
+        except GSDMismatchError:
+            return RasterSource(self._path, self._card, bands=self._bands, allow_no_crs=True, gsd="native")
+
     def tiles(self, count: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Up to ``count`` tiles spread over the calibration raster (predict's band and pixel rules)."""
         if count not in self._cache:
-            with RasterSource(self._path, self._card, bands=self._bands, allow_no_crs=True) as source:
+            with self._open() as source:
                 plan = plan_tiles(source.height, source.width, self._card.tile_size, self._card.overlap,
                                   align=TILE_ALIGN)  # fmt: skip
                 self.tile_count = len(plan)

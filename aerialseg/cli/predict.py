@@ -94,6 +94,8 @@ def predict_command(
 
     if gsd not in ("auto", "native"):
         raise typer.BadParameter("use 'auto' or 'native'", param_hint="--gsd")
+    if calibration is not None and precision.value != "int8":
+        raise typer.BadParameter("calibrates int8 only; add --precision int8", param_hint="--calibration")
 
     options = PredictOptions(
         tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=parse_bands(bands), scale=scale,

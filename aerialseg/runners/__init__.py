@@ -13,6 +13,7 @@ says ``auto`` is decided by :mod:`.choice`.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -20,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from ..card import ModelCard
+from ..errors import AerialsegError, WeightsError
 from .choice import BACKENDS, PRECISIONS, EngineChoice, choose_engine
 from .gate import DEFAULT_MIN_AGREEMENT
 
 if TYPE_CHECKING:
+    from ..hardware import Hardware
     from .gate import GatedRunner, GateResult
 
 __all__ = [
@@ -70,15 +73,25 @@ class RunnerSpec:
     def resolve(self, use_torch: bool = True) -> EngineChoice:
         """The engine and precision that will run, with the reason (errors for impossible choices).
 
-        ``use_torch=False`` infers CUDA without importing torch (``aerialseg doctor``).
+        The machine is first read without torch (importing it costs a second and ~200 MB that
+        an ONNX Runtime run never needs); when the choice involves PyTorch or CUDA and
+        ``use_torch`` allows, torch confirms the GPUs and the rules run again if it disagrees.
         """
         from ..hardware import detect_hardware
 
         exported = _onnx_precision(Path(self.model)) if self.onnx_file else "fp32"
-        return choose_engine(
-            self.backend, self.precision, self.device, detect_hardware(use_torch=use_torch and not self.onnx_file),
-            onnx_file=self.onnx_file, onnx_precision=exported,
-        )  # fmt: skip
+
+        def choose(hardware: Hardware) -> EngineChoice:
+            return choose_engine(self.backend, self.precision, self.device, hardware, onnx_file=self.onnx_file,
+                                 onnx_precision=exported)  # fmt: skip
+
+        probed = detect_hardware()
+        choice = choose(probed)
+        if use_torch and not self.onnx_file and (choice.backend == "torch" or probed.cuda):
+            confirmed = detect_hardware(use_torch=True)
+            if confirmed.cuda_devices != probed.cuda_devices:
+                choice = choose(confirmed)
+        return choice
 
     def open(self, choice: EngineChoice | None = None) -> Runner:
         """The runner ``choice`` (default: :meth:`resolve`) describes, gated when reduced, with TTA."""
@@ -104,34 +117,59 @@ class RunnerSpec:
 
         return OnnxRunner(self._onnx_path(precision == "fp16"), self.device)
 
+    def _card(self) -> ModelCard:
+        """The model's card, read without loading the network."""
+        if self.onnx_file:
+            card = _onnx_metadata(Path(self.model)).get("aerialseg.card")
+            if card is None:
+                raise WeightsError("not an ONNX file with an aerialseg model card", path=self.model,
+                                   hint="export it with 'aerialseg export'")  # fmt: skip
+            return ModelCard.from_json(card)
+        from ..weights import read_card, resolve_weights
+
+        return read_card(resolve_weights(self.model))
+
     def _onnx_path(self, fp16: bool = False) -> Path:
         from .onnx_runner import cached_export
 
         return Path(self.model) if self.onnx_file else cached_export(self.model, fp16=fp16)
 
     def _gated(self, choice: EngineChoice) -> Runner:
-        from .gate import GatedRunner
+        """The reduced-precision runner behind its accuracy gate, with its float32 reference."""
+        from .gate import CALIBRATION_TILES, GatedRunner
 
-        reference = self._plain(choice, "fp32")
+        build: Callable[[Any], Runner]
         calibration = None
-        if choice.precision == "int8":
+        if choice.backend == "torch":
+            from .torch_runner import TorchRunner
+
+            torch_reference = TorchRunner.from_weights(self.model, choice.device, "fp32")
+            reference: Runner = torch_reference
+
+            def build(sample: Any) -> Runner:  # noqa: ANN401 (the sample matters to int8 only)
+                return torch_reference.converted(choice.precision)  # a copy: no second read of the weights file
+
+        elif choice.precision == "int8":
             from .onnx_runner import OnnxRunner
             from .quantize import cached_int8
 
-            fp32_path = self._onnx_path()
-            if self.calibration is not None:
+            if self.calibration is not None:  # read first: a bad raster fails before the export and any input
                 from ..sampling import CalibrationRaster
 
-                calibration = CalibrationRaster(self.calibration, reference.card)
+                calibration = CalibrationRaster(self.calibration, self._card())
+                if not calibration.tiles(CALIBRATION_TILES):
+                    raise AerialsegError("no tile with data to calibrate int8 on", path=self.calibration)
+            fp32_path = self._onnx_path()
+            reference = OnnxRunner(fp32_path, self.device)
 
-            def build(sample: Any) -> Runner:  # noqa: ANN401 (a TileSample)
-                from .gate import CALIBRATION_TILES
-
+            def build(sample: Any) -> Runner:  # noqa: ANN401 (a TileSample: its tiles calibrate)
                 tiles = [data for data, _ in sample.tiles(CALIBRATION_TILES)]
                 return OnnxRunner(cached_int8(fp32_path, tiles), self.device)
-        else:
 
-            def build(sample: Any) -> Runner:  # noqa: ANN401 (the sample matters to int8 only)
+        else:  # ONNX Runtime fp16 on CUDA
+            reference = self._plain(choice, "fp32")
+
+            def build(sample: Any) -> Runner:  # noqa: ANN401
                 return self._plain(choice)
 
         return GatedRunner(
@@ -156,15 +194,20 @@ def describe_precision(runner: Runner) -> str:
     return f"{precision} ({tested}accuracy gate: {result.describe()})"
 
 
-def _onnx_precision(path: Path) -> str:
-    """The precision an aerialseg ONNX file was exported at (fp32 when it does not say)."""
+def _onnx_metadata(path: Path) -> dict[str, str]:
+    """The metadata of an ONNX file (empty when it cannot be read: the runner then says why)."""
     import onnx
 
     try:
         graph = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 (onnx raises several types; the runner reports the file properly)
-        return "fp32"
-    return next((p.value for p in graph.metadata_props if p.key == "aerialseg.precision"), "fp32")
+    except Exception:  # noqa: BLE001 (onnx raises several types)
+        return {}
+    return {prop.key: prop.value for prop in graph.metadata_props}
+
+
+def _onnx_precision(path: Path) -> str:
+    """The precision an aerialseg ONNX file was exported at (fp32 when it does not say)."""
+    return _onnx_metadata(path).get("aerialseg.precision", "fp32")
 
 
 def open_runner(

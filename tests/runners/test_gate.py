@@ -121,7 +121,7 @@ def test_called_directly_the_gate_runs_on_the_first_batch():
 
 
 def test_gate_tiles_grow_with_the_raster_within_bounds():
-    assert [gate_tile_count(n) for n in (1, 81, 150, 324, 1000, 10_000)] == [2, 2, 3, 6, 8, 8]
+    assert [gate_tile_count(n) for n in (1, 81, 324, 600, 800, 10_000)] == [2, 2, 2, 3, 4, 4]
 
 
 def test_the_threshold_must_be_a_share():

@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import ROOT
+from conftest import ROOT, requires_cuda
 from conftest import run_cli as run
 from torch import nn
 
 from aerialseg.hardware import Hardware
+from aerialseg.pipeline import PredictOptions, predict
+from aerialseg.runners import RunnerSpec
 from aerialseg.runners.torch_runner import TorchRunner
 from aerialseg.sampling import RasterTileSample
 from aerialseg.source import RasterSource
@@ -147,6 +149,28 @@ def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gate
     assert float(tags["AERIALSEG_PRECISION_AGREEMENT"]) >= 0.98
     valid = fp32 != 255
     assert (int8[valid] == fp32[valid]).mean() >= 0.97
+    # a calibration raster of the user's makes (and caches) its own int8 model
+    other = ROOT.parent / "shared" / "data" / "rasterio-testdata" / "RGB.byte.tif"
+    argv = ["predict", str(NEON), "-m", SAMPLE, "-o", str(tmp_path / "cal.tif"), "--precision", "int8",
+            "--calibration", str(other), "--min-agreement", "0.9"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    assert len(list(cache.glob("*-int8-*.onnx"))) == 2
+
+
+def test_calibration_is_checked_before_any_work(tmp_path, capsys):
+    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--calibration", str(NEON)],
+                       capsys)  # fmt: skip
+    assert code == 2 and "--calibration" in err and "--precision int8" in err
+    broken = tmp_path / "calibration.tif"
+    broken.write_bytes(b"not a raster")
+    (tmp_path / "out").mkdir()
+    argv = ["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path / "out"), "--precision", "int8",
+            "--calibration", str(broken)]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(lines) == 1 and "calibration.tif" in lines[0], err
+    assert list((tmp_path / "out").iterdir()) == []
 
 
 def test_the_torch_runner_keeps_freed_memory_between_tiles():
@@ -181,3 +205,19 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
         assert done.returncode == 0, done.stderr
         faults[kind] = int(done.stdout.split()[-1])
     assert faults["plain"] > 2000 and faults["runner"] < faults["plain"] / 4, faults
+
+
+@requires_cuda
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_cuda_runs_reduced_precision_gated_and_agrees_with_fp32_on_real_imagery(tmp_path, precision):
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bf16")
+    spec = RunnerSpec(SAMPLE, precision=precision)
+    choice = spec.resolve()
+    assert (choice.backend, choice.device) == ("torch", "cuda")
+    assert choice.precision == ("fp16" if precision == "auto" else "bf16")
+    runner = spec.open(choice)
+    predict(NEON, tmp_path / "out.tif", runner, PredictOptions())
+    assert runner.result.passed and runner.result.agreement >= 0.99 and runner.precision == choice.precision
+    with rasterio.open(tmp_path / "out.tif") as dst:
+        assert dst.tags()["AERIALSEG_PRECISION"].startswith(f"{choice.precision} (accuracy gate: ")
