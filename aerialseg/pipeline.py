@@ -202,7 +202,7 @@ def _predict(
 
             format_for(check_output(objects_path(output_path, options), options.overwrite))
         gate = getattr(runner, "gate", None)
-        if gate is not None and not gate.settled:  # reduced precision proves itself before anything is written
+        if gate is not None:  # reduced precision proves itself before anything is written (once: then at once)
             from .sampling import RasterTileSample
 
             gate.settle(RasterTileSample(source, plan, input_path.name))

@@ -10,12 +10,12 @@ import json
 import subprocess
 import sys
 
-PEAK_RSS = '''
+PEAK_RSS = """
 def peak_rss_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
-'''
+"""
 
 
 def run_child(code: str, *args: object, label: str) -> dict:

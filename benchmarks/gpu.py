@@ -6,11 +6,12 @@ Run by hand on a CUDA machine (``benchmarks/gpu.sh`` runs the CUDA tests first, 
 Installs and downloads nothing: engines that are not importable (ONNX Runtime's CUDA
 provider, TensorRT) are listed as skipped with the reason. Random weights (attention on),
 512² tiles of random pixels in [0, 1]; timing with CUDA events after warm-up, the median of
-repeats; GPU memory is the peak PyTorch allocated for the batch (PyTorch rows) or the
-device's used memory while the session ran (ONNX Runtime rows, which allocate outside
-PyTorch). Work is ordered by what decides the engine rules (PyTorch precisions for every
-network first, then ONNX Runtime, then TensorRT) and stops adding rows when ``--budget``
-seconds are spent, saying what it left out. Prints one table naming the card.
+repeats (ONNX Runtime rows: host clock around its synchronous run); GPU memory is the peak
+PyTorch allocated for the batch (PyTorch rows) or the device memory the session holds
+(ONNX Runtime rows, which allocate outside PyTorch). Work is ordered by what decides the
+engine rules (PyTorch precisions for every network first, then ONNX Runtime, then TensorRT)
+and stops adding rows when ``--budget`` seconds are spent, saying what it left out. Prints
+one table naming the card, and writes it to ``$OUT/gpu_table.txt`` (or ``--out``).
 """
 
 from __future__ import annotations
@@ -50,6 +51,23 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(samples)
 
 
+def host_timed(fn: Callable[[], object], repeats: int) -> float:
+    """Median milliseconds of a call that returns only when its GPU work is done (ONNX Runtime's run)."""
+    for _ in range(3):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    return statistics.median(samples)
+
+
+def device_used_mib() -> float:
+    free, total = torch.cuda.mem_get_info()
+    return (total - free) / 2**20
+
+
 def network(name: str) -> torch.nn.Module:
     arch, backbone = name.split("-")
     torch.manual_seed(0)
@@ -64,8 +82,12 @@ def network(name: str) -> torch.nn.Module:
 def torch_rows(name: str, repeats: int, deadline: float) -> list[tuple]:
     model = network(name).cuda()
     rows = []
-    variants = [("fp32", None, False), ("fp16 autocast", torch.float16, False),
-                ("fp16 autocast, channels_last", torch.float16, True), ("bf16 autocast", torch.bfloat16, False)]
+    variants = [
+        ("fp32", None, False),
+        ("fp16 autocast", torch.float16, False),
+        ("fp16 autocast, channels_last", torch.float16, True),
+        ("bf16 autocast", torch.bfloat16, False),
+    ]
     for label, dtype, channels_last in variants:
         net = model.to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
         for batch in BATCHES:
@@ -75,7 +97,7 @@ def torch_rows(name: str, repeats: int, deadline: float) -> list[tuple]:
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
 
-            def forward() -> None:
+            def forward(net=net, x=x, dtype=dtype) -> None:  # noqa: ANN001 (bound now, called below)
                 with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32,
                                                             enabled=dtype is not None):  # fmt: skip
                     torch.softmax(net(x).float(), dim=1)
@@ -101,6 +123,8 @@ def onnx_rows(name: str, provider: str, workdir: Path, repeats: int, deadline: f
     save_weights(network(name), ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands),
                  weights, overwrite=True)  # fmt: skip
     rows = []
+    torch.cuda.empty_cache()
+    baseline = device_used_mib()  # what PyTorch still holds; the rest is the session's
     for fp16 in (False, True):
         path = workdir / f"{name}{'-fp16' if fp16 else ''}.onnx"
         export_onnx(weights, path, fp16=fp16, overwrite=True)
@@ -113,9 +137,8 @@ def onnx_rows(name: str, provider: str, workdir: Path, repeats: int, deadline: f
             if time.perf_counter() > deadline:
                 return rows
             feed = {"image": np.random.default_rng(0).random((batch, 3, TILE, TILE), dtype=np.float32)}
-            free_before = torch.cuda.mem_get_info()[0]
-            ms = timed(lambda feed=feed: session.run(None, feed), repeats)  # host-synchronous: events bracket it
-            used = (free_before - torch.cuda.mem_get_info()[0]) / 2**20
+            ms = host_timed(lambda feed=feed, run=session.run: run(None, feed), repeats)
+            used = device_used_mib() - baseline
             rows.append((name, f"ORT {provider.removesuffix('ExecutionProvider')} {'fp16' if fp16 else 'fp32'}",
                          batch, ms, used))  # fmt: skip
         del session

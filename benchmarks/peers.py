@@ -110,8 +110,12 @@ def main() -> None:
     parser.add_argument("--runs", nargs="+", default=["geodeep", "default", "fp32", "torch-fp32", "int8"],
                         help=f"geodeep and any of {', '.join(CONFIGS)}")  # fmt: skip
     parser.add_argument("--samples", type=int, default=6, help="tiles timed for the bare forward")
-    parser.add_argument("--min-agreement", type=float, default=0.0,
-                        help="accuracy gate threshold (default 0: random weights measure speed; the figure is shown)")
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=0.0,
+        help="accuracy gate threshold (default 0: random weights measure speed; the figure is shown)",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "aerialseg-bench")
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -147,8 +151,10 @@ def main() -> None:
 
 def print_table(rows: list, model: str) -> None:
     print(f"\n{model}, 512 tiles, overlap 64; {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
-    print(f"{'size':>6} {'round':>5} {'run':<11} {'wall s':>7} {'MP/s':>6} {'peak RSS MB':>11} {'sys s':>6} "
-          f"{'sys %':>5} {'vs GeoDeep':>10} {'gate s':>6} {'pipe/fwd':>8} {'pipe/fwd ex gate':>16}  precision")
+    print(
+        f"{'size':>6} {'round':>5} {'run':<11} {'wall s':>7} {'MP/s':>6} {'peak RSS MB':>11} {'sys s':>6} "
+        f"{'sys %':>5} {'vs GeoDeep':>10} {'gate s':>6} {'pipe/fwd':>8} {'pipe/fwd ex gate':>16}  precision"
+    )
     peers = {(size, round_): r["wall"] for size, round_, label, r in rows if label == "geodeep"}
     for size, round_, label, r in rows:
         peer = peers.get((size, round_))
@@ -156,9 +162,11 @@ def print_table(rows: list, model: str) -> None:
         forward = r.get("forward", 0) * r.get("tiles", 0)
         ratio = f"{forward / r['wall']:.2f}" if forward else ""
         steady = f"{forward / (r['wall'] - r['gate']):.2f}" if forward else ""
-        print(f"{size:>6} {round_:>5} {label:<11} {r['wall']:>7.1f} {r['megapixels'] / r['wall']:>6.2f} "
-              f"{r['rss_mb']:>11.0f} {r['sys']:>6.1f} {100 * r['sys'] / r['wall']:>5.1f} {versus:>10} "
-              f"{r.get('gate', 0):>6.1f} {ratio:>8} {steady:>16}  {r.get('precision', r['engine'])}")
+        print(
+            f"{size:>6} {round_:>5} {label:<11} {r['wall']:>7.1f} {r['megapixels'] / r['wall']:>6.2f} "
+            f"{r['rss_mb']:>11.0f} {r['sys']:>6.1f} {100 * r['sys'] / r['wall']:>5.1f} {versus:>10} "
+            f"{r.get('gate', 0):>6.1f} {ratio:>8} {steady:>16}  {r.get('precision', r['engine'])}"
+        )
 
 
 if __name__ == "__main__":

@@ -70,7 +70,9 @@ def bench(name: str, weights: str, mosaic: Path, args: argparse.Namespace) -> li
     picked = tiles_of(mosaic, card, 22)
     test, calibration = picked[::4][:6], [t for i, t in enumerate(picked) if i % 4][:16]
     fp32 = TorchRunner.from_weights(weights, "cpu", "fp32")
-    references = {key: [fp32(d[None])[0].argmax(0) for d, _ in tiles] for key, tiles in (("neon", neon), ("mosaic", test))}
+    references = {
+        key: [fp32(d[None])[0].argmax(0) for d, _ in tiles] for key, tiles in (("neon", neon), ("mosaic", test))
+    }
     onnx_path = cached_export(weights)
     runners = {
         "PyTorch fp32": lambda: fp32,
@@ -86,8 +88,17 @@ def bench(name: str, weights: str, mosaic: Path, args: argparse.Namespace) -> li
         runner = make()
         seconds = seconds_per_tile(runner, test, args.repeats)
         base = base or seconds
-        rows.append((name, engine, seconds, 0.262144 / seconds, base / seconds,
-                     agreement(runner, references["neon"], neon), agreement(runner, references["mosaic"], test)))
+        rows.append(
+            (
+                name,
+                engine,
+                seconds,
+                0.262144 / seconds,
+                base / seconds,
+                agreement(runner, references["neon"], neon),
+                agreement(runner, references["mosaic"], test),
+            )
+        )
         print(f"{name} {engine}: {seconds:.3f} s/tile", file=sys.stderr)
     return rows
 
@@ -109,8 +120,10 @@ def main() -> None:
         rows += bench(spec.name, str(make_weights(spec.name, args.workdir)), mosaic, args)
     hardware = detect_hardware(use_torch=True)
     print(f"\n{hardware.describe()}; 512² tiles, batch 1, median of {args.repeats}")
-    print(f"{'network':<36} {'engine':<18} {'s/tile':>7} {'MP/s':>6} {'vs fp32':>8} {'agree NEON':>10} "
-          f"{'agree mosaic':>12}")
+    print(
+        f"{'network':<36} {'engine':<18} {'s/tile':>7} {'MP/s':>6} {'vs fp32':>8} {'agree NEON':>10} "
+        f"{'agree mosaic':>12}"
+    )
     for name, engine, seconds, mps, ratio, neon, mosaic_agree in rows:
         print(f"{name:<36} {engine:<18} {seconds:>7.3f} {mps:>6.2f} {ratio:>7.2f}x {neon:>10.2%} {mosaic_agree:>12.2%}")
 

@@ -64,8 +64,10 @@ def main() -> None:
     print(f"{'round':>5} {'allocator':<15} {'wall s':>7} {'user s':>7} {'sys s':>6} {'sys %':>6} {'peak RSS MB':>11}")
     for round_, mode, r in rows:
         label = "glibc defaults" if mode == "defaults" else "kept (aerialseg)"
-        print(f"{round_:>5} {label:<15} {r['wall']:>7.1f} {r['user']:>7.1f} {r['sys']:>6.1f} "
-              f"{100 * r['sys'] / r['wall']:>6.1f} {r['rss_mb']:>11.0f}")
+        print(
+            f"{round_:>5} {label:<15} {r['wall']:>7.1f} {r['user']:>7.1f} {r['sys']:>6.1f} "
+            f"{100 * r['sys'] / r['wall']:>6.1f} {r['rss_mb']:>11.0f}"
+        )
 
 
 if __name__ == "__main__":

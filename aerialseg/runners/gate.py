@@ -117,12 +117,13 @@ class GatedRunner:
         self.gate = self
         self.result: GateResult | None = None
         self._reference: _Runner | None = reference
-        self._build = build
+        self._build: Callable[[TileSample], _Runner] | None = build
         self._wanted = precision
         self._strict = strict
         self._min_agreement = min_agreement
         self._calibration = calibration
         self._active: _Runner | None = None
+        self._failure: PrecisionGateError | None = None  # a strict gate that failed fails every later call too
 
     @property
     def precision(self) -> str:
@@ -136,13 +137,13 @@ class GatedRunner:
             return self._active.description
         return f"{self._wanted}, pending its accuracy gate ({self._reference.description} as reference)"
 
-    @property
-    def settled(self) -> bool:
-        """The gate has run."""
-        return self.result is not None
-
     def settle(self, sample: TileSample) -> GateResult | None:
-        """Run the gate on ``sample``'s tiles; None when it has no tile with data (try the next raster)."""
+        """Run the gate on ``sample``'s tiles, once; None when it has no tile with data (try the next raster).
+
+        Later calls return the result at once, or raise the same error after a strict failure.
+        """
+        if self._failure is not None:
+            raise self._failure
         if self.result is not None:
             return self.result
         count = gate_tile_count(sample.tile_count)
@@ -158,6 +159,7 @@ class GatedRunner:
             calibration: TileSample = _Fixed(sample.name, [t for t in tiles if id(t) not in chosen] or tiles)
         else:
             gate_tiles, calibration = tiles, self._calibration or sample
+        assert self._build is not None  # released only once a result exists
         candidate = self._build(calibration)
         agree = pixels = 0
         for data, valid in gate_tiles:
@@ -170,17 +172,20 @@ class GatedRunner:
             self._wanted, agreement, pixels, len(gate_tiles), self._min_agreement, sample.name,
             time.perf_counter() - start,
         )  # fmt: skip
+        self._build = None  # it may hold the reference, which is released below when the gate passes
         if result.passed:
             self._active, self._reference = candidate, None
             _log.info("%s accuracy gate passed: %s", self._wanted, result.describe())
         elif self._strict:
-            raise PrecisionGateError(
+            self.result, self._reference = result, None
+            self._failure = PrecisionGateError(
                 f"--precision {self._wanted} failed its accuracy gate: {agreement:.3%} of {pixels:,} valid pixels on "
                 f"{len(gate_tiles)} tiles agree with fp32, below the threshold {self._min_agreement:.2%}; "
                 "nothing written",
                 path=sample.name,
                 hint="use --precision fp32 (or auto), or lower --min-agreement",
             )
+            raise self._failure
         else:
             result = replace(result, fell_back=True)
             self._active = self._reference
@@ -192,7 +197,7 @@ class GatedRunner:
         """Probabilities from the active runner; an unsettled gate first runs on this batch."""
         if self._active is None:
             valid = np.ones(batch.shape[2:], dtype=bool)
-            self.settle(_Fixed("the first batch", [(tile, valid) for tile in batch]))
+            self.settle(_Fixed("the first batch", [(tile, valid) for tile in batch]))  # raises if it fails
         assert self._active is not None
         return self._active(batch)
 

@@ -43,7 +43,13 @@ class TorchRunner:
     gate = None  # plain runners need no accuracy gate
 
     def __init__(
-        self, model, card: ModelCard, device: str | None = None, precision: str = "fp32", *, folded: int = 0  # noqa: ANN001
+        self,
+        model,  # noqa: ANN001 (a torch module; torch is imported lazily)
+        card: ModelCard,
+        device: str | None = None,
+        precision: str = "fp32",
+        *,
+        folded: int = 0,
     ) -> None:
         import torch
 

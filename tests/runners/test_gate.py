@@ -58,6 +58,11 @@ def test_strict_gate_failure_is_one_line_and_writes_nothing(tmp_path, rasters):
     assert "\n" not in message and "RGB.byte.tif" in message and "threshold 99.00%" in message
     assert "--precision fp32" in message and "nothing written" in message
     assert files(tmp_path) == []
+    with pytest.raises(PrecisionGateError):  # the verdict stands for every later use of the runner
+        runner(np.zeros((1, 3, 8, 8), np.float32))
+    with pytest.raises(PrecisionGateError):
+        predict(rasters["alpha"], tmp_path / "again.tif", runner, PredictOptions())
+    assert files(tmp_path) == []
 
 
 def test_a_failed_gate_stops_the_whole_batch(tmp_path, rasters):
