@@ -181,7 +181,8 @@ class LeanStripAccumulator:
 
     def _enter(self, c_to: int) -> None:
         """Bring columns up to ``c_to`` into the window: their carried rows from above move in,
-        and their carry rows are reset for this row's tiles (keeping sums that reach below it)."""
+        and their carry rows are reset for this row's tiles (keeping sums that reach below it).
+        """
         if c_to <= self.entered_c:
             return
         c = slice(self.entered_c, c_to)

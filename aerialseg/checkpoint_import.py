@@ -212,9 +212,7 @@ def import_checkpoint(
     return save_weights(state, card, dst, half=half, overwrite=overwrite)
 
 
-def load_backbone_weights(
-    model: SegmentationModel, path: str | os.PathLike[str], trust_pickle: bool = False
-) -> int:
+def load_backbone_weights(model: SegmentationModel, path: str | os.PathLike[str], trust_pickle: bool = False) -> int:
     """Load ImageNet weights (torchvision or timm ResNet state dict) into ``model``'s encoder.
 
     The classifier (``fc.*``) is dropped; anything else that does not fit is refused.

@@ -83,9 +83,12 @@ def open_client(address: str) -> Any:  # noqa: ANN401 (dask.distributed.Client)
         workers = int(count) if count else _default_local_workers()
         threads = max(1, (os.cpu_count() or 1) // workers)
         cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=":0",
             env={THREADS_ENV: str(threads)},
-        )  # fmt: skip
+        )
         return Client(cluster)
     try:
         return Client(address, timeout="30s")
@@ -222,8 +225,16 @@ def _check(path: Path, target: Path, options: PredictOptions) -> int | None:
         raise InputRasterError(f"cannot open as a raster ({exc})", path=path) from exc
 
 
-def _submit_split(client: Any, spec: RunnerSpec, path: Path, target: Path, options: PredictOptions,  # noqa: ANN401
-                  height: int, split_rows: int, futures: dict) -> _Split:  # fmt: skip
+def _submit_split(
+    client: Any,
+    spec: RunnerSpec,
+    path: Path,
+    target: Path,
+    options: PredictOptions,  # noqa: ANN401
+    height: int,
+    split_rows: int,
+    futures: dict,
+) -> _Split:
     folder = target.with_name(f".{target.name}.bands")
     shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted run
     folder.mkdir()
@@ -264,9 +275,14 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
         shutil.rmtree(split.folder, ignore_errors=True)
     parts = split.results
     results[split.path] = PredictResult(
-        split.path, split.target, "ok", time.perf_counter() - split.started, sum(r.megapixels for r in parts),
-        sum(r.tiles_run for r in parts), sum(r.tiles_skipped for r in parts),
-    )  # fmt: skip
+        split.path,
+        split.target,
+        "ok",
+        time.perf_counter() - split.started,
+        sum(r.megapixels for r in parts),
+        sum(r.tiles_run for r in parts),
+        sum(r.tiles_skipped for r in parts),
+    )
 
 
 def _assemble(split: _Split, options: PredictOptions) -> None:
@@ -286,8 +302,16 @@ def _assemble(split: _Split, options: PredictOptions) -> None:
         with rasterio.open(parts[-1][1]) as last:
             height = parts[-1][0] + last.height
         with atomic_output(target, overwrite=options.overwrite) as tmp:
-            sink = RasterSink(tmp, partial_paths(target)[0], layout, width=width, height=height, crs=crs,
-                              transform=transform, tags=tags)  # fmt: skip
+            sink = RasterSink(
+                tmp,
+                partial_paths(target)[0],
+                layout,
+                width=width,
+                height=height,
+                crs=crs,
+                transform=transform,
+                tags=tags,
+            )
             try:
                 for start, part in parts:
                     with rasterio.open(part) as src:
@@ -303,5 +327,8 @@ def _assemble(split: _Split, options: PredictOptions) -> None:
         from .vector import vectorize
 
         confidence = next((path for path, _ in outputs[1:]), None)
-        vectorize(split.target, objects_path(split.target, options),
-                  replace(options.vectorize, confidence=confidence, overwrite=options.overwrite))  # fmt: skip
+        vectorize(
+            split.target,
+            objects_path(split.target, options),
+            replace(options.vectorize, confidence=confidence, overwrite=options.overwrite),
+        )

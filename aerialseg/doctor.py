@@ -79,10 +79,13 @@ def _layout(report: DoctorReport, ds: object) -> None:
         f"{ds.compression.name if ds.compression else 'uncompressed'}"
     )
     if not tiled and ds.width > _STRIPED_WIDTH:
-        report.findings.append(Finding(
-            "warning", "striped layout: every tile read decodes whole-width strips, which is slow",
-            f"gdal_translate -co TILED=YES -co COMPRESS=DEFLATE {report.path.name} tiled.tif",
-        ))  # fmt: skip
+        report.findings.append(
+            Finding(
+                "warning",
+                "striped layout: every tile read decodes whole-width strips, which is slow",
+                f"gdal_translate -co TILED=YES -co COMPRESS=DEFLATE {report.path.name} tiled.tif",
+            )
+        )
     flags = {f.name for band in ds.mask_flag_enums for f in band}
     if ds.nodata is not None:
         source = f"nodata value {ds.nodata:g}"
@@ -98,10 +101,13 @@ def _layout(report: DoctorReport, ds: object) -> None:
 def _resolution(report: DoctorReport, ds: object, card: ModelCard) -> None:
     if ds.crs is None:
         report.facts["CRS"] = "none"
-        report.findings.append(Finding(
-            "error", "no CRS: the output would not line up with any map",
-            "georeference the raster, or pass --allow-no-crs to predict in pixel space",
-        ))  # fmt: skip
+        report.findings.append(
+            Finding(
+                "error",
+                "no CRS: the output would not line up with any map",
+                "georeference the raster, or pass --allow-no-crs to predict in pixel space",
+            )
+        )
         return
     name = ds.crs.to_string() if ds.crs.to_epsg() is None else f"EPSG:{ds.crs.to_epsg()}"
     report.facts["CRS"] = f"{name} ({'geographic' if ds.crs.is_geographic else 'projected'})"
@@ -157,20 +163,27 @@ def doctor(
         report.facts["bands used"] = ", ".join(f"{b}->{i}" for b, i in zip(card.bands, source.indexes))
         report.facts["scaling"] = source.scaling.rule
         if source.grid:
-            report.findings.append(Finding(
-                "info", f"predicting at the model's {card.gsd_m:g} m ({source.grid.width} x {source.grid.height} "
-                f"pixels), probabilities resampled back to the input grid", "--gsd native to predict as is",
-            ))  # fmt: skip
+            report.findings.append(
+                Finding(
+                    "info",
+                    f"predicting at the model's {card.gsd_m:g} m ({source.grid.width} x {source.grid.height} "
+                    f"pixels), probabilities resampled back to the input grid",
+                    "--gsd native to predict as is",
+                )
+            )
         tile = tile_size or card.tile_size
         plan = plan_tiles(
             source.height, source.width, tile, card.overlap if overlap is None else overlap, align=TILE_ALIGN
         )
         _estimates(report, card, plan, valid_share, choice)
     if report.facts["nodata"].startswith("none") and valid_share == 1.0:
-        report.findings.append(Finding(
-            "info", "no nodata value, alpha band or mask: collars would be classified",
-            "set one, e.g. gdal_edit.py -a_nodata 0",
-        ))  # fmt: skip
+        report.findings.append(
+            Finding(
+                "info",
+                "no nodata value, alpha band or mask: collars would be classified",
+                "set one, e.g. gdal_edit.py -a_nodata 0",
+            )
+        )
     return report
 
 
@@ -226,6 +239,10 @@ def _estimates(
     except (ValueError, OSError, AttributeError):
         return
     if total > 0.5 * available:
-        report.findings.append(Finding(
-            "warning", f"buffers alone need ~{total:.0f} MiB of {available:.0f} MiB", "use a smaller --tile-size",
-        ))  # fmt: skip
+        report.findings.append(
+            Finding(
+                "warning",
+                f"buffers alone need ~{total:.0f} MiB of {available:.0f} MiB",
+                "use a smaller --tile-size",
+            )
+        )

@@ -30,6 +30,7 @@ import numpy as np
 
 from .atomic import atomic_output, check_output
 from .card import ModelCard
+from .conventions import SAMPLE_ORTHOPHOTO
 from .errors import AerialsegError, ExportParityError, InputRasterError
 from .onnxrt import open_session
 
@@ -41,7 +42,7 @@ __all__ = ["ParityCheck", "ExportResult", "export_onnx", "parity_inputs", "DEFAU
 
 DEFAULT_OPSET = 18
 MIN_OPSET = 13
-PARITY_IMAGE = Path(__file__).resolve().parent / "resources" / "neon_osbs_029.tif"
+PARITY_IMAGE = SAMPLE_ORTHOPHOTO
 OutputKind = Literal["probabilities", "logits"]
 # (fp16, output) -> (max |difference|, min argmax agreement)
 DEFAULT_LIMITS = {
@@ -270,6 +271,4 @@ def export_onnx(
         graph.doc_string = f"aerialseg {card.arch}-{card.backbone}, {card.num_classes} classes"
         onnx.save(graph, str(tmp))
     path = Path(output_path)
-    return ExportResult(
-        path, opset, exporter, output, fp16, checks, limit_diff, limit_agreement, path.stat().st_size
-    )
+    return ExportResult(path, opset, exporter, output, fp16, checks, limit_diff, limit_agreement, path.stat().st_size)

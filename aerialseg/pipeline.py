@@ -27,10 +27,10 @@ from affine import Affine
 
 from .atomic import atomic_output, check_output
 from .blend import NODATA, LeanStripAccumulator, Strip, StripAccumulator
+from .card import ModelCard
 from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .resample import ScoreResampler
-from .card import ModelCard
 from .runners import Runner, describe_precision, gate_result
 from .runners.gate import PrecisionGateError
 from .sink import RasterSink, SinkLayout, class_raster, probability_raster, uncertainty_raster
@@ -40,9 +40,16 @@ from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 from .vector import VectorizeOptions
 
 __all__ = [
-    "PredictOptions", "PredictResult", "Progress", "predict", "predict_many", "expand_inputs", "output_for",
-    "output_layouts", "objects_path",
-]  # fmt: skip
+    "PredictOptions",
+    "PredictResult",
+    "Progress",
+    "predict",
+    "predict_many",
+    "expand_inputs",
+    "output_for",
+    "output_layouts",
+    "objects_path",
+]
 
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
 
@@ -134,7 +141,9 @@ def _tags(runner: Runner, source: RasterSource, plan: TilePlan, options: Predict
             f"input {source.grid.input_gsd_m:.4g} m, predicted at the model's {source.grid.model_gsd_m:.4g} m "
             "and resampled back (bilinear probabilities)"
             if source.grid
-            else f"native (model {card.gsd_m:.4g} m)" if card.gsd_m else "native (model GSD unknown)"
+            else f"native (model {card.gsd_m:.4g} m)"
+            if card.gsd_m
+            else "native (model GSD unknown)"
         ),
         "AERIALSEG_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **options.extra_tags,
@@ -208,11 +217,16 @@ def _predict(
             gate.settle(RasterTileSample(source, plan, input_path.name))
         journal = partial_paths(output_path)[1]
         key = run_key(
-            input=file_identity(input_path), weights=card.sha256, tiling=[plan.tile, plan.overlap, plan.blend],
-            grid=[source.height, source.width], bands=source.indexes, scaling=source.scaling.rule,
-            outputs=[layout.name for _, layout in outputs], rows=[first, stop],
+            input=file_identity(input_path),
+            weights=card.sha256,
+            tiling=[plan.tile, plan.overlap, plan.blend],
+            grid=[source.height, source.width],
+            bands=source.indexes,
+            scaling=source.scaling.rule,
+            outputs=[layout.name for _, layout in outputs],
+            rows=[first, stop],
             precision=getattr(runner, "precision", "fp32"),
-        )  # fmt: skip
+        )
         rows_done = load_rows_done(journal, key) if options.resume else None
         journal.unlink(missing_ok=True)  # a run killed from here on must start over
         keep_partials = False  # set when an interrupted run leaves its partial files for --resume
@@ -222,10 +236,17 @@ def _predict(
             for path, layout in outputs:
                 tmp = stack.enter_context(atomic_output(path, overwrite=options.overwrite))
                 sink = RasterSink(
-                    tmp, partial_paths(path)[0], layout, width=source.native_width, height=stop - first,
-                    crs=source.crs, transform=source.transform @ Affine.translation(0, first), tags=tags,
-                    resume=rows_done is not None, cog=options.cog,
-                )  # fmt: skip
+                    tmp,
+                    partial_paths(path)[0],
+                    layout,
+                    width=source.native_width,
+                    height=stop - first,
+                    crs=source.crs,
+                    transform=source.transform @ Affine.translation(0, first),
+                    tags=tags,
+                    resume=rows_done is not None,
+                    cog=options.cog,
+                )
                 stack.callback(lambda sink=sink: None if keep_partials else sink.discard())
                 sinks.append(sink)
             resumed = rows_done is not None and all(sink.resumed for sink in sinks)
@@ -245,12 +266,13 @@ def _predict(
         from .vector import vectorize
 
         confidence = next((path for path, layout in outputs[1:]), None)  # probabilities first, else uncertainty
-        vectorize(output_path, objects_path(output_path, options),
-                  replace(options.vectorize, confidence=confidence, overwrite=options.overwrite))  # fmt: skip
+        vectorize(
+            output_path,
+            objects_path(output_path, options),
+            replace(options.vectorize, confidence=confidence, overwrite=options.overwrite),
+        )
     megapixels = (stop - first) * source.native_width / 1e6
-    return PredictResult(
-        input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1]
-    )
+    return PredictResult(input_path, output_path, "ok", time.perf_counter() - start, megapixels, counts[0], counts[1])
 
 
 def _row_range(options: PredictOptions, height: int, input_path: Path) -> tuple[int, int]:
@@ -309,15 +331,22 @@ def _run(
     results: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
     extras = len(sinks) > 1
     resampler = (
-        ScoreResampler((source.height, source.width), (source.native_height, source.native_width),
-                       runner.card.num_classes, probabilities=extras) if source.grid is not None else None
-    )  # fmt: skip
+        ScoreResampler(
+            (source.height, source.width),
+            (source.native_height, source.native_width),
+            runner.card.num_classes,
+            probabilities=extras,
+        )
+        if source.grid is not None
+        else None
+    )
     first_model_row = resampler.first_model_row(written.rows) if resampler else written.rows
     last_model_row = resampler.last_model_row(rows[1] - 1) if resampler else rows[1] - 1
     tile_rows = [
-        row for row in plan.tile_rows()
+        row
+        for row in plan.tile_rows()
         if row[0][0].row_off + row[0][0].height > first_model_row and row[0][0].row_off <= last_model_row
-    ]  # fmt: skip
+    ]
     start_row = tile_rows[0][0][0].row_off if tile_rows else plan.height
     if resampler:
         resampler.resume(start_row, written.rows)
@@ -335,10 +364,11 @@ def _run(
         if skip > 0 or keep < strip.classes.shape[0]:
             part = slice(max(skip, 0), keep)
             strip = Strip(
-                strip.row_off + part.start, strip.classes[part],
+                strip.row_off + part.start,
+                strip.classes[part],
                 None if strip.probabilities is None else strip.probabilities[:, part],
                 None if strip.valid is None else strip.valid[part],
-            )  # fmt: skip
+            )
         for sink in sinks:
             sink.write(strip.row_off - rows[0], sink.layout.encode(strip))
         written.rows = strip.row_off + strip.classes.shape[0]

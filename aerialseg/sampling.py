@@ -75,8 +75,9 @@ class CalibrationRaster:
         """Up to ``count`` tiles spread over the calibration raster (predict's band and pixel rules)."""
         if count not in self._cache:
             with self._open() as source:
-                plan = plan_tiles(source.height, source.width, self._card.tile_size, self._card.overlap,
-                                  align=TILE_ALIGN)  # fmt: skip
+                plan = plan_tiles(
+                    source.height, source.width, self._card.tile_size, self._card.overlap, align=TILE_ALIGN
+                )
                 self.tile_count = len(plan)
                 self._cache[count] = RasterTileSample(source, plan, self.name).tiles(count)
         return self._cache[count]

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -31,9 +32,16 @@ from .card import ModelCard
 from .errors import OutputWriteError
 
 __all__ = [
-    "RasterSink", "SinkLayout", "class_raster", "probability_raster", "uncertainty_raster",
-    "encode_probabilities", "encode_uncertainty", "BLOCK", "SCALE",
-]  # fmt: skip
+    "RasterSink",
+    "SinkLayout",
+    "class_raster",
+    "probability_raster",
+    "uncertainty_raster",
+    "encode_probabilities",
+    "encode_uncertainty",
+    "BLOCK",
+    "SCALE",
+]
 
 BLOCK = 512
 SCALE = 254  # probabilities 0..1 are stored as 0..254; 255 is nodata
@@ -62,25 +70,35 @@ def class_raster(card: ModelCard) -> SinkLayout:
     colors[NODATA] = (0, 0, 0, 0)
     names = {f"CLASS_{i}": name for i, name in enumerate(card.class_names)}
     return SinkLayout(
-        "classes", ("class",), "mode", lambda strip: strip.classes[None], colors,
+        "classes",
+        ("class",),
+        "mode",
+        lambda strip: strip.classes[None],
+        colors,
         {"CLASS_NAMES": json.dumps(card.class_names), **names},
-    )  # fmt: skip
+    )
 
 
 def probability_raster(card: ModelCard) -> SinkLayout:
     """One band per class: probability x 254."""
     return SinkLayout(
-        "probabilities", tuple(f"p({name})" for name in card.class_names), "average",
-        lambda strip: encode_probabilities(strip.probabilities, strip.valid), scale=1 / SCALE,
-    )  # fmt: skip
+        "probabilities",
+        tuple(f"p({name})" for name in card.class_names),
+        "average",
+        lambda strip: encode_probabilities(strip.probabilities, strip.valid),
+        scale=1 / SCALE,
+    )
 
 
 def uncertainty_raster(card: ModelCard) -> SinkLayout:
     """Confidence, margin and normalised entropy, each x 254."""
     return SinkLayout(
-        "uncertainty", ("confidence", "margin", "entropy"), "average",
-        lambda strip: encode_uncertainty(strip.probabilities, strip.valid), scale=1 / SCALE,
-    )  # fmt: skip
+        "uncertainty",
+        ("confidence", "margin", "entropy"),
+        "average",
+        lambda strip: encode_uncertainty(strip.probabilities, strip.valid),
+        scale=1 / SCALE,
+    )
 
 
 class RasterSink:
@@ -117,12 +135,23 @@ class RasterSink:
             self._dataset.update_tags(**tags)
             return
         profile = dict(
-            driver="GTiff", width=width, height=height, count=len(layout.descriptions), dtype="uint8", crs=crs,
-            transform=transform, nodata=NODATA, tiled=True, blockxsize=BLOCK, blockysize=BLOCK, BIGTIFF="IF_SAFER",
+            driver="GTiff",
+            width=width,
+            height=height,
+            count=len(layout.descriptions),
+            dtype="uint8",
+            crs=crs,
+            transform=transform,
+            nodata=NODATA,
+            tiled=True,
+            blockxsize=BLOCK,
+            blockysize=BLOCK,
+            BIGTIFF="IF_SAFER",
             interleave="band",
             # Fast compression while the network runs; the final copy compresses once, properly.
-            compress="zstd", zstd_level=1,
-        )  # fmt: skip
+            compress="zstd",
+            zstd_level=1,
+        )
         try:
             self._dataset = rasterio.open(self.stream_path, "w", **profile)
         except rasterio.errors.RasterioError as exc:
@@ -194,9 +223,17 @@ class RasterSink:
             ds.close()
             # The network is done by now, so compression may use every core.
             rasterio.shutil.copy(
-                self.stream_path, self.path, driver="GTiff", tiled=True, blockxsize=BLOCK, blockysize=BLOCK,
-                compress="deflate", copy_src_overviews=True, BIGTIFF="IF_SAFER", num_threads="ALL_CPUS",
-            )  # fmt: skip
+                self.stream_path,
+                self.path,
+                driver="GTiff",
+                tiled=True,
+                blockxsize=BLOCK,
+                blockysize=BLOCK,
+                compress="deflate",
+                copy_src_overviews=True,
+                BIGTIFF="IF_SAFER",
+                num_threads="ALL_CPUS",
+            )
         finally:
             self.discard()
 

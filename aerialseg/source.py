@@ -35,16 +35,28 @@ import numpy as np
 from .card import ModelCard
 from .errors import AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
 from .gsd import ModelGrid, model_grid
+from .raster import open_raster, read_bands
 from .tiling import Window
 
 __all__ = ["RasterSource", "resolve_bands", "BandAssumptionWarning"]
 
 _COLOR_CODES = {"red": "R", "green": "G", "blue": "B", "gray": "PAN"}
 _DESCRIPTION_CODES = {
-    "r": "R", "red": "R", "g": "G", "green": "G", "b": "B", "blue": "B",
-    "nir": "NIR", "ir": "NIR", "infrared": "NIR", "near infrared": "NIR", "near-infrared": "NIR",
-    "pan": "PAN", "panchromatic": "PAN", "dsm": "DSM",
-}  # fmt: skip
+    "r": "R",
+    "red": "R",
+    "g": "G",
+    "green": "G",
+    "b": "B",
+    "blue": "B",
+    "nir": "NIR",
+    "ir": "NIR",
+    "infrared": "NIR",
+    "near infrared": "NIR",
+    "near-infrared": "NIR",
+    "pan": "PAN",
+    "panchromatic": "PAN",
+    "dsm": "DSM",
+}
 _STATS_SIZE = 1024
 
 
@@ -124,14 +136,8 @@ class RasterSource:
         allow_no_crs: bool = False,
         gsd: str = "auto",
     ):
-        import rasterio
-
         self.path = Path(path)
-        try:
-            self._dataset = rasterio.open(self.path, NUM_THREADS="ALL_CPUS")
-        except (rasterio.errors.RasterioIOError, rasterio.errors.RasterioError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise InputRasterError(f"cannot open as a raster ({first})", path=self.path) from exc
+        self._dataset = open_raster(self.path, NUM_THREADS="ALL_CPUS")
         try:
             self._check(allow_no_crs)
             ds = self._dataset
@@ -189,7 +195,7 @@ class RasterSource:
         ds = self._dataset
         factor = max(1, int(np.ceil(max(ds.height, ds.width) / _STATS_SIZE)))
         shape = (len(self.indexes), max(1, ds.height // factor), max(1, ds.width // factor))
-        sample = ds.read(self.indexes, out_shape=shape, resampling=Resampling.nearest, masked=True)
+        sample = read_bands(ds, self.indexes, out_shape=shape, resampling=Resampling.nearest, masked=True)
         low, high = [], []
         for band in sample:
             values = band.compressed()
@@ -211,11 +217,10 @@ class RasterSource:
 
     def native_valid(self, row_off: int, rows: int) -> np.ndarray:
         """Validity ``(rows, native_width)`` at the input's own resolution (own file handle: writer thread)."""
-        import rasterio
         from rasterio.windows import Window as RioWindow
 
         if self._mask_reader is None:
-            self._mask_reader = rasterio.open(self.path)
+            self._mask_reader = open_raster(self.path)
         return self._mask_reader.dataset_mask(window=RioWindow(0, row_off, self.native_width, rows)) > 0
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
@@ -224,7 +229,7 @@ class RasterSource:
 
         rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
         try:
-            data = self._reader.read(self.indexes, window=rio_window).astype(np.float32)
+            data = read_bands(self._reader, self.indexes, window=rio_window).astype(np.float32)
             valid = self._reader.dataset_mask(window=rio_window) > 0
         except Exception as exc:  # GDAL decoding errors surface as several rasterio types
             raise InputRasterError(f"cannot read pixels at {window} ({exc})", path=self.path) from exc

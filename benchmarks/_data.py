@@ -14,10 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from aerialseg.conventions import SAMPLE_ORTHOPHOTO
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 SAMPLE_WEIGHTS = "manet-r18-potsdam-sample"
-NEON_TILE = ROOT / "aerialseg" / "resources" / "neon_osbs_029.tif"
+NEON_TILE = SAMPLE_ORTHOPHOTO
 GSD_M = 0.05
 
 
@@ -58,9 +60,20 @@ def make_ortho(size: int, folder: Path) -> Path:
     block = _block()
     top = np.concatenate([block, block[:, :, ::-1]], axis=2)
     period = np.concatenate([top, top[:, ::-1]], axis=1)  # mirrored 2x2: seamless when repeated
-    profile = dict(driver="GTiff", width=size, height=size, count=3, dtype="uint8", crs="EPSG:32612",
-                   transform=from_origin(528000, 4978000, GSD_M, GSD_M), tiled=True, blockxsize=512, blockysize=512,
-                   compress="deflate", photometric="RGB")  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32612",
+        transform=from_origin(528000, 4978000, GSD_M, GSD_M),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+        photometric="RGB",
+    )
     cols = np.arange(size) % period.shape[2]
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -91,7 +104,14 @@ def make_weights(name: str, folder: Path, tile_size: int = 512, overlap: int = 6
             if key.endswith("gamma"):
                 tensor.fill_(0.3)
     info = DATASETS["potsdam"]
-    card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=GSD_M,
-                     tile_size=tile_size, overlap=overlap)  # fmt: skip
+    card = ModelCard(
+        arch=arch,
+        backbone=backbone,
+        classes=info.classes,
+        bands=info.bands,
+        gsd_m=GSD_M,
+        tile_size=tile_size,
+        overlap=overlap,
+    )
     save_weights(model, card, path, overwrite=True)
     return path

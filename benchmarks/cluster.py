@@ -74,8 +74,10 @@ def main() -> None:
     jobs = {
         f"batch of {args.files} x {args.size}²": (batch(args), 10**9),
         f"one {args.split_size}² in bands of {args.split_rows} rows": (
-            [make_ortho(args.split_size, args.workdir)], args.split_rows),
-    }  # fmt: skip
+            [make_ortho(args.split_size, args.workdir)],
+            args.split_rows,
+        ),
+    }
     rows = []
     for job, (inputs, split_rows) in jobs.items():
         base = None

@@ -98,8 +98,10 @@ def torch_rows(name: str, repeats: int, deadline: float) -> list[tuple]:
                 x = x.contiguous(memory_format=torch.channels_last)
 
             def forward(net=net, x=x, dtype=dtype) -> None:  # noqa: ANN001 (bound now, called below)
-                with torch.inference_mode(), torch.autocast("cuda", dtype=dtype or torch.float32,
-                                                            enabled=dtype is not None):  # fmt: skip
+                with (
+                    torch.inference_mode(),
+                    torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None),
+                ):
                     torch.softmax(net(x).float(), dim=1)
 
             torch.cuda.reset_peak_memory_stats()
@@ -120,8 +122,12 @@ def onnx_rows(name: str, provider: str, workdir: Path, repeats: int, deadline: f
     arch, backbone = name.split("-")
     info = DATASETS["potsdam"]
     weights = workdir / f"{name}.safetensors"
-    save_weights(network(name), ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands),
-                 weights, overwrite=True)  # fmt: skip
+    save_weights(
+        network(name),
+        ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands),
+        weights,
+        overwrite=True,
+    )
     rows = []
     torch.cuda.empty_cache()
     baseline = device_used_mib()  # what PyTorch still holds; the rest is the session's
@@ -139,8 +145,15 @@ def onnx_rows(name: str, provider: str, workdir: Path, repeats: int, deadline: f
             feed = {"image": np.random.default_rng(0).random((batch, 3, TILE, TILE), dtype=np.float32)}
             ms = host_timed(lambda feed=feed, run=session.run: run(None, feed), repeats)
             used = device_used_mib() - baseline
-            rows.append((name, f"ORT {provider.removesuffix('ExecutionProvider')} {'fp16' if fp16 else 'fp32'}",
-                         batch, ms, used))  # fmt: skip
+            rows.append(
+                (
+                    name,
+                    f"ORT {provider.removesuffix('ExecutionProvider')} {'fp16' if fp16 else 'fp32'}",
+                    batch,
+                    ms,
+                    used,
+                )
+            )
         del session
     return rows
 

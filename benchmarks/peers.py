@@ -107,8 +107,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
     parser.add_argument("--model", default="manet-resnet50")
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--runs", nargs="+", default=["geodeep", "default", "fp32", "torch-fp32", "int8"],
-                        help=f"geodeep and any of {', '.join(CONFIGS)}")  # fmt: skip
+    parser.add_argument(
+        "--runs",
+        nargs="+",
+        default=["geodeep", "default", "fp32", "torch-fp32", "int8"],
+        help=f"geodeep and any of {', '.join(CONFIGS)}",
+    )
     parser.add_argument("--samples", type=int, default=6, help="tiles timed for the bare forward")
     parser.add_argument(
         "--min-agreement",
@@ -134,16 +138,24 @@ def main() -> None:
         raster = make_ortho(size, args.workdir)
         for label in runs:
             if label != "geodeep":
-                run_child(PREPARE, weights, *CONFIGS[label], raster, args.workdir / "prepare.tif", args.min_agreement,
-                          label=label)  # fmt: skip
+                run_child(
+                    PREPARE,
+                    weights,
+                    *CONFIGS[label],
+                    raster,
+                    args.workdir / "prepare.tif",
+                    args.min_agreement,
+                    label=label,
+                )
         for round_ in range(1, args.rounds + 1):
             for label in runs:
                 out = args.workdir / f"out_{label}_{size}.tif"
                 if label == "geodeep":
                     r = run_child(GEODEEP, static, raster, out, label=label)
                 else:
-                    r = run_child(AERIALSEG, weights, *CONFIGS[label], raster, out, args.samples, args.min_agreement,
-                                  label=label)  # fmt: skip
+                    r = run_child(
+                        AERIALSEG, weights, *CONFIGS[label], raster, out, args.samples, args.min_agreement, label=label
+                    )
                 rows.append((size, round_, label, r))
                 print(f"{size} round {round_} {label}: {r['wall']:.1f} s", file=sys.stderr)
     print_table(rows, args.model)

@@ -57,8 +57,9 @@ def main() -> None:
     rows = []
     for round_ in range(1, args.rounds + 1):
         for mode in ("defaults", "kept"):
-            r = run_child(CHILD, data, args.workdir / "train-run", args.steps, args.batch_size, args.crop, mode,
-                          label=mode)  # fmt: skip
+            r = run_child(
+                CHILD, data, args.workdir / "train-run", args.steps, args.batch_size, args.crop, mode, label=mode
+            )
             rows.append((round_, mode, r))
     print(f"\nMANet-R18 from scratch, {args.steps} steps of batch {args.batch_size}, crop {args.crop}, CPU")
     print(f"{'round':>5} {'allocator':<15} {'wall s':>7} {'user s':>7} {'sys s':>6} {'sys %':>6} {'peak RSS MB':>11}")

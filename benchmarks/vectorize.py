@@ -67,14 +67,30 @@ def make_classes(size: int, folder: Path) -> Path:
     with rasterio.open(SPACENET / "sample_geotiff.tif") as src:
         scale = 4  # 0.5 m footprints drawn at 0.125 m pixels
         fine = src.transform * rasterio.Affine.scale(1 / scale)
-        base = rasterize(((g, 1) for g in labels.geometry), out_shape=(src.height * scale, src.width * scale),
-                         transform=fine, fill=0, dtype="uint8")  # fmt: skip
+        base = rasterize(
+            ((g, 1) for g in labels.geometry),
+            out_shape=(src.height * scale, src.width * scale),
+            transform=fine,
+            fill=0,
+            dtype="uint8",
+        )
     period = np.block([[base, base[:, ::-1]], [base[::-1], base[::-1, ::-1]]])
     rng = np.random.default_rng(0)
     names = ["impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"]
-    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint8", crs="EPSG:32632", nodata=255,
-                   transform=from_origin(500000, 5000000, 0.1, 0.1), tiled=True, blockxsize=512, blockysize=512,
-                   compress="deflate")  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32632",
+        nodata=255,
+        transform=from_origin(500000, 5000000, 0.1, 0.1),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
     car = np.array([[-22, -9], [22, -9], [22, 9], [-22, 9]], float)  # 4.4 x 1.8 m at 0.1 m
     with rasterio.open(path, "w", **profile) as dst:
         dst.update_tags(1, CLASS_NAMES=json.dumps(names))
@@ -92,11 +108,17 @@ def make_classes(size: int, folder: Path) -> Path:
                         angle = math.radians(rng.normal(0, 6))
                         turn = np.array([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
                         corners = car @ turn.T + (x, street + 20 * (x // 90 % 2))
-                        shapes.append(({"type": "Polygon", "coordinates": [corners.tolist() + [corners[0].tolist()]]},
-                                       4))  # fmt: skip
+                        shapes.append(
+                            ({"type": "Polygon", "coordinates": [corners.tolist() + [corners[0].tolist()]]}, 4)
+                        )
             if shapes:
-                cars = rasterize(shapes, out_shape=(len(rows), size),
-                                 transform=rasterio.Affine.translation(0, row), fill=0, dtype="uint8")  # fmt: skip
+                cars = rasterize(
+                    shapes,
+                    out_shape=(len(rows), size),
+                    transform=rasterio.Affine.translation(0, row),
+                    fill=0,
+                    dtype="uint8",
+                )
                 block[(cars == 4) & (block != 1)] = 4
             dst.write(block.astype(np.uint8), 1, window=rasterio.windows.Window(0, row, size, len(rows)))
     return path

@@ -61,8 +61,9 @@ def write_archive(shared: Path, root: Path) -> None:
         for kind, data in (("RGB", image), ("label", colours), ("label_noBoundary", colours)):
             part = data[:, rows, cols]
             path = root / folders[kind] / f"top_potsdam_{tile}_{kind}.tif"
-            with rasterio.open(path, "w", driver="GTiff", width=part.shape[2], height=part.shape[1], count=3,
-                               dtype="uint8") as dst:  # fmt: skip
+            with rasterio.open(
+                path, "w", driver="GTiff", width=part.shape[2], height=part.shape[1], count=3, dtype="uint8"
+            ) as dst:
                 dst.write(part)
 
 
@@ -96,7 +97,7 @@ def main() -> None:
                 max_steps=args.steps,
                 seed=args.seed,
                 workers=0,
-            ),  # fmt: skip
+            ),
             progress=lambda e: print(f"epoch {e.row['epoch']}: {json.dumps(e.row)}") if e.kind == "epoch" else None,
         )
         # Store in float16 first and score the stored file, so the card's numbers are the shipped weights'.

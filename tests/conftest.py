@@ -81,8 +81,15 @@ def attention_on(model, gamma: float = 0.3):
     return model
 
 
-def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", dataset: str = "potsdam",
-                 tile_size: int = 128, overlap: int = 32, gsd_m: float | None = None) -> Path:
+def make_weights(
+    path: Path,
+    arch: str = "abcnet",
+    backbone: str = "resnet18",
+    dataset: str = "potsdam",
+    tile_size: int = 128,
+    overlap: int = 32,
+    gsd_m: float | None = None,
+) -> Path:
     """A weights file with random but fixed tensors, attention switched on (gamma != 0).
 
     The GSD is unknown unless given, so rasters of any resolution are predicted as they are.
@@ -97,8 +104,16 @@ def make_weights(path: Path, arch: str = "abcnet", backbone: str = "resnet18", d
     torch.manual_seed(0)
     model = attention_on(create_model(arch, backbone, num_classes=6))
     info = DATASETS[dataset]
-    card = ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=gsd_m,
-                     dataset=dataset, tile_size=tile_size, overlap=overlap)
+    card = ModelCard(
+        arch=arch,
+        backbone=backbone,
+        classes=info.classes,
+        bands=info.bands,
+        gsd_m=gsd_m,
+        dataset=dataset,
+        tile_size=tile_size,
+        overlap=overlap,
+    )
     save_weights(model, card, path, overwrite=True)
     return path
 

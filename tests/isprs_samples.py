@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 import rasterio
+from conftest import DATA
 from rasterio.transform import from_origin
 
 from aerialseg.data.classes import DATASETS, IGNORE_INDEX
 from aerialseg.data.manifest import Manifest, Scene, SplitInfo
-
-from conftest import DATA
 
 POTSDAM = DATA / "isprs-mmseg-fixtures" / "potsdam"
 

@@ -24,9 +24,13 @@ def _stream(accumulator, plan, tiles):
 
 @settings(max_examples=40, deadline=None)
 @given(
-    height=st.integers(1, 150), width=st.integers(1, 150), tile=st.integers(8, 64), data=st.data(),
-    blend=st.sampled_from(["cosine", "linear", "center"]), align=st.sampled_from([1, 8]),
-)  # fmt: skip
+    height=st.integers(1, 150),
+    width=st.integers(1, 150),
+    tile=st.integers(8, 64),
+    data=st.data(),
+    blend=st.sampled_from(["cosine", "linear", "center"]),
+    align=st.sampled_from([1, 8]),
+)
 def test_lean_strips_equal_dense_strips(height, width, tile, data, blend, align):
     overlap = data.draw(st.integers(0, tile - 1), label="overlap")  # beyond half a tile, three rows meet
     plan = plan_tiles(height, width, tile, overlap, blend, align=align)
@@ -52,8 +56,11 @@ def test_lean_strips_equal_dense_strips(height, width, tile, data, blend, align)
 def test_lean_accumulator_resumes_at_a_tile_row():
     plan = plan_tiles(100, 70, 32, 8, align=8)
     rng = np.random.default_rng(1)
-    tiles = [(w, i, j, rng.random((3, w.height, w.width), dtype=np.float32), np.ones((w.height, w.width), bool))
-             for row in plan.tile_rows() for w, i, j in row]  # fmt: skip
+    tiles = [
+        (w, i, j, rng.random((3, w.height, w.width), dtype=np.float32), np.ones((w.height, w.width), bool))
+        for row in plan.tile_rows()
+        for w, i, j in row
+    ]
     whole = np.concatenate([s.classes for s in _stream(LeanStripAccumulator(plan, 3), plan, tiles)])
     start = plan.row_spans[2][0]
     later = [t for t in tiles if t[0].row_off >= start]

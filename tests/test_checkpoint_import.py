@@ -7,23 +7,35 @@ import os
 
 import pytest
 import torch
+from conftest import reference_keys
 
 from aerialseg.checkpoint_import import import_checkpoint, load_backbone_weights, read_checkpoint
 from aerialseg.errors import WeightsError
 from aerialseg.models import create_model
 from aerialseg.weights import load_model, read_weights
-from conftest import reference_keys
 
 CASES = [
     # reference dump, arch, backbone, how the reference's names map to ours
     ("ref_keys_manet.txt", "manet", "resnet50", {}),
     ("ref_keys_manet_resnet18.txt", "manet", "resnet18", {}),
-    ("ref_keys_manet_lironui_orig.txt", "manet", "resnet50", {"firstconv.": "backbone.conv1.",
-                                                              "firstbn.": "backbone.bn1."}),
-    ("ref_keys_maresunet_resnet34.txt", "maresunet", "resnet34", {"firstconv.": "backbone.conv1.",
-                                                                  "firstbn.": "backbone.bn1."}),
-    ("ref_keys_maresunet_resnet18.txt", "maresunet", "resnet18", {"firstconv.": "backbone.conv1.",
-                                                                  "firstbn.": "backbone.bn1."}),
+    (
+        "ref_keys_manet_lironui_orig.txt",
+        "manet",
+        "resnet50",
+        {"firstconv.": "backbone.conv1.", "firstbn.": "backbone.bn1."},
+    ),
+    (
+        "ref_keys_maresunet_resnet34.txt",
+        "maresunet",
+        "resnet34",
+        {"firstconv.": "backbone.conv1.", "firstbn.": "backbone.bn1."},
+    ),
+    (
+        "ref_keys_maresunet_resnet18.txt",
+        "maresunet",
+        "resnet18",
+        {"firstconv.": "backbone.conv1.", "firstbn.": "backbone.bn1."},
+    ),
     ("ref_keys_abcnet.txt", "abcnet", "resnet18", {}),
 ]
 
@@ -43,9 +55,9 @@ def reference_state_dict(filename: str, seed: int = 0) -> dict[str, torch.Tensor
 def expected_name(name: str, renames: dict[str, str]) -> str:
     for old, new in renames.items():
         if name.startswith(old):
-            return new + name[len(old):]
+            return new + name[len(old) :]
     if name.startswith("encoder"):
-        return "backbone.layer" + name[len("encoder"):]
+        return "backbone.layer" + name[len("encoder") :]
     return name
 
 
@@ -102,8 +114,9 @@ def test_missing_leftover_and_misshapen_entries_are_listed(tmp_path):
 
     torch.save(reference_state_dict("ref_keys_manet_resnet18.txt"), tmp_path / "six.pth")
     with pytest.raises(WeightsError, match=r"finalconv3.weight \(6, 32, 3, 3\)!=\(8, 32, 3, 3\).*--num-classes"):
-        import_checkpoint(tmp_path / "six.pth", tmp_path / "o.safetensors", arch="manet", backbone="resnet18",
-                          num_classes=8)
+        import_checkpoint(
+            tmp_path / "six.pth", tmp_path / "o.safetensors", arch="manet", backbone="resnet18", num_classes=8
+        )
     with pytest.raises(WeightsError, match="wrong shape"):
         import_checkpoint(tmp_path / "six.pth", tmp_path / "o.safetensors", arch="manet", backbone="resnet50")
 
@@ -146,20 +159,26 @@ def test_garbage_files_are_not_checkpoints(tmp_path):
         read_checkpoint(tmp_path / "absent.pth")
 
 
-@pytest.mark.parametrize("arch, backbone, filename, prefix", [
-    ("abcnet", "resnet18", "ref_keys_abcnet.txt", "cp.resnet."),
-    ("manet", "resnet50", "ref_keys_manet.txt", "backbone."),
-    ("maresunet", "resnet34", "ref_keys_maresunet_resnet34.txt", None),
-])
+@pytest.mark.parametrize(
+    "arch, backbone, filename, prefix",
+    [
+        ("abcnet", "resnet18", "ref_keys_abcnet.txt", "cp.resnet."),
+        ("manet", "resnet50", "ref_keys_manet.txt", "backbone."),
+        ("maresunet", "resnet34", "ref_keys_maresunet_resnet34.txt", None),
+    ],
+)
 def test_imagenet_backbone_weights_load_with_torchvision_names(tmp_path, arch, backbone, filename, prefix):
     """A torchvision ImageNet file: classifier included, no BN step counters (pre-0.4.1 format)."""
     ref = reference_state_dict(filename, seed=3)
     if prefix:
-        trunk = {k[len(prefix):]: v for k, v in ref.items() if k.startswith(prefix)}
+        trunk = {k[len(prefix) :]: v for k, v in ref.items() if k.startswith(prefix)}
     else:  # the original MAResU-Net names its torchvision trunk firstconv/firstbn/encoderN
-        trunk = {expected_name(k, {"firstconv.": "backbone.conv1.", "firstbn.": "backbone.bn1."}): v
-                 for k, v in ref.items() if k.startswith(("firstconv", "firstbn", "encoder"))}
-        trunk = {k[len("backbone."):]: v for k, v in trunk.items()}
+        trunk = {
+            expected_name(k, {"firstconv.": "backbone.conv1.", "firstbn.": "backbone.bn1."}): v
+            for k, v in ref.items()
+            if k.startswith(("firstconv", "firstbn", "encoder"))
+        }
+        trunk = {k[len("backbone.") :]: v for k, v in trunk.items()}
     trunk = {k: v for k, v in trunk.items() if not k.endswith("num_batches_tracked")}
     width = 2048 if backbone == "resnet50" else 512  # pooled features feeding the classifier
     trunk |= {"fc.weight": torch.randn(1000, width), "fc.bias": torch.randn(1000)}

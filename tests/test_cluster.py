@@ -55,7 +55,9 @@ def local_maps(batch, abcnet_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     options = PredictOptions(tile_size=256, overlap=64, probabilities=True)
     with worker_threads():
-        results = predict_many(batch, open_runner(abcnet_weights, backend="torch", precision="fp32"), options, out_dir=out)
+        results = predict_many(
+            batch, open_runner(abcnet_weights, backend="torch", precision="fp32"), options, out_dir=out
+        )
     assert [r.status for r in results] == ["ok"] * 3
     return out, options
 
@@ -72,8 +74,14 @@ def same_file(a, b):
 @pytest.mark.parametrize("split_rows", [100_000, 150], ids=["whole-files", "bands-of-rows"])
 def test_a_batch_on_the_cluster_equals_the_local_run(client, batch, local_maps, abcnet_weights, tmp_path, split_rows):
     local, options = local_maps
-    results = predict_on_cluster(batch, RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32"), options, client, out_dir=tmp_path,
-                                 split_rows=split_rows)  # fmt: skip
+    results = predict_on_cluster(
+        batch,
+        RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32"),
+        options,
+        client,
+        out_dir=tmp_path,
+        split_rows=split_rows,
+    )
     assert [r.status for r in results] == ["ok"] * 3
     for result in results:
         name = result.output.name
@@ -88,9 +96,10 @@ def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, 
     spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
     outcome = {}
     job = threading.Thread(
-        target=lambda: outcome.update(results=predict_on_cluster(
-            [rasters["nodata"]], spec, options, client, out_dir=tmp_path, split_rows=60)),
-    )  # fmt: skip
+        target=lambda: outcome.update(
+            results=predict_on_cluster([rasters["nodata"]], spec, options, client, out_dir=tmp_path, split_rows=60)
+        ),
+    )
     job.start()
     killed = None
     deadline = time.monotonic() + 60
@@ -107,8 +116,9 @@ def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, 
     assert result.status == "ok"
     assert same_file(local / result.output.name, tmp_path / result.output.name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "RGB.byte_classes.tif", "RGB.byte_classes_probabilities.tif",
-    ]  # fmt: skip
+        "RGB.byte_classes.tif",
+        "RGB.byte_classes_probabilities.tif",
+    ]
 
 
 def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters, abcnet_weights, tmp_path):
@@ -119,8 +129,13 @@ def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters,
     first = predict_on_cluster([rasters["striped"], bad], spec, options, client, out_dir=tmp_path / "out")
     assert [r.status for r in first] == ["ok", "failed"] and "bad.tif" in first[1].error
     stamp = (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns
-    again = predict_on_cluster([rasters["striped"]], spec, PredictOptions(tile_size=256, overlap=64, resume=True),
-                               client, out_dir=tmp_path / "out")  # fmt: skip
+    again = predict_on_cluster(
+        [rasters["striped"]],
+        spec,
+        PredictOptions(tile_size=256, overlap=64, resume=True),
+        client,
+        out_dir=tmp_path / "out",
+    )
     assert again[0].status == "skipped"
     assert (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns == stamp
     with rasterio.open(tmp_path / "out" / "OSBS_029_classes.tif") as src:
@@ -134,10 +149,25 @@ def test_the_command_line_runs_on_a_local_cluster(rasters, abcnet_weights, tmp_p
 
     out = tmp_path / "map_classes.tif"
     code, stdout, err = run_cli(
-        ["predict", str(rasters["striped"]), "--model", str(abcnet_weights), "-o", str(out), "--tile-size", "256",
-         "--overlap", "64", "--cluster", "local:2", "--split-rows", "150", "--json"],
+        [
+            "predict",
+            str(rasters["striped"]),
+            "--model",
+            str(abcnet_weights),
+            "-o",
+            str(out),
+            "--tile-size",
+            "256",
+            "--overlap",
+            "64",
+            "--cluster",
+            "local:2",
+            "--split-rows",
+            "150",
+            "--json",
+        ],
         capsys,
-    )  # fmt: skip
+    )
     assert code == 0, err
     (result,) = json.loads(stdout)
     assert result["status"] == "ok" and result["tiles_run"] > 0 and out.exists()
@@ -153,13 +183,23 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
     # the trained sample weights make real regions (random ones only specks); read at their 5 cm GSD
     objects = VectorizeOptions(classes=("low_vegetation", "impervious_surfaces"))
     options = PredictOptions(vectorize=objects)
-    (result,) = predict_on_cluster([rasters["striped"]], RunnerSpec("manet-r18-potsdam-sample", backend="torch", precision="fp32"), options, client,
-                                   out_dir=tmp_path, split_rows=150)  # fmt: skip
+    (result,) = predict_on_cluster(
+        [rasters["striped"]],
+        RunnerSpec("manet-r18-potsdam-sample", backend="torch", precision="fp32"),
+        options,
+        client,
+        out_dir=tmp_path,
+        split_rows=150,
+    )
     assert result.status == "ok"
     # the bands, predicted on the model's grid and resampled, equal the whole run
     with worker_threads():
-        predict_many([rasters["striped"]], open_runner("manet-r18-potsdam-sample", backend="torch", precision="fp32"), PredictOptions(),
-                     out_dir=tmp_path / "local")  # fmt: skip
+        predict_many(
+            [rasters["striped"]],
+            open_runner("manet-r18-potsdam-sample", backend="torch", precision="fp32"),
+            PredictOptions(),
+            out_dir=tmp_path / "local",
+        )
     assert same_file(tmp_path / "local" / result.output.name, result.output)
     vectorize(result.output, tmp_path / "direct.gpkg", objects)
     for layer in ("low_vegetation", "impervious_surfaces"):

@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 import rasterio
+from conftest import make_weights
 
 from aerialseg.cli.main import main
 from aerialseg.doctor import doctor
-from conftest import make_weights
 
 
 @pytest.fixture(scope="module")

@@ -87,27 +87,37 @@ def test_eval_on_a_folder_dataset(tmp_path):
     (tmp_path / "lab").mkdir()
     for i, (r, c) in enumerate(((0, 0), (0, 256), (256, 0), (256, 256))):
         window = (slice(r, r + 256), slice(c, c + 256))
-        with rasterio.open(tmp_path / "img" / f"q{i}.tif", "w", driver="GTiff", width=256, height=256, count=3,
-                           dtype="uint8") as dst:  # fmt: skip
+        with rasterio.open(
+            tmp_path / "img" / f"q{i}.tif", "w", driver="GTiff", width=256, height=256, count=3, dtype="uint8"
+        ) as dst:
             dst.write(image[(slice(None), *window)])
         ids = np.where(label[window] == 255, 0, label[window] + 1).astype(np.uint8)  # 0 = ignore, classes 1..6
-        with rasterio.open(tmp_path / "lab" / f"q{i}_mask.tif", "w", driver="GTiff", width=256, height=256, count=1,
-                           dtype="uint8") as dst:  # fmt: skip
+        with rasterio.open(
+            tmp_path / "lab" / f"q{i}_mask.tif", "w", driver="GTiff", width=256, height=256, count=1, dtype="uint8"
+        ) as dst:
             dst.write(ids, 1)
     names = ["impervious", "building", "low_vegetation", "tree", "car", "clutter"]
     colours = [c.color for c in DATASETS["potsdam"].classes]
     toml = "ignore = 0\n" + "".join(
-        f'[[classes]]\nname = "{n}"\ncolor = {list(col)}\nid = {i + 1}\n' for i, (n, col) in enumerate(zip(names, colours))
+        f'[[classes]]\nname = "{n}"\ncolor = {list(col)}\nid = {i + 1}\n'
+        for i, (n, col) in enumerate(zip(names, colours))
     )
     (tmp_path / "classes.toml").write_text(toml)
-    manifest = prepare_folder(tmp_path / "img", tmp_path / "lab", tmp_path / "classes.toml", tmp_path / "data",
-                              test_fraction=0.25, patch_size=128)  # fmt: skip
+    manifest = prepare_folder(
+        tmp_path / "img",
+        tmp_path / "lab",
+        tmp_path / "classes.toml",
+        tmp_path / "data",
+        test_fraction=0.25,
+        patch_size=128,
+    )
     (scene,) = manifest.split("test").scenes
     classes = tuple(ClassInfo(n, tuple(col)) for n, col in zip(names, colours))
     weights = tmp_path / "w.safetensors"
     torch.manual_seed(1)
-    save_weights(create_model("abcnet").eval(), ModelCard("abcnet", "resnet18", classes, tile_size=128, overlap=32),
-                 weights)  # fmt: skip
+    save_weights(
+        create_model("abcnet").eval(), ModelCard("abcnet", "resnet18", classes, tile_size=128, overlap=32), weights
+    )
     result = evaluate(EvalOptions(data=manifest.folder, weights=weights))
     assert result.labels == "full" and [r["image"] for r in result.images] == [scene.id]
     quadrant = int(scene.id[1])

@@ -9,6 +9,7 @@ import onnx
 import pytest
 import rasterio
 import torch
+from conftest import make_weights
 
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
@@ -16,12 +17,18 @@ from aerialseg.errors import ExportParityError, OutputExistsError
 from aerialseg.export import export_onnx, parity_inputs
 from aerialseg.onnxrt import open_session
 from aerialseg.weights import load_model
-from conftest import make_weights
 
 
 def _weights(tmp_path, arch, backbone, dataset="vaihingen"):
-    return make_weights(tmp_path / f"{arch}-{backbone}.safetensors", arch, backbone, dataset, tile_size=512,
-                        overlap=64, gsd_m=DATASETS[dataset].gsd_m)
+    return make_weights(
+        tmp_path / f"{arch}-{backbone}.safetensors",
+        arch,
+        backbone,
+        dataset,
+        tile_size=512,
+        overlap=64,
+        gsd_m=DATASETS[dataset].gsd_m,
+    )
 
 
 def _real_tile(path, size=None):
@@ -54,7 +61,8 @@ def test_export_agrees_with_pytorch_on_real_tiles(tmp_path, arch, backbone, vaih
 
     graph = onnx.load(str(result.path))
     assert len(graph.graph.initializer) > 0 and not any(
-        t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer)
+        t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer
+    )
     dims = [d.dim_param or d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["batch", 3, "height", "width"]
     for node in graph.graph.node:
@@ -117,8 +125,14 @@ def test_existing_output_is_refused_before_any_work(tmp_path):
 
 def test_parity_inputs_cover_model_bands_from_any_raster(tmp_path):
     info = DATASETS["potsdam"]
-    card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes, bands=("R", "G", "B", "NIR"),
-                     mean=(0.5,) * 4, std=(0.2,) * 4)
+    card = ModelCard(
+        arch="abcnet",
+        backbone="resnet18",
+        classes=info.classes,
+        bands=("R", "G", "B", "NIR"),
+        mean=(0.5,) * 4,
+        std=(0.2,) * 4,
+    )
     batches = parity_inputs(card, static_size=1024)  # larger than the 400 px image: mirrored
     assert [b.shape for b in batches] == [(1, 4, 1024, 1024), (2, 4, 1024, 1024)]
     assert all(0 <= b.min() and b.max() <= 1 for b in batches)

@@ -7,18 +7,18 @@ import math
 import numpy as np
 import pytest
 import rasterio
+from conftest import make_weights
 from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject, transform_bounds
+from test_pipeline import ContextRunner, naive_probabilities
 
-from aerialseg.errors import GSDMismatchError
 from aerialseg.blend import NODATA
+from aerialseg.errors import GSDMismatchError
 from aerialseg.gsd import model_grid, pixel_size_m
 from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.runners import open_runner
 from aerialseg.tiling import TILE_ALIGN, plan_tiles
-from conftest import make_weights
-from test_pipeline import ContextRunner, naive_probabilities
 
 
 def test_pixel_size_in_metres_for_utm_web_mercator_and_geographic(rasters, tmp_path):
@@ -68,8 +68,17 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
     with rasterio.open(rasters["striped"]) as src:
         coarse = np.zeros((src.count, 200, 200), np.uint8)
         transform = src.transform @ src.transform.scale(2, 2)
-        reproject(src.read(), coarse, src_transform=src.transform, src_crs=src.crs, dst_transform=transform,
-                  dst_crs=src.crs, resampling=Resampling.average, src_nodata=src.nodata, dst_nodata=src.nodata)
+        reproject(
+            src.read(),
+            coarse,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=transform,
+            dst_crs=src.crs,
+            resampling=Resampling.average,
+            src_nodata=src.nodata,
+            dst_nodata=src.nodata,
+        )
         profile = src.profile | dict(width=200, height=200, transform=transform)
         native_valid = src.dataset_mask() > 0
     with rasterio.open(tmp_path / "coarse.tif", "w", **profile) as dst:
@@ -89,7 +98,12 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
 
 def test_native_keeps_the_input_grid(tmp_path, rasters):
     weights = make_weights(tmp_path / "m20.safetensors", gsd_m=0.2, tile_size=96, overlap=16)
-    result = predict(rasters["striped"], tmp_path / "n.tif", open_runner(weights, backend="torch", precision="fp32"), PredictOptions(gsd="native"))
+    result = predict(
+        rasters["striped"],
+        tmp_path / "n.tif",
+        open_runner(weights, backend="torch", precision="fp32"),
+        PredictOptions(gsd="native"),
+    )
     assert result.tiles_run == len(plan_tiles(400, 400, 96, 16, align=TILE_ALIGN))  # the 400 x 400 input grid
     with rasterio.open(tmp_path / "n.tif") as out:
         assert out.tags()["AERIALSEG_GSD"].startswith("native")

@@ -54,6 +54,11 @@ def test_the_probe_does_not_import_torch_and_respects_hidden_devices():
         "import sys; from aerialseg.hardware import detect_hardware; h = detect_hardware(); "
         "print(h.cuda, 'torch' in sys.modules)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""}).stdout.split()  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""},
+    ).stdout.split()
     assert out == ["False", "False"]

@@ -29,9 +29,16 @@ class ContextRunner:
         self.a = rng.normal(size=(classes, bands)).astype(np.float32) * 4
         self.b = rng.normal(size=(classes, bands)).astype(np.float32) * 4
         info = DATASETS["potsdam"]
-        self.card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes[:classes],
-                              bands=("R", "G", "B")[:bands] if bands <= 3 else ("R", "G", "B", "NIR"),
-                              mean=(0.5,) * bands, std=(0.25,) * bands, tile_size=128, overlap=32)
+        self.card = ModelCard(
+            arch="abcnet",
+            backbone="resnet18",
+            classes=info.classes[:classes],
+            bands=("R", "G", "B")[:bands] if bands <= 3 else ("R", "G", "B", "NIR"),
+            mean=(0.5,) * bands,
+            std=(0.25,) * bands,
+            tile_size=128,
+            overlap=32,
+        )
         self.description = "context stand-in"
         self.tiles = 0
 
@@ -40,8 +47,10 @@ class ContextRunner:
         n, _, h, w = batch.shape
         logits = np.einsum("kc,nchw->nkhw", self.a, batch)
         logits += np.einsum("kc,nc->nk", self.b, batch.mean(axis=(2, 3)))[:, :, None, None]
-        logits += np.linspace(-1, 1, w, dtype=np.float32)[None, None, None, :] * np.arange(logits.shape[1])[
-            None, :, None, None]
+        logits += (
+            np.linspace(-1, 1, w, dtype=np.float32)[None, None, None, :]
+            * np.arange(logits.shape[1])[None, :, None, None]
+        )
         e = np.exp(logits - logits.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
 
@@ -87,14 +96,17 @@ def naive_prediction(path, runner, tile, overlap, blend):
     return classes
 
 
-@pytest.mark.parametrize("height, width, tile, overlap, blend", [
-    (300, 517, 128, 32, "cosine"),
-    (257, 129, 128, 0, "cosine"),
-    (191, 450, 100, 50, "center"),
-    (718, 791, 256, 64, "linear"),
-    (1, 1, 128, 32, "cosine"),
-    (40, 700, 64, 16, "cosine"),
-])
+@pytest.mark.parametrize(
+    "height, width, tile, overlap, blend",
+    [
+        (300, 517, 128, 32, "cosine"),
+        (257, 129, 128, 0, "cosine"),
+        (191, 450, 100, 50, "center"),
+        (718, 791, 256, 64, "linear"),
+        (1, 1, 128, 32, "cosine"),
+        (40, 700, 64, 16, "cosine"),
+    ],
+)
 def test_streamed_result_equals_whole_raster_accumulation(tmp_path, rasters, height, width, tile, overlap, blend):
     source = crop(rasters["nodata"], tmp_path, height, width) if (height, width) != (718, 791) else rasters["nodata"]
     runner = ContextRunner()
@@ -190,8 +202,9 @@ def test_blending_removes_seams_that_plain_tiling_shows(tmp_path, rasters, abcne
 def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters):
     (tmp_path / "notes.tif").write_text("not a raster")
     runner = ContextRunner()
-    results = predict_many([rasters["striped"], tmp_path / "notes.tif", rasters["jpeg_3857"]], runner,
-                           out_dir=tmp_path / "out")
+    results = predict_many(
+        [rasters["striped"], tmp_path / "notes.tif", rasters["jpeg_3857"]], runner, out_dir=tmp_path / "out"
+    )
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "notes.tif: cannot open as a raster" in results[1].error
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["OSBS_029_classes.tif", "cogeo_classes.tif"]
@@ -278,7 +291,9 @@ def test_resume_with_other_settings_starts_over(tmp_path, rasters):
         predict(rasters["nodata"], target, Interrupting(after=30), PredictOptions(tile_size=96, overlap=16))
     counting = ContextRunner()
     predict(rasters["nodata"], target, counting, PredictOptions(tile_size=96, overlap=32, resume=True))
-    fresh = predict(rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=32))
+    fresh = predict(
+        rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=32)
+    )
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
     assert counting.tiles == fresh.tiles_run  # every tile again: nothing was reused
 
@@ -307,8 +322,11 @@ def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, raster
     from pathlib import Path
 
     target = tmp_path / "killed.tif"
-    child = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(rasters["nodata"]), str(target),
-                              str(Path(__file__).parent)], stdout=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(rasters["nodata"]), str(target), str(Path(__file__).parent)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert child.stdout.readline().strip() == "halfway"
     child.send_signal(signal.SIGKILL)
     child.wait()
@@ -368,8 +386,9 @@ def test_predict_vectorize_writes_the_objects_of_its_class_map(tmp_path, rasters
     predict(rasters["nodata"], tmp_path / "plain.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=16))
     counts = np.bincount(_classes(tmp_path / "plain.tif").ravel(), minlength=256)[: len(names)]
     chosen = tuple(names[i] for i in np.argsort(counts)[::-1][:2])  # the two classes this stand-in maps most
-    options = PredictOptions(tile_size=96, overlap=16, probabilities=True,
-                             vectorize=VectorizeOptions(classes=chosen, **exact))  # fmt: skip
+    options = PredictOptions(
+        tile_size=96, overlap=16, probabilities=True, vectorize=VectorizeOptions(classes=chosen, **exact)
+    )
     predict(rasters["nodata"], tmp_path / "map_classes.tif", ContextRunner(), options)
     objects = tmp_path / "map_objects.gpkg"
     alone = vectorize(tmp_path / "map_classes.tif", tmp_path / "alone.gpkg", VectorizeOptions(classes=chosen, **exact))

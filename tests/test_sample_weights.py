@@ -10,6 +10,7 @@ import rasterio
 from conftest import ROOT, SHARED
 from conftest import run_cli as run
 
+from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 from aerialseg.data.prepare import prepare_dataset
 from aerialseg.evaluate import EvalOptions, evaluate
 from aerialseg.weights import read_card, resolve_weights
@@ -38,8 +39,9 @@ def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path):
     """Rebuild the miniature archive from ../shared, prepare it, evaluate the shipped file by name."""
     _script().write_archive(SHARED, tmp_path / "raw")
     prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "data", patch_size=128, stride=32)
-    options = EvalOptions(data=tmp_path / "data", weights=NAME, split="test", labels="eroded", backend="torch",
-                          precision="fp32")  # the card's scores were measured in fp32
+    options = EvalOptions(
+        data=tmp_path / "data", weights=NAME, split="test", labels="eroded", backend="torch", precision="fp32"
+    )  # the card's scores were measured in fp32
     result = evaluate(options).to_dict()
     card = read_card(resolve_weights(NAME)).metrics["held_out_test"]
     assert result["pixels"] == card["pixels"] == 58_149  # the test tile's labelled (non-boundary) pixels
@@ -50,10 +52,9 @@ def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path):
 
 def test_the_quick_start_predicts_the_shipped_orthophoto(tmp_path, capsys):
     out = tmp_path / "neon_classes.tif"
-    code, _, err = run(["predict", str(ROOT / "examples" / "neon_osbs_029.tif"), "--model", NAME, "-o", str(out)],
-                       capsys)  # fmt: skip
+    code, _, err = run(["predict", str(SAMPLE_ORTHOPHOTO), "--model", NAME, "-o", str(out)], capsys)
     assert code == 0, err
-    with rasterio.open(ROOT / "examples" / "neon_osbs_029.tif") as src, rasterio.open(out) as dst:
+    with rasterio.open(SAMPLE_ORTHOPHOTO) as src, rasterio.open(out) as dst:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)
         classes = dst.read(1)
         valid = src.dataset_mask() > 0

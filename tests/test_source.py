@@ -17,8 +17,15 @@ RGB = ("red", "green", "blue")
 
 def card(bands, **kw):
     n = len(bands)
-    return ModelCard(arch="abcnet", backbone="resnet18", classes=DATASETS["potsdam"].classes, bands=bands,
-                     mean=(0.5,) * n, std=(0.25,) * n, **kw)
+    return ModelCard(
+        arch="abcnet",
+        backbone="resnet18",
+        classes=DATASETS["potsdam"].classes,
+        bands=bands,
+        mean=(0.5,) * n,
+        std=(0.25,) * n,
+        **kw,
+    )
 
 
 def test_bands_are_found_by_colour_and_description_whatever_their_order():
@@ -58,6 +65,20 @@ def test_sixteen_bit_input_is_stretched_between_percentiles(rasters):
     expected = np.clip((raw - low) / (high - low), 0, 1)
     np.testing.assert_allclose(data[0], expected, atol=2e-3)  # the stretch is measured on a decimated read
     assert 0.01 < (data[0] == 1).mean() < 0.05
+
+
+def test_one_band_named_three_times_reads_the_same_pixels_into_every_slot(rasters):
+    """GDAL's threaded decoding garbles repeated band lists (1, 1, 1) on band-interleaved files."""
+    path = rasters["uint16_single"]
+    with rasterio.open(path) as src:
+        raw = src.read(1).astype(np.float64)
+    with RasterSource(path, card(("R", "G", "B")), bands=(1, 1, 1)) as source:
+        s = source.scaling
+        for row, col in [(0, 96), (96, 192), (400, 700), (772, 0)]:
+            data, _ = source.read(Window(row_off=row, col_off=col, height=128, width=128))
+            expected = np.clip((raw[row : row + 128, col : col + 128] - s.offset[0]) / s.divisor[0], 0, 1)
+            for band in data:
+                np.testing.assert_allclose(band, expected, rtol=1e-6)
 
 
 def test_explicit_scale_and_high_bit_models(rasters):

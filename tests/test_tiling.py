@@ -62,8 +62,7 @@ def test_axis_weights_sum_to_one_wherever_at_most_two_tiles_meet(axis, blend):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 128),
-       st.data(), st.sampled_from(BLENDS))
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 128), st.data(), st.sampled_from(BLENDS))
 def test_plan_windows_cover_the_raster_with_positive_weights(height, width, tile, data, blend):
     overlap = data.draw(st.integers(0, tile - 1))
     plan = plan_tiles(height, width, tile, overlap, blend)

@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_pipeline import ContextRunner
 
 from aerialseg.runners.tta import TTARunner
-from test_pipeline import ContextRunner
 
 
 def group_average(base, batch, mode):
@@ -12,14 +12,19 @@ def group_average(base, batch, mode):
     flip_w = lambda a: a[..., ::-1]  # noqa: E731
     flip_h = lambda a: a[..., ::-1, :]  # noqa: E731
     if mode == "flip":
-        transforms = [(lambda a: a, lambda a: a), (flip_w, flip_w), (flip_h, flip_h),
-                      (lambda a: flip_h(flip_w(a)), lambda a: flip_w(flip_h(a)))]
+        transforms = [
+            (lambda a: a, lambda a: a),
+            (flip_w, flip_w),
+            (flip_h, flip_h),
+            (lambda a: flip_h(flip_w(a)), lambda a: flip_w(flip_h(a))),
+        ]
     else:
         transforms = []
         for k in range(4):
             transforms.append((lambda a, k=k: np.rot90(a, k, (2, 3)), lambda a, k=k: np.rot90(a, -k, (2, 3))))
-            transforms.append((lambda a, k=k: np.rot90(flip_w(a), k, (2, 3)),
-                               lambda a, k=k: flip_w(np.rot90(a, -k, (2, 3)))))
+            transforms.append(
+                (lambda a, k=k: np.rot90(flip_w(a), k, (2, 3)), lambda a, k=k: flip_w(np.rot90(a, -k, (2, 3))))
+            )
     return np.mean([undo(base(np.ascontiguousarray(do(batch)))) for do, undo in transforms], axis=0)
 
 

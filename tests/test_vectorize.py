@@ -24,8 +24,16 @@ EXACT = dict(min_area_m2=0, fill_holes_m2=0, simplify=0)
 
 def _write_classes(path, array, names, crs="EPSG:32632", transform=None, nodata=255):
     transform = transform or from_origin(500000, 5000000, 0.5, 0.5)
-    profile = dict(driver="GTiff", width=array.shape[1], height=array.shape[0], count=1, dtype="uint8", crs=crs,
-                   transform=transform, nodata=nodata)  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=array.shape[1],
+        height=array.shape[0],
+        count=1,
+        dtype="uint8",
+        crs=crs,
+        transform=transform,
+        nodata=nodata,
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array, 1)
         if names:
@@ -105,10 +113,16 @@ def test_region_statistics_and_nodata_contact():
 def spacenet_classes(tmp_path_factory):
     labels = gpd.read_file(SPACENET / "geotiff_labels.geojson")
     with rasterio.open(SPACENET / "sample_geotiff.tif") as src:
-        array = rasterize(((g, 1) for g in labels.geometry), out_shape=src.shape, transform=src.transform, fill=0,
-                          dtype="uint8")  # fmt: skip
-        path = _write_classes(tmp_path_factory.mktemp("sn") / "classes.tif", array, ["background", "building"],
-                              crs=src.crs, transform=src.transform)  # fmt: skip
+        array = rasterize(
+            ((g, 1) for g in labels.geometry), out_shape=src.shape, transform=src.transform, fill=0, dtype="uint8"
+        )
+        path = _write_classes(
+            tmp_path_factory.mktemp("sn") / "classes.tif",
+            array,
+            ["background", "building"],
+            crs=src.crs,
+            transform=src.transform,
+        )
         bounds = shapely.box(*src.bounds)
     return path, labels, bounds, array
 
@@ -116,9 +130,14 @@ def spacenet_classes(tmp_path_factory):
 def _match(originals, found):
     """Greedy one-to-one matching by IoU: list of (original, found) IoUs."""
     pairs = sorted(
-        ((o.intersection(f).area / o.union(f).area, i, j) for i, o in enumerate(originals)
-         for j, f in enumerate(found) if o.intersects(f)), reverse=True,
-    )  # fmt: skip
+        (
+            (o.intersection(f).area / o.union(f).area, i, j)
+            for i, o in enumerate(originals)
+            for j, f in enumerate(found)
+            if o.intersects(f)
+        ),
+        reverse=True,
+    )
     used_i, used_j, ious = set(), set(), {}
     for iou, i, j in pairs:
         if i not in used_i and j not in used_j:
@@ -177,8 +196,13 @@ def test_geographic_raster_is_measured_on_the_ground(tmp_path):
     a[10:30, 10:30] = 1
     dlat = 1e-5  # about 1.11 m
     dlon = dlat / math.cos(math.radians(45))  # the same on the ground at 45 N
-    path = _write_classes(tmp_path / "g.tif", a, ["background", "building"], crs="EPSG:4326",
-                          transform=from_origin(7.0, 45.0003, dlon, dlat))  # fmt: skip
+    path = _write_classes(
+        tmp_path / "g.tif",
+        a,
+        ["background", "building"],
+        crs="EPSG:4326",
+        transform=from_origin(7.0, 45.0003, dlon, dlat),
+    )
     vectorize(path, tmp_path / "g.gpkg", VectorizeOptions(**EXACT))
     layer = gpd.read_file(tmp_path / "g.gpkg", layer="building")
     assert layer.crs.to_epsg() == 4326
@@ -204,8 +228,12 @@ def test_cars_get_boxes_and_headings(tmp_path):
     u = (xx - 50) * math.cos(math.radians(30)) + (50 - yy) * math.sin(math.radians(30))  # along 30 deg above east
     v = -(xx - 50) * math.sin(math.radians(30)) + (50 - yy) * math.cos(math.radians(30))
     a[(np.abs(u) <= 20) & (np.abs(v) <= 8)] = 4  # a 40 x 16 px car = 4.0 x 1.6 m at 0.1 m
-    path = _write_classes(tmp_path / "car.tif", a, ["imp", "building", "low", "tree", "car", "clutter"],
-                          transform=from_origin(500000, 5000000, 0.1, 0.1))  # fmt: skip
+    path = _write_classes(
+        tmp_path / "car.tif",
+        a,
+        ["imp", "building", "low", "tree", "car", "clutter"],
+        transform=from_origin(500000, 5000000, 0.1, 0.1),
+    )
     vectorize(path, tmp_path / "cars.gpkg", VectorizeOptions(car_geometry="box"))
     car = gpd.read_file(tmp_path / "cars.gpkg", layer="car").iloc[0]
     assert car.length_m == pytest.approx(4.0, abs=0.2) and car.width_m == pytest.approx(1.6, abs=0.2)
@@ -218,8 +246,12 @@ def test_regularized_building_has_right_angles():
     # An L-shaped building, rotated 20 degrees, drawn as a pixel staircase at 0.1 m.
     shape = shapely.Polygon([(0, 0), (12, 0), (12, 5), (5, 5), (5, 9), (0, 9)])
     turned = shapely.affinity.rotate(shape, 20, origin=(0, 0))
-    pixels = rasterize([(shapely.affinity.scale(turned, 10, 10, origin=(0, 0)), 1)], out_shape=(200, 200),
-                       transform=rasterio.Affine.translation(-50, -50), dtype="uint8")  # fmt: skip
+    pixels = rasterize(
+        [(shapely.affinity.scale(turned, 10, 10, origin=(0, 0)), 1)],
+        out_shape=(200, 200),
+        transform=rasterio.Affine.translation(-50, -50),
+        dtype="uint8",
+    )
     stair = shapely.union_all([shapely.geometry.shape(g) for g, _ in shapes(pixels, mask=pixels == 1)])
     stair = shapely.affinity.scale(shapely.affinity.translate(stair, -50, -50), 0.1, 0.1, origin=(0, 0))
     square = regularize(stair, 0.15)

@@ -4,13 +4,13 @@ import struct
 
 import pytest
 import torch
+from conftest import attention_on
 
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import OutputExistsError, UnknownModelError, WeightsError
 from aerialseg.models import create_model
 from aerialseg.weights import list_weights, load_model, read_card, read_weights, resolve_weights, save_weights
-from conftest import attention_on
 
 
 def _trained_like(arch="abcnet", backbone="resnet18"):
@@ -28,8 +28,15 @@ def _trained_like(arch="abcnet", backbone="resnet18"):
 
 def _card(arch="abcnet", backbone="resnet18"):
     info = DATASETS["potsdam"]
-    return ModelCard(arch=arch, backbone=backbone, classes=info.classes, bands=info.bands, gsd_m=0.05,
-                     dataset="potsdam", metrics={"mIoU": 12.5})
+    return ModelCard(
+        arch=arch,
+        backbone=backbone,
+        classes=info.classes,
+        bands=info.bands,
+        gsd_m=0.05,
+        dataset="potsdam",
+        metrics={"mIoU": 12.5},
+    )
 
 
 def test_round_trip_keeps_card_and_outputs_bit_identical(tmp_path, neon_tif):

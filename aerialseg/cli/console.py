@@ -12,7 +12,18 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["out", "err", "error", "info", "table", "print_json", "TileProgress", "RowProgress", "TrainProgress", "ItemProgress"]
+__all__ = [
+    "out",
+    "err",
+    "error",
+    "info",
+    "table",
+    "print_json",
+    "TileProgress",
+    "RowProgress",
+    "TrainProgress",
+    "ItemProgress",
+]
 
 out = Console(highlight=False, markup=False)  # file names may contain [brackets]
 err = Console(stderr=True, highlight=False)
@@ -65,8 +76,13 @@ def _columns(*middle: Any) -> tuple[Any, ...]:
     """Description, bar, done/total, ``middle``, time remaining."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
-    return (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), *middle,
-            TimeRemainingColumn())  # fmt: skip
+    return (
+        TextColumn("{task.description}", markup=False),
+        BarColumn(),
+        MofNCompleteColumn(),
+        *middle,
+        TimeRemainingColumn(),
+    )
 
 
 class TileProgress(_Bar):

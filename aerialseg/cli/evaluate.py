@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -44,19 +44,19 @@ def evaluate_command(
     weights: Annotated[str, typer.Option("--weights", help="Weights name or file, or an exported .onnx.")],
     split: Annotated[str, typer.Option(help="Split to score.")] = "test",
     eroded: Annotated[
-        Optional[bool], typer.Option("--eroded/--full", help="Eroded (boundaries ignored) or full labels.")
+        bool | None, typer.Option("--eroded/--full", help="Eroded (boundaries ignored) or full labels.")
     ] = None,
     patches: Annotated[bool, typer.Option("--patches", help="Score the prepared patches, not whole tiles.")] = False,
-    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flip or d4.")] = None,
+    tta: Annotated[str | None, typer.Option(help="Test-time augmentation: flip or d4.")] = None,
     backend: Backend = DEFAULT_BACKEND,
     device: Device = None,
     precision: Precision = DEFAULT_PRECISION,
     min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT,
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
-    tile_size: Annotated[Optional[int], typer.Option(help="Tile size (default: the model card's).")] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="Tile overlap (default: the model card's).")] = None,
-    save_maps: Annotated[Optional[Path], typer.Option(help="Keep the predicted class rasters in this folder.")] = None,
-    markdown_path: Annotated[Optional[Path], typer.Option("--markdown", help="Also write the table here.")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Tile size (default: the model card's).")] = None,
+    overlap: Annotated[int | None, typer.Option(help="Tile overlap (default: the model card's).")] = None,
+    save_maps: Annotated[Path | None, typer.Option(help="Keep the predicted class rasters in this folder.")] = None,
+    markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Also write the table here.")] = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Per-class F1 and IoU, mean F1, OA and mIoU over the full test tiles, through predict's tiled path."""
@@ -64,10 +64,21 @@ def evaluate_command(
 
     labels = "auto" if eroded is None else ("eroded" if eroded else "full")
     options = EvalOptions(
-        data=data, weights=weights, split=split, labels=labels, patches=patches, tta=tta, backend=backend.value,
-        device=device, precision=precision.value, min_agreement=min_agreement, batch_size=batch_size,
-        tile_size=tile_size, overlap=overlap, save_maps=save_maps,
-    )  # fmt: skip
+        data=data,
+        weights=weights,
+        split=split,
+        labels=labels,
+        patches=patches,
+        tta=tta,
+        backend=backend.value,
+        device=device,
+        precision=precision.value,
+        min_agreement=min_agreement,
+        batch_size=batch_size,
+        tile_size=tile_size,
+        overlap=overlap,
+        save_maps=save_maps,
+    )
     with console.ItemProgress(f"eval {split}", enabled=None if not json_output else False) as progress:
         result = evaluate(options, progress=progress).to_dict()
     if markdown_path:
@@ -80,12 +91,20 @@ def evaluate_command(
         for name, c in result["classes"].items()
     ]
     title = f"{result['model']} on {result['dataset']} {result['split']}, {result['labels']} labels"
-    console.table(title, ["class", "F1 %", "IoU %", "precision %", "recall %", "in means"], rows,
-                  right=["F1 %", "IoU %", "precision %", "recall %"])  # fmt: skip
+    console.table(
+        title,
+        ["class", "F1 %", "IoU %", "precision %", "recall %", "in means"],
+        rows,
+        right=["F1 %", "IoU %", "precision %", "recall %"],
+    )
     console.out.print(
         f"mean F1 {_pct(result['mean_f1'])}  OA {_pct(result['oa'])}  mIoU {_pct(result['miou'])}"
         f"  ({result['pixels']:,} pixels)"
     )
     names = list(result["classes"])
-    console.table("confusion matrix (rows: truth, columns: prediction)", ["", *names],
-                  [(n, *row) for n, row in zip(names, result["confusion_matrix"])], right=names)  # fmt: skip
+    console.table(
+        "confusion matrix (rows: truth, columns: prediction)",
+        ["", *names],
+        [(n, *row) for n, row in zip(names, result["confusion_matrix"])],
+        right=names,
+    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -20,14 +20,14 @@ def export_command(
         str, typer.Option("--output-kind", help="'probabilities' (QGIS Deepness, GeoDeep) or 'logits'.")
     ] = "probabilities",
     static_size: Annotated[
-        Optional[int],
+        int | None,
         typer.Option("--static-size", help="Fix height and width to this many pixels (Deepness and GeoDeep read it)."),
     ] = None,
     parity_image: Annotated[
-        Optional[Path], typer.Option("--parity-image", help="Raster to check parity on (default: bundled NEON crop).")
+        Path | None, typer.Option("--parity-image", help="Raster to check parity on (default: bundled NEON crop).")
     ] = None,
-    max_abs_diff: Annotated[Optional[float], typer.Option(help="Largest allowed |ONNX - PyTorch|.")] = None,
-    min_agreement: Annotated[Optional[float], typer.Option(help="Smallest allowed argmax agreement (0-1).")] = None,
+    max_abs_diff: Annotated[float | None, typer.Option(help="Largest allowed |ONNX - PyTorch|.")] = None,
+    min_agreement: Annotated[float | None, typer.Option(help="Smallest allowed argmax agreement (0-1).")] = None,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
 ) -> None:

@@ -44,11 +44,12 @@ Precision = Annotated[
 MinAgreement = Annotated[
     float,
     typer.Option(
-        min=0.0, max=1.0,
+        min=0.0,
+        max=1.0,
         help="Accuracy gate: the share of pixels whose class must equal fp32's on real tiles before a "
         "reduced-precision run.",
     ),
-]  # fmt: skip
+]
 Calibration = Annotated[
     str | None,
     typer.Option(help="--precision int8: a raster whose tiles calibrate the quantization (default: the input's own)."),
@@ -56,6 +57,15 @@ Calibration = Annotated[
 DEFAULT_BACKEND = BackendName("auto")
 DEFAULT_PRECISION = PrecisionName("auto")
 __all__ = [
-    "Overwrite", "JsonOutput", "TrustPickle", "Backend", "Device", "Precision", "MinAgreement", "Calibration",
-    "DEFAULT_BACKEND", "DEFAULT_PRECISION", "DEFAULT_MIN_AGREEMENT",
-]  # fmt: skip
+    "Overwrite",
+    "JsonOutput",
+    "TrustPickle",
+    "Backend",
+    "Device",
+    "Precision",
+    "MinAgreement",
+    "Calibration",
+    "DEFAULT_BACKEND",
+    "DEFAULT_PRECISION",
+    "DEFAULT_MIN_AGREEMENT",
+]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -35,24 +35,24 @@ def parse_bands(text: str | None) -> tuple[int, ...] | None:
 def predict_command(
     inputs: Annotated[list[str], typer.Argument(help="Rasters, folders or glob patterns.")],
     model: Annotated[str, typer.Option("--model", "-m", help="Weights name, weights file, or exported .onnx file.")],
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Output file (one input only).")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input only).")] = None,
     out_dir: Annotated[
-        Optional[Path], typer.Option("--out-dir", help="Folder for <input>_classes.tif (default: beside each input).")
+        Path | None, typer.Option("--out-dir", help="Folder for <input>_classes.tif (default: beside each input).")
     ] = None,
     backend: Backend = DEFAULT_BACKEND,
     device: Device = None,
     precision: Precision = DEFAULT_PRECISION,
     min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT,
     calibration: Calibration = None,
-    tile_size: Annotated[Optional[int], typer.Option(help="Tile size in pixels (default: the model card's).")] = None,
-    overlap: Annotated[Optional[int], typer.Option(help="Overlap in pixels (default: the model card's).")] = None,
+    tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the model card's).")] = None,
+    overlap: Annotated[int | None, typer.Option(help="Overlap in pixels (default: the model card's).")] = None,
     blend: Annotated[str, typer.Option(help="cosine, linear, or center (plain centre crop).")] = "cosine",
     batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
-    bands: Annotated[Optional[str], typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")] = None,
+    bands: Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")] = None,
     scale: Annotated[
-        Optional[float], typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")
+        float | None, typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")
     ] = None,
-    tta: Annotated[Optional[str], typer.Option(help="Test-time augmentation: flip (4 views) or d4 (8).")] = None,
+    tta: Annotated[str | None, typer.Option(help="Test-time augmentation: flip (4 views) or d4 (8).")] = None,
     gsd: Annotated[
         str, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
     ] = "auto",
@@ -68,7 +68,7 @@ def predict_command(
         bool, typer.Option("--resume", help="Continue an interrupted run of the same input, model and settings.")
     ] = False,
     vectorize: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Also write <output>_objects.gpkg with these classes' polygons, e.g. building,car."),
     ] = None,
     objects_format: Annotated[
@@ -77,7 +77,7 @@ def predict_command(
     regularize: Annotated[bool, typer.Option("--regularize", help="Square vectorized buildings.")] = False,
     car_geometry: Annotated[str, typer.Option(help="Vectorized cars as outline or box.")] = "outline",
     cluster: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="Run on Dask: local, local:N (N worker processes) or a scheduler address tcp://host:8786."),
     ] = None,
     split_rows: Annotated[
@@ -98,20 +98,29 @@ def predict_command(
         raise typer.BadParameter("calibrates int8 only; add --precision int8", param_hint="--calibration")
 
     options = PredictOptions(
-        tile_size=tile_size, overlap=overlap, blend=blend, batch_size=batch_size, bands=parse_bands(bands), scale=scale,
-        allow_no_crs=allow_no_crs, gsd=gsd, overwrite=overwrite, resume=resume,
-        probabilities=probabilities, uncertainty=uncertainty,
+        tile_size=tile_size,
+        overlap=overlap,
+        blend=blend,
+        batch_size=batch_size,
+        bands=parse_bands(bands),
+        scale=scale,
+        allow_no_crs=allow_no_crs,
+        gsd=gsd,
+        overwrite=overwrite,
+        resume=resume,
+        probabilities=probabilities,
+        uncertainty=uncertainty,
         extra_tags={"AERIALSEG_TTA": tta or "none"},
         vectorize=VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
-        if vectorize is not None else None,
+        if vectorize is not None
+        else None,
         objects_suffix=f".{objects_format.lstrip('.')}",
-    )  # fmt: skip
+    )
     spec = RunnerSpec(model, backend.value, device, tta, precision.value, min_agreement, calibration)
     try:
         paths = expand_inputs(inputs)
         if cluster:
-            results, description = _on_cluster(cluster, paths, spec, options, out_dir, output, split_rows,
-                                               json_output)  # fmt: skip
+            results, description = _on_cluster(cluster, paths, spec, options, out_dir, output, split_rows, json_output)
         else:
             choice = spec.resolve()
             if not json_output:
@@ -119,9 +128,14 @@ def predict_command(
             runner = spec.open(choice)
             with console.TileProgress(enabled=None if not json_output else False, files=len(paths)) as progress:
                 results = predict_many(
-                    paths, runner, options, out_dir=out_dir, output=output, progress=progress,
+                    paths,
+                    runner,
+                    options,
+                    out_dir=out_dir,
+                    output=output,
+                    progress=progress,
                     on_result=progress.file_done,
-                )  # fmt: skip
+                )
             description = runner.description
             if (gate := gate_result(runner)) is not None and not json_output:
                 console.info(f"{gate.precision} accuracy gate: {gate.describe()}")
@@ -144,7 +158,7 @@ def predict_command(
                     r.status,
                 )
                 for r in results
-            ],  # fmt: skip
+            ],
             right=["megapixels", "seconds", "MP/s"],
         )
     failed = [r for r in results if r.status == "failed"]
@@ -164,8 +178,9 @@ def _on_cluster(address, paths, spec, options, out_dir, output, split_rows, json
     try:
         workers = len(client.scheduler_info()["workers"])
         with console.ItemProgress("cluster tasks", enabled=None if not json_output else False) as progress:
-            results = predict_on_cluster(paths, spec, options, client, out_dir=out_dir, output=output,
-                                         split_rows=split_rows, progress=progress)  # fmt: skip
+            results = predict_on_cluster(
+                paths, spec, options, client, out_dir=out_dir, output=output, split_rows=split_rows, progress=progress
+            )
     finally:
         close_client(client)
     return results, f"{spec.backend} backend, {spec.precision} precision, on {workers} Dask worker(s) at {address}"

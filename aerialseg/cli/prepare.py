@@ -70,25 +70,47 @@ def prepare_command(
 
     Optional TOML keys: bands (default R, G, B), gsd_m, ignore (a colour or an id). See the README.
     """
-    given = {"--root": root is not None, "--images": images is not None, "--labels": labels is not None,
-             "--classes": classes is not None, "--val-fraction": val_fraction is not None,
-             "--test-fraction": test_fraction is not None, "--seed": seed is not None,
-             "--image-kind": image_kind is not None}  # fmt: skip
+    given = {
+        "--root": root is not None,
+        "--images": images is not None,
+        "--labels": labels is not None,
+        "--classes": classes is not None,
+        "--val-fraction": val_fraction is not None,
+        "--test-fraction": test_fraction is not None,
+        "--seed": seed is not None,
+        "--image-kind": image_kind is not None,
+    }
     name = check_options(dataset, given)
     from ..data.prepare import prepare_dataset, prepare_folder
 
     with console.RowProgress(f"prepare {name}", enabled=False if json_output else None, unit="tiles") as progress:
         if name == "folder":
             manifest = prepare_folder(
-                images, labels, classes, out, val_fraction=val_fraction or 0.0, test_fraction=test_fraction or 0.0,
-                patch_size=patch_size, stride=stride, seed=seed or 0, colour_tolerance=colour_tolerance,
-                overwrite=overwrite, progress=progress,
-            )  # fmt: skip
+                images,
+                labels,
+                classes,
+                out,
+                val_fraction=val_fraction or 0.0,
+                test_fraction=test_fraction or 0.0,
+                patch_size=patch_size,
+                stride=stride,
+                seed=seed or 0,
+                colour_tolerance=colour_tolerance,
+                overwrite=overwrite,
+                progress=progress,
+            )
         else:
             manifest = prepare_dataset(
-                name, root, out, patch_size=patch_size, stride=stride, image_kind=image_kind,
-                colour_tolerance=colour_tolerance, overwrite=overwrite, progress=progress,
-            )  # fmt: skip
+                name,
+                root,
+                out,
+                patch_size=patch_size,
+                stride=stride,
+                image_kind=image_kind,
+                colour_tolerance=colour_tolerance,
+                overwrite=overwrite,
+                progress=progress,
+            )
     if json_output:
         console.print_json(manifest.to_dict() | {"folder": str(manifest.folder)})
         return
@@ -101,17 +123,21 @@ def render(manifest: Manifest) -> None:
     console.table(
         f"{manifest.dataset}: {manifest.patch_size} px patches, stride {manifest.stride}",
         ["split", "tiles", "patches", "ignored"],
-        [(s.name, len(s.tiles), len(s.patches), _share(s.ignored_pixels, sum(s.class_pixels) + s.ignored_pixels))
-         for s in splits],
+        [
+            (s.name, len(s.tiles), len(s.patches), _share(s.ignored_pixels, sum(s.class_pixels) + s.ignored_pixels))
+            for s in splits
+        ],
         right=["tiles", "patches", "ignored"],
-    )  # fmt: skip
+    )
     console.table(
         "class share of labelled pixels",
         ["class", *(s.name for s in splits)],
-        [(c.name, *(_share(s.class_pixels[k], sum(s.class_pixels)) for s in splits))
-         for k, c in enumerate(manifest.classes)],
+        [
+            (c.name, *(_share(s.class_pixels[k], sum(s.class_pixels)) for s in splits))
+            for k, c in enumerate(manifest.classes)
+        ],
         right=[s.name for s in splits],
-    )  # fmt: skip
+    )
 
 
 def _share(part: int, whole: int) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -15,27 +15,27 @@ def train_command(
     data: Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")],
     out: Annotated[Path, typer.Option("--out", help="Run folder: weights, checkpoint, log.csv.")],
     arch: Annotated[str, typer.Option(help="manet, maresunet or abcnet.")] = "manet",
-    backbone: Annotated[Optional[str], typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Epochs (default: the dataset's recipe).")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Patches per step and process.")] = None,
-    crop: Annotated[Optional[int], typer.Option(help="Training crop size in pixels.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Learning rate of the decoder (AdamW).")] = None,
-    backbone_lr: Annotated[Optional[float], typer.Option(help="Learning rate of the backbone.")] = None,
-    weight_decay: Annotated[Optional[float], typer.Option(help="AdamW weight decay.")] = None,
+    backbone: Annotated[str | None, typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the dataset's recipe).")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Patches per step and process.")] = None,
+    crop: Annotated[int | None, typer.Option(help="Training crop size in pixels.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate of the decoder (AdamW).")] = None,
+    backbone_lr: Annotated[float | None, typer.Option(help="Learning rate of the backbone.")] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
     schedule: Annotated[
-        Optional[str], typer.Option(help="cosine-restarts (ISPRS), cosine (UAVid) or constant, per epoch.")
+        str | None, typer.Option(help="cosine-restarts (ISPRS), cosine (UAVid) or constant, per epoch.")
     ] = None,
     accumulate: Annotated[int, typer.Option(help="Batches per optimizer step (gradient accumulation).")] = 1,
     workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed of weights, data order and augmentation.")] = 42,
-    device: Annotated[Optional[str], typer.Option(help="cpu, cuda, cuda:1 (default: CUDA when present).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA when present).")] = None,
     amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
     pretrained_backbone: Annotated[
-        Optional[Path], typer.Option(help="ImageNet ResNet weights (torchvision/timm names; safetensors or .pth).")
+        Path | None, typer.Option(help="ImageNet ResNet weights (torchvision/timm names; safetensors or .pth).")
     ] = None,
     trust_pickle: TrustPickle = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
-    max_steps: Annotated[Optional[int], typer.Option(help="Stop after this many optimizer steps.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
     checkpoint_every: Annotated[int, typer.Option(help="Also save the checkpoint every N steps (0: per epoch).")] = 0,
     train_split: Annotated[str, typer.Option(help="Split(s) trained on, comma-separated (e.g. train,val).")] = "train",
     val_split: Annotated[str, typer.Option(help="Split validated after each epoch ('' for none).")] = "val",
@@ -50,14 +50,32 @@ def train_command(
     from ..training.loop import TrainOptions, train
 
     options = TrainOptions(
-        data=data, out=out, arch=arch, backbone=backbone, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr,
-        backbone_lr=backbone_lr, weight_decay=weight_decay, schedule=schedule, accumulate=accumulate, workers=workers,
+        data=data,
+        out=out,
+        arch=arch,
+        backbone=backbone,
+        epochs=epochs,
+        batch_size=batch_size,
+        crop=crop,
+        lr=lr,
+        backbone_lr=backbone_lr,
+        weight_decay=weight_decay,
+        schedule=schedule,
+        accumulate=accumulate,
+        workers=workers,
         seed=seed,
-        device=device, amp=amp, pretrained_backbone=pretrained_backbone, trust_pickle=trust_pickle, resume=resume,
-        overwrite=overwrite, max_steps=max_steps, checkpoint_every=checkpoint_every, train_split=train_split,
+        device=device,
+        amp=amp,
+        pretrained_backbone=pretrained_backbone,
+        trust_pickle=trust_pickle,
+        resume=resume,
+        overwrite=overwrite,
+        max_steps=max_steps,
+        checkpoint_every=checkpoint_every,
+        train_split=train_split,
         val_split=val_split or None,
         half=half,
-    )  # fmt: skip
+    )
     with console.TrainProgress(enabled=None if not json_output else False) as progress:
         result = train(options, progress=progress)
     if json_output:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,7 +29,7 @@ def parse_simplify(text: str | None) -> tuple[float | None, str]:
 
 
 ClassesOption = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--classes", help="Classes to vectorize: names, ids or name=id, comma-separated (default: building,car)."
     ),
@@ -43,14 +43,12 @@ def vectorize_command(
     ],
     classes: ClassesOption = None,
     confidence: Annotated[
-        Optional[Path],
+        Path | None,
         typer.Option(help="Probability or uncertainty raster of the same grid: adds mean/max confidence."),
     ] = None,
-    min_area: Annotated[Optional[float], typer.Option(help="Drop objects smaller than this (m²).")] = None,
-    fill_holes: Annotated[Optional[float], typer.Option(help="Fill holes smaller than this (m²).")] = None,
-    simplify: Annotated[
-        Optional[str], typer.Option(help="Simplification tolerance, e.g. 1px or 0.3m (0: none).")
-    ] = None,
+    min_area: Annotated[float | None, typer.Option(help="Drop objects smaller than this (m²).")] = None,
+    fill_holes: Annotated[float | None, typer.Option(help="Fill holes smaller than this (m²).")] = None,
+    simplify: Annotated[str | None, typer.Option(help="Simplification tolerance, e.g. 1px or 0.3m (0: none).")] = None,
     regularize: Annotated[
         bool, typer.Option("--regularize", help="Square buildings to their main orientation.")
     ] = False,
@@ -64,10 +62,17 @@ def vectorize_command(
 
     tolerance, unit = parse_simplify(simplify)
     options = VectorizeOptions(
-        classes=parse_classes(classes), confidence=confidence, min_area_m2=min_area, fill_holes_m2=fill_holes,
-        simplify=tolerance, simplify_unit=unit, regularize=regularize, car_geometry=car_geometry,
-        strip_rows=strip_rows, overwrite=overwrite,
-    )  # fmt: skip
+        classes=parse_classes(classes),
+        confidence=confidence,
+        min_area_m2=min_area,
+        fill_holes_m2=fill_holes,
+        simplify=tolerance,
+        simplify_unit=unit,
+        regularize=regularize,
+        car_geometry=car_geometry,
+        strip_rows=strip_rows,
+        overwrite=overwrite,
+    )
     with console.RowProgress(raster.name, enabled=None if not json_output else False) as progress:
         result = vectorize(raster, output, options, progress=progress)
     if json_output:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -18,12 +18,12 @@ def import_command(
     src: Annotated[Path, typer.Argument(help="GeoSeg .ckpt, or a state dict of the original authors' code.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
     arch: Annotated[str, typer.Option(help="manet, maresunet or abcnet.")],
-    backbone: Annotated[Optional[str], typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
+    backbone: Annotated[str | None, typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
     num_classes: Annotated[
-        Optional[int], typer.Option(help="Number of classes (default: read from the checkpoint).")
+        int | None, typer.Option(help="Number of classes (default: read from the checkpoint).")
     ] = None,
     dataset: Annotated[
-        Optional[str], typer.Option(help="vaihingen, potsdam or uavid: fills classes, bands and GSD.")
+        str | None, typer.Option(help="vaihingen, potsdam or uavid: fills classes, bands and GSD.")
     ] = None,
     half: Annotated[bool, typer.Option("--half", help="Store tensors as float16 (half the size).")] = False,
     trust_pickle: TrustPickle = False,

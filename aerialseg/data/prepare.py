@@ -223,14 +223,26 @@ def _prepare(
             has_eroded = bool(members) and all(t.label_eroded for t in members)
             class_pixels = tuple(int(n) for n in counts[: cut.table.num_classes])
             splits[split] = SplitInfo(
-                split, tuple(t.id for t in members), tuple(patches), class_pixels, int(counts[IGNORE_INDEX]),
-                tuple(scenes), has_eroded,
-            )  # fmt: skip
+                split,
+                tuple(t.id for t in members),
+                tuple(patches),
+                class_pixels,
+                int(counts[IGNORE_INDEX]),
+                tuple(scenes),
+                has_eroded,
+            )
         manifest = Manifest(
-            dataset=dataset, classes=classes, bands=cut.bands, gsd_m=gsd_m, patch_size=cut.patch_size,
-            stride=cut.stride, splits=splits, sources=sources,
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"), aerialseg_version=__version__,
-        )  # fmt: skip
+            dataset=dataset,
+            classes=classes,
+            bands=cut.bands,
+            gsd_m=gsd_m,
+            patch_size=cut.patch_size,
+            stride=cut.stride,
+            splits=splits,
+            sources=sources,
+            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            aerialseg_version=__version__,
+        )
         manifest.save(folder)
     return replace(manifest, folder=out)
 
@@ -286,8 +298,18 @@ def _write_scene(image: DatasetReader, label_path: Path, dest: Path, cut: _Cut) 
                 path=label_path,
                 hint=f"image: {image.name}",
             )
-        profile = dict(driver="GTiff", width=image.width, height=image.height, count=1, dtype="uint8",
-                       nodata=IGNORE_INDEX, compress="deflate", tiled=True, blockxsize=256, blockysize=256)  # fmt: skip
+        profile = dict(
+            driver="GTiff",
+            width=image.width,
+            height=image.height,
+            count=1,
+            dtype="uint8",
+            nodata=IGNORE_INDEX,
+            compress="deflate",
+            tiled=True,
+            blockxsize=256,
+            blockysize=256,
+        )
         with rasterio.open(dest, "w", **profile, **_georef(image)) as dst:
             for row in range(0, image.height, _STRIP_ROWS):
                 window = Window(0, row, image.width, min(_STRIP_ROWS, image.height - row))

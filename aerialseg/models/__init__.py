@@ -86,9 +86,7 @@ def get_spec(arch: str, backbone: str | None = None) -> ModelSpec:
     """Look up an architecture (by name, any case) and backbone; default backbone if None."""
     key = arch.lower().replace("-", "").replace("_", "")
     if key not in ARCHITECTURES:
-        raise UnknownModelError(
-            f"unknown architecture {arch!r}", hint=f"choose one of {', '.join(ARCHITECTURES)}"
-        )
+        raise UnknownModelError(f"unknown architecture {arch!r}", hint=f"choose one of {', '.join(ARCHITECTURES)}")
     backbone = backbone or ARCHITECTURES[key][2]
     for spec in MODELS:
         if spec.arch == key and spec.backbone == backbone:

@@ -9,7 +9,8 @@ flat ones (``decoder4``, ``finaldeconv1`` ...) so trained checkpoints load uncha
 
 from __future__ import annotations
 
-from typing import Callable, ClassVar
+from collections.abc import Callable
+from typing import ClassVar
 
 import torch
 from torch import nn

@@ -30,9 +30,15 @@ if TYPE_CHECKING:
     from .gate import GatedRunner, GateResult
 
 __all__ = [
-    "Runner", "RunnerSpec", "open_runner", "gate_result", "describe_precision", "BACKENDS", "PRECISIONS",
+    "Runner",
+    "RunnerSpec",
+    "open_runner",
+    "gate_result",
+    "describe_precision",
+    "BACKENDS",
+    "PRECISIONS",
     "DEFAULT_MIN_AGREEMENT",
-]  # fmt: skip
+]
 
 
 class Runner(Protocol):
@@ -82,8 +88,9 @@ class RunnerSpec:
         exported = _onnx_precision(Path(self.model)) if self.onnx_file else "fp32"
 
         def choose(hardware: Hardware) -> EngineChoice:
-            return choose_engine(self.backend, self.precision, self.device, hardware, onnx_file=self.onnx_file,
-                                 onnx_precision=exported)  # fmt: skip
+            return choose_engine(
+                self.backend, self.precision, self.device, hardware, onnx_file=self.onnx_file, onnx_precision=exported
+            )
 
         probed = detect_hardware()
         choice = choose(probed)
@@ -122,8 +129,11 @@ class RunnerSpec:
         if self.onnx_file:
             card = _onnx_metadata(Path(self.model)).get("aerialseg.card")
             if card is None:
-                raise WeightsError("not an ONNX file with an aerialseg model card", path=self.model,
-                                   hint="export it with 'aerialseg export'")  # fmt: skip
+                raise WeightsError(
+                    "not an ONNX file with an aerialseg model card",
+                    path=self.model,
+                    hint="export it with 'aerialseg export'",
+                )
             return ModelCard.from_json(card)
         from ..weights import read_card, resolve_weights
 
@@ -173,9 +183,13 @@ class RunnerSpec:
                 return self._plain(choice)
 
         return GatedRunner(
-            reference, build, choice.precision, strict=choice.requested_precision != "auto",
-            min_agreement=self.min_agreement, calibration=calibration,
-        )  # fmt: skip
+            reference,
+            build,
+            choice.precision,
+            strict=choice.requested_precision != "auto",
+            min_agreement=self.min_agreement,
+            calibration=calibration,
+        )
 
 
 def gate_result(runner: Runner) -> GateResult | None:

@@ -29,9 +29,14 @@ import numpy as np
 from ..errors import AerialsegError
 
 __all__ = [
-    "DEFAULT_MIN_AGREEMENT", "CALIBRATION_TILES", "GateResult", "GatedRunner", "PrecisionGateError", "TileSample",
+    "DEFAULT_MIN_AGREEMENT",
+    "CALIBRATION_TILES",
+    "GateResult",
+    "GatedRunner",
+    "PrecisionGateError",
+    "TileSample",
     "gate_tile_count",
-]  # fmt: skip
+]
 
 DEFAULT_MIN_AGREEMENT = 0.99
 CALIBRATION_TILES = 16
@@ -169,9 +174,14 @@ class GatedRunner:
             pixels += int(valid.sum())
         agreement = agree / pixels if pixels else 1.0
         result = GateResult(
-            self._wanted, agreement, pixels, len(gate_tiles), self._min_agreement, sample.name,
+            self._wanted,
+            agreement,
+            pixels,
+            len(gate_tiles),
+            self._min_agreement,
+            sample.name,
             time.perf_counter() - start,
-        )  # fmt: skip
+        )
         self._build = None  # it may hold the reference, which is released below when the gate passes
         if result.passed:
             self._active, self._reference = candidate, None

@@ -67,9 +67,15 @@ def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path) -> None:
         prepared = Path(scratch) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(dest), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, op_types_to_quantize=list(QUANTIZED_OPS),
-        )  # fmt: skip
+            str(prepared),
+            str(dest),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            op_types_to_quantize=list(QUANTIZED_OPS),
+        )
     source = onnx.load(str(fp32_path), load_external_data=False)
     graph = onnx.load(str(dest))
     del graph.metadata_props[:]

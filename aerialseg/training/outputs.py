@@ -15,9 +15,17 @@ __all__ = ["IMAGENET", "LOG_COLUMNS", "band_statistics", "training_summary", "ap
 
 IMAGENET = {"R": (0.485, 0.229), "G": (0.456, 0.224), "B": (0.406, 0.225)}
 LOG_COLUMNS = (
-    "epoch", "step", "lr", "train_loss", "train_miou", "train_mean_f1", "val_miou", "val_mean_f1", "val_oa",
+    "epoch",
+    "step",
+    "lr",
+    "train_loss",
+    "train_miou",
+    "train_mean_f1",
+    "val_miou",
+    "val_mean_f1",
+    "val_oa",
     "seconds_validation",
-)  # fmt: skip
+)
 
 
 def band_statistics(bands: tuple[str, ...]) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -81,12 +81,16 @@ def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, pa
     available = ", ".join(f"{i}={n}" for i, n in enumerate(names)) if names else "none recorded"
     if requested is None:
         if names is None:
-            raise AerialsegError("class raster has no class names in its metadata", path=path,
-                                 hint="name the classes by id, e.g. --classes building=1,car=4")  # fmt: skip
+            raise AerialsegError(
+                "class raster has no class names in its metadata",
+                path=path,
+                hint="name the classes by id, e.g. --classes building=1,car=4",
+            )
         chosen = [(i, n) for i, n in enumerate(names) if class_kind(n)]
         if not chosen:
-            raise AerialsegError(f"no building or car class (classes: {available})", path=path,
-                                 hint="choose with --classes")  # fmt: skip
+            raise AerialsegError(
+                f"no building or car class (classes: {available})", path=path, hint="choose with --classes"
+            )
         return chosen
     out: list[tuple[int, str]] = []
     for item in requested:
@@ -102,15 +106,19 @@ def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, pa
                 raise AerialsegError(f"no class id {class_id} (classes: {available})", path=path)
             out.append((class_id, names[class_id] if names else f"class_{class_id}"))
         elif names is None:
-            raise AerialsegError(f"class {item!r} cannot be found: the raster has no class names", path=path,
-                                 hint=f"give its id instead, e.g. --classes {item}=1")  # fmt: skip
+            raise AerialsegError(
+                f"class {item!r} cannot be found: the raster has no class names",
+                path=path,
+                hint=f"give its id instead, e.g. --classes {item}=1",
+            )
         else:
             matches = [i for i, n in enumerate(names) if n.lower() == item.lower()]
             if not matches and class_kind(item) == "car":  # "car" also means UAVid's moving/static cars
                 matches = [i for i, n in enumerate(names) if class_kind(n) == "car"]
             if not matches:
-                raise AerialsegError(f"no class {item!r} (classes: {available})", path=path,
-                                     hint="choose among the classes listed")  # fmt: skip
+                raise AerialsegError(
+                    f"no class {item!r} (classes: {available})", path=path, hint="choose among the classes listed"
+                )
             out += [(i, names[i]) for i in matches]
     unique = list(dict.fromkeys(out))
     if len({i for i, _ in unique}) != len(unique):
@@ -122,10 +130,13 @@ def _cleanup_for(name: str, options: VectorizeOptions) -> Cleanup:
     base = options.cleanup.get(name) or DEFAULT_CLEANUP.get(class_kind(name) or "", Cleanup())
     changes = {
         key: value
-        for key, value in (("min_area_m2", options.min_area_m2), ("fill_holes_m2", options.fill_holes_m2),
-                           ("simplify", options.simplify))
+        for key, value in (
+            ("min_area_m2", options.min_area_m2),
+            ("fill_holes_m2", options.fill_holes_m2),
+            ("simplify", options.simplify),
+        )
         if value is not None
-    }  # fmt: skip
+    }
     if options.simplify is not None:
         changes["simplify_unit"] = options.simplify_unit
     kind = class_kind(name)
@@ -163,9 +174,10 @@ def _confidence_bands(dataset, classes: list[tuple[int, str]], path: Path) -> di
             bands[class_id] = class_id + 1
         else:
             raise InputRasterError(
-                f"has no band for class {name!r} (bands: {', '.join(descriptions)})", path=path,
+                f"has no band for class {name!r} (bands: {', '.join(descriptions)})",
+                path=path,
                 hint="pass the _probabilities.tif or _uncertainty.tif written by predict with this class raster",
-            )  # fmt: skip
+            )
     return bands
 
 
@@ -224,8 +236,11 @@ def vectorize(
     # blocks of both rasters is all that is ever re-read.
     with dataset, rasterio.Env(GDAL_CACHEMAX=64):
         if dataset.count < 1 or not np.issubdtype(np.dtype(dataset.dtypes[0]), np.integer):
-            raise InputRasterError("is not a class raster (needs integer class ids in band 1)", path=raster,
-                                   hint="vectorize the _classes.tif written by predict")  # fmt: skip
+            raise InputRasterError(
+                "is not a class raster (needs integer class ids in band 1)",
+                path=raster,
+                hint="vectorize the _classes.tif written by predict",
+            )
         classes = resolve_classes(options.classes, _class_names(dataset), raster)
         frame = Frame.for_raster(raster, dataset.crs, dataset.transform, dataset.height, dataset.width)
         cleanups = {name: _cleanup_for(name, options) for _, name in classes}
@@ -239,9 +254,10 @@ def vectorize(
             if (confidence_ds.width, confidence_ds.height) != (dataset.width, dataset.height):
                 raise InputRasterError(
                     f"is {confidence_ds.width}x{confidence_ds.height}, the class raster "
-                    f"{dataset.width}x{dataset.height}", path=options.confidence,
+                    f"{dataset.width}x{dataset.height}",
+                    path=options.confidence,
                     hint="use the confidence raster written with this class raster",
-                )  # fmt: skip
+                )
             bands = _confidence_bands(confidence_ds, classes, Path(options.confidence))
         metadata = {
             "aerialseg_version": __version__,
@@ -269,8 +285,15 @@ def vectorize(
                     for region in iter_regions(strips, list(layer_of), dataset.height):
                         regions += 1
                         name = layer_of[region.class_id]
-                        row = _feature(region, name, cleanups[name], frame, dataset.width, dataset.height,
-                                       confidence_ds is not None)  # fmt: skip
+                        row = _feature(
+                            region,
+                            name,
+                            cleanups[name],
+                            frame,
+                            dataset.width,
+                            dataset.height,
+                            confidence_ds is not None,
+                        )
                         if row is not None:
                             writer.add(name, row)
                             counts[name] += 1
@@ -291,8 +314,14 @@ def _reporting(strips, rows_per_strip: int, height: int, progress: Callable[[int
 
 
 def _columns(name: str, confidence: bool) -> dict[str, str]:
-    columns = {"class": "object", "class_id": "int64", "area_m2": "float64", "perimeter_m": "float64",
-               "touches_nodata": "bool", "touches_raster_edge": "bool"}  # fmt: skip
+    columns = {
+        "class": "object",
+        "class_id": "int64",
+        "area_m2": "float64",
+        "perimeter_m": "float64",
+        "touches_nodata": "bool",
+        "touches_raster_edge": "bool",
+    }
     if confidence:
         columns |= {"mean_confidence": "float64", "max_confidence": "float64"}
     if class_kind(name) == "car":
@@ -300,8 +329,9 @@ def _columns(name: str, confidence: bool) -> dict[str, str]:
     return columns
 
 
-def _feature(region: Region, name: str, cleanup: Cleanup, frame: Frame, width: int, height: int,
-             confidence: bool) -> dict | None:  # fmt: skip
+def _feature(
+    region: Region, name: str, cleanup: Cleanup, frame: Frame, width: int, height: int, confidence: bool
+) -> dict | None:
     """The output row of one region, or None when clean-up drops it."""
     pixel = canonical(region.geometry)
     x0, y0, x1, y1 = pixel.bounds

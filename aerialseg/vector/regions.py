@@ -63,8 +63,9 @@ class _Open:
         geometry = self.pieces[0] if len(self.pieces) == 1 else shapely.union_all(self.pieces)
         if not isinstance(geometry, shapely.Polygon) or not geometry.is_valid:
             geometry = _polygon(shapely.make_valid(geometry))
-        return Region(self.class_id, geometry, self.pixels, self.confidence_sum, self.confidence_max,
-                      self.touches_nodata)  # fmt: skip
+        return Region(
+            self.class_id, geometry, self.pixels, self.confidence_sum, self.confidence_max, self.touches_nodata
+        )
 
 
 def _polygon(geometry):
@@ -111,14 +112,18 @@ def iter_regions(
         pieces = [
             (shapely.geometry.shape(geojson), int(value))
             for geojson, value in rasterio.features.shapes(classes, mask=mask, connectivity=4, transform=shift)
-        ]  # fmt: skip
+        ]
         labels = (
             rasterio.features.rasterize(
-                ((geom, i + 1) for i, (geom, _) in enumerate(pieces)), out_shape=(rows, width), transform=shift,
-                fill=0, dtype="int32",
+                ((geom, i + 1) for i, (geom, _) in enumerate(pieces)),
+                out_shape=(rows, width),
+                transform=shift,
+                fill=0,
+                dtype="int32",
             )
-            if pieces else np.zeros((rows, width), np.int32)
-        )  # fmt: skip
+            if pieces
+            else np.zeros((rows, width), np.int32)
+        )
         n = len(pieces) + 1
         flat = labels.ravel()
         pixels = np.bincount(flat, minlength=n)

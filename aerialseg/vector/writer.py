@@ -17,8 +17,14 @@ from ..errors import AerialsegError
 
 __all__ = ["VectorWriter", "FORMATS", "format_for"]
 
-FORMATS = {".gpkg": "GPKG", ".parquet": "Parquet", ".geoparquet": "Parquet", ".fgb": "FlatGeobuf",
-           ".geojson": "GeoJSON", ".json": "GeoJSON"}  # fmt: skip
+FORMATS = {
+    ".gpkg": "GPKG",
+    ".parquet": "Parquet",
+    ".geoparquet": "Parquet",
+    ".fgb": "FlatGeobuf",
+    ".geojson": "GeoJSON",
+    ".json": "GeoJSON",
+}
 _BATCH = 2000
 
 
@@ -28,9 +34,10 @@ def format_for(path: Path) -> str:
         return FORMATS[path.suffix.lower()]
     except KeyError:
         raise AerialsegError(
-            f"unknown vector format {path.suffix!r}", path=path,
+            f"unknown vector format {path.suffix!r}",
+            path=path,
             hint=f"use one of {', '.join(sorted(FORMATS))}",
-        ) from None  # fmt: skip
+        ) from None
 
 
 class VectorWriter:
@@ -74,10 +81,15 @@ class VectorWriter:
             data = {name: pd.Series([], dtype=dtype) for name, dtype in self.columns.get(layer, {}).items()}
             frame = gpd.GeoDataFrame(data, geometry=gpd.GeoSeries([], crs=self.crs), crs=self.crs)
         pyogrio.write_dataframe(
-            frame, self.gpkg, layer=layer, driver="GPKG", append=layer in self.layers, geometry_type="Polygon",
+            frame,
+            self.gpkg,
+            layer=layer,
+            driver="GPKG",
+            append=layer in self.layers,
+            geometry_type="Polygon",
             dataset_metadata=self.metadata if not self.layers else None,
             layer_metadata=self.metadata if layer not in self.layers else None,
-        )  # fmt: skip
+        )
         if layer not in self.layers:
             self.layers.append(layer)
         self.pending[layer] = []
@@ -160,9 +172,14 @@ class VectorWriter:
         geo = {
             "version": "1.1.0",
             "primary_column": geometry,
-            "columns": {geometry: {"encoding": "WKB", "geometry_types": ["Polygon"],
-                                   **({"crs": CRS.from_wkt(self.crs).to_json_dict()} if self.crs else {})}},
-        }  # fmt: skip
+            "columns": {
+                geometry: {
+                    "encoding": "WKB",
+                    "geometry_types": ["Polygon"],
+                    **({"crs": CRS.from_wkt(self.crs).to_json_dict()} if self.crs else {}),
+                }
+            },
+        }
         meta = {b"geo": json.dumps(geo).encode(), b"aerialseg": json.dumps(self.metadata).encode()}
         schema = schema.with_metadata(meta)
         with pq.ParquetWriter(self.path, schema, compression="zstd") as writer:

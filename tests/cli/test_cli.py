@@ -19,8 +19,9 @@ from aerialseg.weights import save_weights
 @pytest.fixture
 def weights_file(tmp_path):
     info = DATASETS["potsdam"]
-    card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes, bands=info.bands, gsd_m=0.05,
-                     dataset="potsdam")
+    card = ModelCard(
+        arch="abcnet", backbone="resnet18", classes=info.classes, bands=info.bands, gsd_m=0.05, dataset="potsdam"
+    )
     path = tmp_path / "abc.safetensors"
     save_weights(create_model("abcnet"), card, path)
     return path
@@ -104,8 +105,25 @@ def test_export_forwards_options(capsys, tmp_path, weights_file, monkeypatch):
         raise SystemExit(0)
 
     monkeypatch.setattr("aerialseg.export.export_onnx", fake_export)
-    run(["export", str(weights_file), "-o", str(tmp_path / "m.onnx"), "--opset", "17", "--fp16",
-         "--static-size", "512", "--output-kind", "logits", "--min-agreement", "0.95", "--overwrite"], capsys)
+    run(
+        [
+            "export",
+            str(weights_file),
+            "-o",
+            str(tmp_path / "m.onnx"),
+            "--opset",
+            "17",
+            "--fp16",
+            "--static-size",
+            "512",
+            "--output-kind",
+            "logits",
+            "--min-agreement",
+            "0.95",
+            "--overwrite",
+        ],
+        capsys,
+    )
     assert seen["opset"] == 17 and seen["fp16"] and seen["static_size"] == 512
     assert seen["output"] == "logits" and seen["min_agreement"] == 0.95 and seen["overwrite"]
 
@@ -118,11 +136,26 @@ def test_export_writes_a_checked_file(capsys, tmp_path, weights_file):
 
 def test_weights_import_from_a_geoseg_style_checkpoint(capsys, tmp_path):
     state = create_model("manet", "resnet18", num_classes=6).state_dict()
-    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}, "pytorch-lightning_version": "2.6.6"},
-               tmp_path / "manet.ckpt")
+    torch.save(
+        {"state_dict": {f"net.{k}": v for k, v in state.items()}, "pytorch-lightning_version": "2.6.6"},
+        tmp_path / "manet.ckpt",
+    )
     out_file = tmp_path / "manet.safetensors"
-    argv = ["weights", "import", str(tmp_path / "manet.ckpt"), "--arch", "manet", "--backbone", "resnet18",
-            "--num-classes", "6", "--dataset", "vaihingen", "-o", str(out_file)]
+    argv = [
+        "weights",
+        "import",
+        str(tmp_path / "manet.ckpt"),
+        "--arch",
+        "manet",
+        "--backbone",
+        "resnet18",
+        "--num-classes",
+        "6",
+        "--dataset",
+        "vaihingen",
+        "-o",
+        str(out_file),
+    ]
     code, out, _ = run(argv, capsys)
     assert code == 0 and "bands NIR-R-G" in out and out_file.exists()
     code, _, err = run(argv, capsys)

@@ -33,7 +33,10 @@ def bad_inputs(tmp_path, rasters):
         "truncated": (truncated, "cannot"),
         # GDAL itself refuses a band-less VRT at open; the message still names the missing bands.
         "zero bands": (zero_bands, "bands"),
-        "one band for a three-band model": (rasters["uint16_single"], "the model reads 3 bands (R-G-B) but the file has 1"),
+        "one band for a three-band model": (
+            rasters["uint16_single"],
+            "the model reads 3 bands (R-G-B) but the file has 1",
+        ),
     }
 
 
@@ -50,8 +53,9 @@ def test_bad_input_gives_one_line_and_writes_nothing(capsys, workdir, rasters, a
 def test_output_folder_not_writable(capsys, workdir, rasters, abcnet_weights):
     blocker = workdir / "a-file"
     blocker.write_text("x")
-    code, _, err = run(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o",
-                        str(blocker / "out.tif")], capsys)
+    code, _, err = run(
+        ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(blocker / "out.tif")], capsys
+    )
     assert code == 1
     assert "output folder does not exist" in errors(err)[0]
 
@@ -72,8 +76,19 @@ def test_existing_output_needs_overwrite(capsys, workdir, rasters, abcnet_weight
 def test_batch_reports_each_file_and_fails_the_exit_code(capsys, workdir, rasters, abcnet_weights):
     broken = workdir / "broken.tif"
     broken.write_text("nope")
-    code, out, err = run(["predict", str(rasters["striped"]), str(broken), "-m", str(abcnet_weights),
-                          "--out-dir", str(workdir / "out"), "--json"], capsys)
+    code, out, err = run(
+        [
+            "predict",
+            str(rasters["striped"]),
+            str(broken),
+            "-m",
+            str(abcnet_weights),
+            "--out-dir",
+            str(workdir / "out"),
+            "--json",
+        ],
+        capsys,
+    )
     results = json.loads(out)
     assert code == 1
     assert [r["status"] for r in results] == ["ok", "failed"]
@@ -93,8 +108,27 @@ def test_folder_input_and_options_reach_the_pipeline(capsys, workdir, rasters, a
         return []
 
     monkeypatch.setattr("aerialseg.pipeline.predict_many", fake)
-    code, _, err = run(["predict", str(folder), "-m", str(abcnet_weights), "--tile-size", "256", "--overlap", "48",
-                        "--blend", "center", "--bands", "3,2,1", "--batch-size", "4", "--scale", "4095"], capsys)
+    code, _, err = run(
+        [
+            "predict",
+            str(folder),
+            "-m",
+            str(abcnet_weights),
+            "--tile-size",
+            "256",
+            "--overlap",
+            "48",
+            "--blend",
+            "center",
+            "--bands",
+            "3,2,1",
+            "--batch-size",
+            "4",
+            "--scale",
+            "4095",
+        ],
+        capsys,
+    )
     options = seen["options"]
     assert (options.tile_size, options.overlap, options.blend, options.bands) == (256, 48, "center", (3, 2, 1))
     assert options.batch_size == 4 and options.scale == 4095
@@ -110,8 +144,22 @@ def test_missing_onnxruntime_names_the_extra(capsys, workdir, rasters, abcnet_we
 
 
 def test_extra_outputs_from_the_command_line(capsys, workdir, rasters, abcnet_weights):
-    code, _, _ = run(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--out-dir",
-                      str(workdir / "out"), "--probabilities", "--uncertainty"], capsys)
+    code, _, _ = run(
+        [
+            "predict",
+            str(rasters["striped"]),
+            "-m",
+            str(abcnet_weights),
+            "--out-dir",
+            str(workdir / "out"),
+            "--probabilities",
+            "--uncertainty",
+        ],
+        capsys,
+    )
     assert code == 0
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [
-        "OSBS_029_classes.tif", "OSBS_029_classes_probabilities.tif", "OSBS_029_classes_uncertainty.tif"]
+        "OSBS_029_classes.tif",
+        "OSBS_029_classes_probabilities.tif",
+        "OSBS_029_classes_uncertainty.tif",
+    ]

@@ -17,8 +17,15 @@ COLOURS = np.array([(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (2
 
 def write(path, array):
     path.parent.mkdir(parents=True, exist_ok=True)
-    profile = dict(driver="GTiff", width=array.shape[2], height=array.shape[1], count=array.shape[0], dtype="uint8",
-                   crs="EPSG:32632", transform=from_origin(500000, 5400000, 0.09, 0.09))  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype="uint8",
+        crs="EPSG:32632",
+        transform=from_origin(500000, 5400000, 0.09, 0.09),
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(array)
 
@@ -37,8 +44,10 @@ def raw(tmp_path):
 
 
 def test_prepare_prints_the_manifest_as_json(tmp_path, raw, capsys):
-    code, out, err = run(["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data"),
-                          "--patch-size", "32", "--json"], capsys)  # fmt: skip
+    code, out, err = run(
+        ["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data"), "--patch-size", "32", "--json"],
+        capsys,
+    )
     data = json.loads(out)
     assert code == 0 and err == ""
     assert data["dataset"] == "vaihingen" and data["folder"] == str(tmp_path / "data")
@@ -47,8 +56,9 @@ def test_prepare_prints_the_manifest_as_json(tmp_path, raw, capsys):
 
 
 def test_prepare_prints_a_summary_table(tmp_path, raw, capsys):
-    code, out, _ = run(["prepare", "Vaihingen", "--root", str(raw), "-o", str(tmp_path / "data"),
-                        "--patch-size", "64"], capsys)  # fmt: skip
+    code, out, _ = run(
+        ["prepare", "Vaihingen", "--root", str(raw), "-o", str(tmp_path / "data"), "--patch-size", "64"], capsys
+    )
     assert code == 0
     assert "impervious_surfaces" in out and "train" in out and "%" in out
 
@@ -80,19 +90,22 @@ def test_unknown_colour_is_one_line_naming_it(tmp_path, raw, capsys):
         (["prepare", "vaihingen", "--root", "r", "--out", "o", "--image-kind", "IRRG"], "does not apply to vaihingen"),
         (["prepare", "uavid", "--root", "r", "--out", "o", "--val-fraction", "0.1"], "does not apply to uavid"),
         (["prepare", "folder", "--images", "i", "--labels", "l", "--out", "o"], "folder needs --classes"),
-        (["prepare", "folder", "--images", "i", "--labels", "l", "--classes", "c", "--root", "r", "--out", "o"],
-         "does not apply to folder"),
+        (
+            ["prepare", "folder", "--images", "i", "--labels", "l", "--classes", "c", "--root", "r", "--out", "o"],
+            "does not apply to folder",
+        ),
         (["prepare", "potsdam", "--root", "r", "--out", "o", "--patch-size", "0"], "--patch-size"),
     ],
-)  # fmt: skip
+)
 def test_usage_errors_exit_2(argv, message, capsys):
     code, _, err = run(argv, capsys)
     assert code == 2 and message in " ".join(err.split())
 
 
 def test_api_errors_exit_1(tmp_path, capsys):
-    code, _, err = run(["prepare", "potsdam", "--root", str(tmp_path), "--out", str(tmp_path / "o"),
-                        "--image-kind", "CIR"], capsys)  # fmt: skip
+    code, _, err = run(
+        ["prepare", "potsdam", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--image-kind", "CIR"], capsys
+    )
     assert code == 1 and "unknown image kind 'CIR'; choose one of RGB, IRRG, RGBIR" in err
 
 
@@ -109,15 +122,54 @@ def test_options_are_forwarded(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr("aerialseg.data.prepare.prepare_dataset", fake)
     monkeypatch.setattr("aerialseg.data.prepare.prepare_folder", fake_folder)
-    run(["prepare", "potsdam", "--root", "r", "--out", "o", "--patch-size", "512", "--stride", "256",
-         "--image-kind", "RGBIR", "--colour-tolerance", "3", "--overwrite"], capsys)  # fmt: skip
+    run(
+        [
+            "prepare",
+            "potsdam",
+            "--root",
+            "r",
+            "--out",
+            "o",
+            "--patch-size",
+            "512",
+            "--stride",
+            "256",
+            "--image-kind",
+            "RGBIR",
+            "--colour-tolerance",
+            "3",
+            "--overwrite",
+        ],
+        capsys,
+    )
     args, kwargs = calls["dataset"]
     assert [str(a) for a in args] == ["potsdam", "r", "o"]
     assert {k: v for k, v in kwargs.items() if k != "progress"} == {
-        "patch_size": 512, "stride": 256, "image_kind": "RGBIR", "colour_tolerance": 3, "overwrite": True,
-    }  # fmt: skip
-    run(["prepare", "folder", "--images", "i", "--labels", "l", "--classes", "c.toml", "--out", "o",
-         "--val-fraction", "0.2", "--seed", "5"], capsys)  # fmt: skip
+        "patch_size": 512,
+        "stride": 256,
+        "image_kind": "RGBIR",
+        "colour_tolerance": 3,
+        "overwrite": True,
+    }
+    run(
+        [
+            "prepare",
+            "folder",
+            "--images",
+            "i",
+            "--labels",
+            "l",
+            "--classes",
+            "c.toml",
+            "--out",
+            "o",
+            "--val-fraction",
+            "0.2",
+            "--seed",
+            "5",
+        ],
+        capsys,
+    )
     args, kwargs = calls["folder"]
     assert [str(a) for a in args] == ["i", "l", "c.toml", "o"]
     assert kwargs["val_fraction"] == 0.2 and kwargs["test_fraction"] == 0.0 and kwargs["seed"] == 5

@@ -18,8 +18,16 @@ def classes(tmp_path):
     a[4:30, 4:30] = 1
     a[40:44, 40:48] = 4
     path = tmp_path / "map_classes.tif"
-    profile = dict(driver="GTiff", width=64, height=64, count=1, dtype="uint8", crs="EPSG:32632", nodata=255,
-                   transform=from_origin(500000, 5000000, 0.25, 0.25))  # fmt: skip
+    profile = dict(
+        driver="GTiff",
+        width=64,
+        height=64,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32632",
+        nodata=255,
+        transform=from_origin(500000, 5000000, 0.25, 0.25),
+    )
     with rasterio.open(path, "w", **profile) as dst:
         dst.write(a, 1)
         dst.update_tags(1, CLASS_NAMES=json.dumps(["imp", "building", "low", "tree", "car", "clutter"]))

@@ -8,10 +8,26 @@ import pytest
 from aerialseg.data.labels import LabelTable, dataset_table, read_folder_classes
 from aerialseg.errors import DatasetLayoutError, LabelColourError
 
-ISPRS = {(255, 255, 255): 0, (0, 0, 255): 1, (0, 255, 255): 2, (0, 255, 0): 3, (255, 255, 0): 4, (255, 0, 0): 5,
-         (0, 0, 0): 255}  # fmt: skip
-UAVID = {(128, 0, 0): 0, (128, 64, 128): 1, (0, 128, 0): 2, (128, 128, 0): 3, (64, 0, 128): 4, (192, 0, 192): 5,
-         (64, 64, 0): 6, (0, 0, 0): 7, (255, 255, 255): 255}  # fmt: skip
+ISPRS = {
+    (255, 255, 255): 0,
+    (0, 0, 255): 1,
+    (0, 255, 255): 2,
+    (0, 255, 0): 3,
+    (255, 255, 0): 4,
+    (255, 0, 0): 5,
+    (0, 0, 0): 255,
+}
+UAVID = {
+    (128, 0, 0): 0,
+    (128, 64, 128): 1,
+    (0, 128, 0): 2,
+    (128, 128, 0): 3,
+    (64, 0, 128): 4,
+    (192, 0, 192): 5,
+    (64, 64, 0): 6,
+    (0, 0, 0): 7,
+    (255, 255, 255): 255,
+}
 
 
 def image_of(table, shape=(37, 53), seed=0):
@@ -106,13 +122,15 @@ def test_folder_classes_from_toml(tmp_path):
         ('[[classes]]\nname = "a"\ncolor = [1, 2]\n', "class 'a' color must be [R, G, B]"),
         ('[[classes]]\nname = "a"\n', "a class entry lacks 'color'"),
         ('[[classes]]\nname = "a"\ncolor = [1, 2, 3]\n[[classes]]\nname = "a"\ncolor = [3, 2, 1]\n', "names repeat"),
-        ('[[classes]]\nname = "a"\ncolor = [1, 2, 3]\nid = 1\n[[classes]]\nname = "b"\ncolor = [3, 2, 1]\n',
-         "give every class an id, or none"),
+        (
+            '[[classes]]\nname = "a"\ncolor = [1, 2, 3]\nid = 1\n[[classes]]\nname = "b"\ncolor = [3, 2, 1]\n',
+            "give every class an id, or none",
+        ),
         ('ignore = [1, 2, 3]\n[[classes]]\nname = "a"\ncolor = [1, 2, 3]\n', "colour (1, 2, 3) is given twice"),
         ('bands = ["RED"]\n[[classes]]\nname = "a"\ncolor = [1, 2, 3]\n', "unknown band codes ['RED']"),
         ("[[classes]\n", "is not valid TOML"),
     ],
-)  # fmt: skip
+)
 def test_folder_classes_errors_name_the_file(tmp_path, text, message):
     path = tmp_path / "classes.toml"
     path.write_text(text)

@@ -58,8 +58,16 @@ def write(path, array, row=0, col=0, georef=True, driver="GTiff"):
     if array.ndim == 2:
         array = array[None]
     geo = {"crs": "EPSG:32633", "transform": from_origin(ORIGIN[0] + col * GSD, ORIGIN[1] - row * GSD, GSD, GSD)}
-    with rasterio.open(path, "w", driver=driver, width=array.shape[2], height=array.shape[1], count=array.shape[0],
-                       dtype=array.dtype, **(geo if georef else {})) as dst:  # fmt: skip
+    with rasterio.open(
+        path,
+        "w",
+        driver=driver,
+        width=array.shape[2],
+        height=array.shape[1],
+        count=array.shape[0],
+        dtype=array.dtype,
+        **(geo if georef else {}),
+    ) as dst:
         dst.write(array)
     return path
 
@@ -108,8 +116,10 @@ def potsdam(tmp_path_factory):
 def test_potsdam_splits_by_tile_id_and_excludes_7_10(potsdam):
     _, root, manifest = potsdam
     assert {name: s.tiles for name, s in manifest.splits.items()} == {
-        "train": ("2_11",), "val": ("2_10",), "test": ("2_13",),
-    }  # fmt: skip
+        "train": ("2_11",),
+        "val": ("2_10",),
+        "test": ("2_13",),
+    }
     assert manifest.sources["excluded_tiles"] == ["7_10"]
     assert manifest.sources["image_kind"] == "RGB" and manifest.bands == ("R", "G", "B")
     assert manifest.sources["recognised_files"] == 16  # 4 tiles x (RGB, RGBIR, label, noBoundary)
@@ -171,17 +181,22 @@ def test_potsdam_rgbir_writes_four_bands(tmp_path):
 @pytest.mark.parametrize(
     "folders",
     [
-        ("top", "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE",
-         "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE"),
+        (
+            "top",
+            "ISPRS_semantic_labeling_Vaihingen_ground_truth_COMPLETE",
+            "ISPRS_semantic_labeling_Vaihingen_ground_truth_eroded_COMPLETE",
+        ),
         ("top", "gts_for_participants", "gts_eroded_for_participants"),
     ],
-)  # fmt: skip
+)
 def test_vaihingen_tells_labels_from_images_by_folder(tmp_path, folders):
     tiles = isprs_archive(tmp_path / "raw", "vaihingen", vaihingen_folders=folders)
     manifest = prepare_dataset("vaihingen", tmp_path / "raw", tmp_path / "out", patch_size=128, stride=128)
     assert {name: s.tiles for name, s in manifest.splits.items()} == {
-        "train": ("area1",), "val": ("area30",), "test": ("area2",),
-    }  # fmt: skip
+        "train": ("area1",),
+        "val": ("area30",),
+        "test": ("area2",),
+    }
     assert manifest.sources["unassigned_tiles"] == ["area39"] and manifest.bands == ("NIR", "R", "G")
     image, ann, _ = tiles["area30"]
     scene = manifest.splits["val"].scenes[0]
@@ -203,8 +218,9 @@ def test_last_window_shifts_inward_and_small_tiles_are_padded(tmp_path):
     manifest = prepare_dataset("vaihingen", tmp_path / "raw", tmp_path / "out", patch_size=128)
     train = manifest.splits["train"]
     assert train.patches == (
-        *(f"area1_{r}_{c}" for r in (0, 72) for c in (0, 128, 172)), "area3_0_0",
-    )  # fmt: skip
+        *(f"area1_{r}_{c}" for r in (0, 72) for c in (0, 128, 172)),
+        "area3_0_0",
+    )
     counts = np.zeros(256, np.int64)
     for (img_path, lab_path), name in zip(manifest.patch_pairs("train"), train.patches, strict=True):
         tile, r, c = name.rsplit("_", 2)
@@ -303,13 +319,16 @@ def duplicate(root):
 @pytest.mark.parametrize(
     "damage, kind, message",
     [
-        (remove("5_Labels_all/top_potsdam_2_13_label.tif"), None,
-         "_2_13_RGB.tif: image of potsdam tile 2_13 (test split) has no label"),
+        (
+            remove("5_Labels_all/top_potsdam_2_13_label.tif"),
+            None,
+            "_2_13_RGB.tif: image of potsdam tile 2_13 (test split) has no label",
+        ),
         (second_train_tile_without_eroded_label, None, "train tile 2_12 has no eroded (noBoundary) label while 2_11"),
         (duplicate, None, "potsdam tile 2_11 has a second image file"),
         (lambda root: None, "IRRG", "no potsdam images of kind IRRG found (16 files recognised)"),
     ],
-)  # fmt: skip
+)
 def test_layout_errors_name_the_file(tmp_path, damage, kind, message):
     isprs_archive(tmp_path / "raw", "potsdam")
     damage(tmp_path / "raw")
@@ -351,8 +370,10 @@ def test_uavid_splits_from_folders_and_test_without_labels(tmp_path):
             )
     manifest = prepare_dataset("uavid", tmp_path / "raw", tmp_path / "out", patch_size=128)
     assert {n: s.tiles for n, s in manifest.splits.items()} == {
-        "train": ("seq1_000100",), "val": ("seq16_000100",), "test": ("seq21_000100",),
-    }  # fmt: skip
+        "train": ("seq1_000100",),
+        "val": ("seq16_000100",),
+        "test": ("seq21_000100",),
+    }
     test = manifest.splits["test"]
     assert test.patches == () and test.scenes[0].label is None and test.class_pixels == (0,) * 8
     scene = manifest.splits["train"].scenes[0]
@@ -419,8 +440,16 @@ def folder_dataset(tmp_path, with_ids):
 @pytest.mark.parametrize("with_ids", [False, True])
 def test_folder_remaps_classes_in_toml_order(tmp_path, with_ids):
     expected = folder_dataset(tmp_path, with_ids)
-    manifest = prepare_folder(tmp_path / "images", tmp_path / "labels", tmp_path / "classes.toml", tmp_path / "out",
-                              val_fraction=0.25, test_fraction=0.25, patch_size=256, seed=3)  # fmt: skip
+    manifest = prepare_folder(
+        tmp_path / "images",
+        tmp_path / "labels",
+        tmp_path / "classes.toml",
+        tmp_path / "out",
+        val_fraction=0.25,
+        test_fraction=0.25,
+        patch_size=256,
+        seed=3,
+    )
     assert [c.name for c in manifest.classes] == ["tree", "building", "ground", "grass", "car"]
     assert manifest.classes[4].in_mean is False and manifest.gsd_m == 0.05 and manifest.dataset == "folder"
     tiles = [t for s in manifest.splits.values() for t in s.tiles]
@@ -434,10 +463,14 @@ def test_folder_split_is_deterministic_per_seed(tmp_path):
     folder_dataset(tmp_path, False)
     args = (tmp_path / "images", tmp_path / "labels", tmp_path / "classes.toml")
     splits = [
-        {n: s.tiles for n, s in prepare_folder(*args, tmp_path / f"out{i}", val_fraction=0.5, seed=seed,
-                                               patch_size=256).splits.items()}
+        {
+            n: s.tiles
+            for n, s in prepare_folder(
+                *args, tmp_path / f"out{i}", val_fraction=0.5, seed=seed, patch_size=256
+            ).splits.items()
+        }
         for i, seed in enumerate((7, 7, 8, 9, 10))
-    ]  # fmt: skip
+    ]
     assert splits[0] == splits[1] and set(splits[0]) == {"train", "val"}
     assert len({str(s) for s in splits}) > 1
 

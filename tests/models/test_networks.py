@@ -6,10 +6,10 @@ import re
 
 import pytest
 import torch
+from conftest import reference_keys, reference_param_counts, requires_cuda
 
 from aerialseg.errors import UnknownModelError
 from aerialseg.models import ARCHITECTURES, create_model, get_spec, list_models
-from conftest import reference_keys, reference_param_counts, requires_cuda
 
 SPECS = list_models()
 IDS = [s.name for s in SPECS]
@@ -63,14 +63,19 @@ def test_abcnet_inference_path_uses_reference_count():
 
 @pytest.mark.parametrize("spec", SPECS, ids=IDS)
 def test_state_dict_names_and_shapes_equal_reference(spec):
-    ours = {k: (tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in create_model(
-        spec.arch, spec.backbone).state_dict().items()}
+    ours = {
+        k: (tuple(v.shape), str(v.dtype).removeprefix("torch."))
+        for k, v in create_model(spec.arch, spec.backbone).state_dict().items()
+    }
     for filename in REF_FILES[spec.name]:
         ref = reference_keys(filename)
         # The original authors' encoder naming; aerialseg uses torchvision's under backbone.
         renamed = {
-            re.sub(r"^encoder(\d)\.", r"backbone.layer\1.", k.replace("firstconv.", "backbone.conv1.").replace(
-                "firstbn.", "backbone.bn1.")): v
+            re.sub(
+                r"^encoder(\d)\.",
+                r"backbone.layer\1.",
+                k.replace("firstconv.", "backbone.conv1.").replace("firstbn.", "backbone.bn1."),
+            ): v
             for k, v in ref.items()
         }
         assert renamed == ours, filename
@@ -151,7 +156,6 @@ def test_unknown_names_list_the_valid_ones():
         get_spec("maresunet", "resnet50")
     assert get_spec("MAResU-Net").backbone == ARCHITECTURES["maresunet"][2]
     assert [s.name for s in list_models("manet-*")] == ["manet-resnet50", "manet-resnet18"]
-
 
 
 @requires_cuda

@@ -21,8 +21,16 @@ class PixelRunner:
 
     def __init__(self, precision="fp32", permute=0, noise=0.0):
         info = DATASETS["potsdam"]
-        self.card = ModelCard(arch="abcnet", backbone="resnet18", classes=info.classes, bands=("R", "G", "B"),
-                              mean=(0.5,) * 3, std=(0.25,) * 3, tile_size=128, overlap=32)  # fmt: skip
+        self.card = ModelCard(
+            arch="abcnet",
+            backbone="resnet18",
+            classes=info.classes,
+            bands=("R", "G", "B"),
+            mean=(0.5,) * 3,
+            std=(0.25,) * 3,
+            tile_size=128,
+            overlap=32,
+        )
         self.a = np.random.default_rng(0).normal(size=(6, 3)).astype(np.float32) * 6
         self.precision, self.permute, self.noise = precision, permute, noise
         self.description = f"pixel stand-in, {precision}"
@@ -105,8 +113,9 @@ def test_a_passing_gate_runs_the_candidate_releases_the_reference_and_runs_once_
     built = []
     candidate = PixelRunner("bf16")
     runner = gated(candidate, strict=True, built=built)
-    results = predict_many([rasters["nodata"], rasters["alpha"], rasters["striped"]], runner, PredictOptions(),
-                           out_dir=tmp_path)  # fmt: skip
+    results = predict_many(
+        [rasters["nodata"], rasters["alpha"], rasters["striped"]], runner, PredictOptions(), out_dir=tmp_path
+    )
     assert [r.status for r in results] == ["ok"] * 3
     assert built == ["RGB.byte.tif"] and runner._reference is None
     assert runner.result.agreement == 1.0 and runner.precision == "bf16"

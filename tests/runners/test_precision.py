@@ -21,6 +21,7 @@ from conftest import ROOT, requires_cuda
 from conftest import run_cli as run
 from torch import nn
 
+from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 from aerialseg.hardware import Hardware
 from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.runners import RunnerSpec
@@ -31,7 +32,7 @@ from aerialseg.tiling import TILE_ALIGN, plan_tiles
 from aerialseg.weights import load_model
 
 SAMPLE = "manet-r18-potsdam-sample"
-NEON = ROOT / "aerialseg" / "resources" / "neon_osbs_029.tif"
+NEON = SAMPLE_ORTHOPHOTO
 WITH_BF16 = Hardware("test CPU with AVX512-BF16", 2, frozenset({"avx512f", "avx512_bf16", "avx512_vnni"}))
 WITHOUT_BF16 = Hardware("test CPU without bf16", 2, frozenset({"avx2", "fma"}))
 
@@ -151,22 +152,45 @@ def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gate
     assert (int8[valid] == fp32[valid]).mean() >= 0.97
     # a calibration raster of the user's makes (and caches) its own int8 model
     other = ROOT.parent / "shared" / "data" / "rasterio-testdata" / "RGB.byte.tif"
-    argv = ["predict", str(NEON), "-m", SAMPLE, "-o", str(tmp_path / "cal.tif"), "--precision", "int8",
-            "--calibration", str(other), "--min-agreement", "0.9"]  # fmt: skip
+    argv = [
+        "predict",
+        str(NEON),
+        "-m",
+        SAMPLE,
+        "-o",
+        str(tmp_path / "cal.tif"),
+        "--precision",
+        "int8",
+        "--calibration",
+        str(other),
+        "--min-agreement",
+        "0.9",
+    ]
     code, _, err = run(argv, capsys)
     assert code == 0, err
     assert len(list(cache.glob("*-int8-*.onnx"))) == 2
 
 
 def test_calibration_is_checked_before_any_work(tmp_path, capsys):
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--calibration", str(NEON)],
-                       capsys)  # fmt: skip
+    code, _, err = run(
+        ["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--calibration", str(NEON)], capsys
+    )
     assert code == 2 and "--calibration" in err and "--precision int8" in err
     broken = tmp_path / "calibration.tif"
     broken.write_bytes(b"not a raster")
     (tmp_path / "out").mkdir()
-    argv = ["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path / "out"), "--precision", "int8",
-            "--calibration", str(broken)]  # fmt: skip
+    argv = [
+        "predict",
+        str(NEON),
+        "-m",
+        SAMPLE,
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--precision",
+        "int8",
+        "--calibration",
+        str(broken),
+    ]
     code, _, err = run(argv, capsys)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(lines) == 1 and "calibration.tif" in lines[0], err

@@ -126,8 +126,16 @@ def test_pretrained_backbone_weights_are_the_starting_point(potsdam_prepared, tm
     imagenet["fc.weight"] = torch.zeros(1000, 512)  # a classifier, as in torchvision files: dropped
     save_file(imagenet, str(tmp_path / "resnet18.safetensors"))
     # learning rates 0: one step changes no weight, so the written weights show the start
-    result = train(options(potsdam_prepared, tmp_path / "run", max_steps=1, lr=0.0, backbone_lr=0.0,
-                           pretrained_backbone=tmp_path / "resnet18.safetensors"))  # fmt: skip
+    result = train(
+        options(
+            potsdam_prepared,
+            tmp_path / "run",
+            max_steps=1,
+            lr=0.0,
+            backbone_lr=0.0,
+            pretrained_backbone=tmp_path / "resnet18.safetensors",
+        )
+    )
     tensors, _ = read_weights(result.last)
     for name in ("conv1.weight", "layer4.1.conv2.weight", "layer2.0.downsample.0.weight"):
         assert torch.equal(tensors[f"backbone.{name}"], imagenet[name])
