@@ -2,11 +2,18 @@
 
 The public API is imported lazily: ``import aerialseg`` loads neither torch nor
 onnxruntime, so the command line answers ``--help`` at once.
+
+``aerialseg.doctor`` and ``aerialseg.evaluate`` are the functions, although modules of
+those names exist: importing a submodule binds it on its package, which here would replace
+the function by the module the moment anything imported it (``from aerialseg.doctor import
+doctor`` still reads the module).
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -25,7 +32,12 @@ _API = {
     "export_onnx": "aerialseg.export",
     "predict": "aerialseg.pipeline",
     "predict_many": "aerialseg.pipeline",
-    "PredictOptions": "aerialseg.pipeline",
+    "PredictOptions": "aerialseg.options",
+    "TilingOptions": "aerialseg.options",
+    "InputOptions": "aerialseg.options",
+    "OutputOptions": "aerialseg.options",
+    "predict_on_cluster": "aerialseg.cluster",
+    "doctor": "aerialseg.doctor",
     "open_runner": "aerialseg.runners",
     "RunnerSpec": "aerialseg.runners",
     "detect_hardware": "aerialseg.hardware",
@@ -42,6 +54,18 @@ _API = {
 }
 
 __all__ = ["__version__", *_API]
+
+
+class _Package(types.ModuleType):
+    """The package module of aerialseg: a submodule is not bound over the API function it is named after."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if isinstance(value, types.ModuleType) and _API.get(name) == value.__name__:
+            return  # the import system binding aerialseg.doctor / aerialseg.evaluate
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -124,8 +124,8 @@ class LeanStripAccumulator:
         self.width = plan.width
         self.row_starts = [r for r, _ in plan.row_spans]
         ends = [r + h for r, h in plan.row_spans]
-        lowers = [end - nxt for end, nxt in zip(ends, self.row_starts[1:])]
-        uppers = [nxt - r for r, nxt in zip(self.row_starts, self.row_starts[1:] + [plan.height])]
+        lowers = [end - nxt for end, nxt in zip(ends[:-1], self.row_starts[1:], strict=True)]
+        uppers = [nxt - r for r, nxt in zip(self.row_starts, self.row_starts[1:] + [plan.height], strict=True)]
         self.carry = np.zeros((num_classes + 1, max(lowers, default=0), plan.width), np.float32)
         self.carried = 0  # rows of ``carry`` holding sums, from row ``top`` down
         self.window = np.zeros((num_classes + 1, max(uppers), 2 * plan.tile_shape[1]), np.float32)
@@ -162,6 +162,8 @@ class LeanStripAccumulator:
         return self._end_row()
 
     def _end_row(self) -> Strip:
+        if self.r0 is None:
+            raise RuntimeError("no tile row was begun")
         self._finalize(self.width)
         self.carried, self.top = self.lower, self.r0 + self.upper
         return Strip(self.r0, self.classes)
@@ -180,8 +182,10 @@ class LeanStripAccumulator:
         self.window_c0 = c0
 
     def _enter(self, c_to: int) -> None:
-        """Bring columns up to ``c_to`` into the window: their carried rows from above move in,
-        and their carry rows are reset for this row's tiles (keeping sums that reach below it).
+        """Bring columns up to ``c_to`` into the window.
+
+        Their carried rows from above move in, and their carry rows are reset for this row's
+        tiles (keeping sums that reach below it).
         """
         if c_to <= self.entered_c:
             return

@@ -6,19 +6,38 @@ which bands in which order, the ground sampling distance it was trained at, how 
 are normalised, the classes with their colours, default tiling — and what a reader needs
 to trust it: training data, measured metrics, the aerialseg version, and the sha256 of
 the tensors. Torch-free, so the command line can list weights without loading torch.
+
+:func:`read_card` is the one reader of both containers: every caller (weights loading,
+the runners, ``doctor``, the command line) gets the same errors for a missing or damaged card.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import struct
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+from .conventions import CARD_KEY, PRECISION_KEY
 from .errors import WeightsError
 
-__all__ = ["ClassInfo", "ModelCard", "BAND_NAMES", "CARD_SCHEMA"]
+__all__ = [
+    "ClassInfo",
+    "ModelCard",
+    "BAND_NAMES",
+    "CARD_SCHEMA",
+    "read_card",
+    "card_from_metadata",
+    "onnx_metadata",
+    "exported_precision",
+]
 
 CARD_SCHEMA = 1
+_MAX_SAFETENSORS_HEADER = 100_000_000
+_EXPORT_HINT = "export it with 'aerialseg export'"
 
 BAND_NAMES = {
     "R": "red",
@@ -68,7 +87,7 @@ class ModelCard:
     sha256: str = ""
     schema: int = CARD_SCHEMA
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         problems = self.problems()
         if problems:
             raise WeightsError("invalid model card: " + "; ".join(problems))
@@ -138,8 +157,7 @@ class ModelCard:
             raise WeightsError(f"model card has unknown fields {extra}")
         try:
             classes = tuple(
-                ClassInfo(c["name"], tuple(int(v) for v in c["color"]), bool(c.get("in_mean", True)))
-                for c in data["classes"]
+                ClassInfo(c["name"], _color(c["color"]), bool(c.get("in_mean", True))) for c in data["classes"]
             )
             fields = dict(data, classes=classes)
             for key in ("bands", "mean", "std"):
@@ -159,3 +177,77 @@ class ModelCard:
         except json.JSONDecodeError as exc:
             raise WeightsError(f"model card is not valid JSON ({exc})") from exc
         return cls.from_dict(data)
+
+
+def _color(values: list[int]) -> tuple[int, int, int]:
+    """A colour as read from JSON; one of another length is reported by :meth:`ModelCard.problems`."""
+    return cast("tuple[int, int, int]", tuple(int(v) for v in values))
+
+
+def read_card(path: str | os.PathLike[str]) -> ModelCard:
+    """The card of a safetensors weights file or of an exported ``.onnx`` file, without tensors or torch."""
+    path = Path(path)
+    if path.suffix.lower() == ".onnx":
+        return card_from_metadata(onnx_metadata(path), path)
+    text = _safetensors_metadata(path).get(CARD_KEY)
+    if text is None:
+        raise WeightsError(
+            "has no aerialseg model card",
+            path=path,
+            hint="convert foreign checkpoints with 'aerialseg weights import'",
+        )
+    return _parse(text, path)
+
+
+def card_from_metadata(metadata: Mapping[str, str], path: str | os.PathLike[str]) -> ModelCard:
+    """The card in an exported graph's metadata (``metadata_props``, or ONNX Runtime's custom metadata map).
+
+    ONNX Runtime hands its session's metadata over directly, so a runner does not parse the file twice.
+    """
+    text = metadata.get(CARD_KEY)
+    if text is None:
+        raise WeightsError("ONNX file has no aerialseg model card", path=path, hint=_EXPORT_HINT)
+    return _parse(text, path)
+
+
+def exported_precision(metadata: Mapping[str, str]) -> str:
+    """The precision an exported graph was written at; files exported before it was recorded are fp32."""
+    return metadata.get(PRECISION_KEY, "fp32")
+
+
+def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
+    """The ``metadata_props`` of an ONNX file (its graph is parsed, external tensor data is not loaded)."""
+    import onnx
+
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 (protobuf and onnx raise several types)
+        reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+        raise WeightsError(f"not a readable ONNX file ({reason})", path=path, hint=_EXPORT_HINT) from exc
+    return {prop.key: prop.value for prop in graph.metadata_props}
+
+
+def _safetensors_metadata(path: Path) -> dict[str, str]:
+    """The ``__metadata__`` of a safetensors header: plain JSON behind an 8-byte little-endian length."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(8)
+            if len(raw) != 8:
+                raise WeightsError("not a safetensors file (too short)", path=path)
+            (size,) = struct.unpack("<Q", raw)
+            if size > _MAX_SAFETENSORS_HEADER:
+                raise WeightsError("not a safetensors file (header size implausible)", path=path)
+            header = json.loads(fh.read(size))
+    except OSError as exc:
+        raise WeightsError(f"cannot read ({exc.strerror or exc})", path=path) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise WeightsError("not a safetensors file (header is not JSON)", path=path) from exc
+    return header.get("__metadata__") or {}
+
+
+def _parse(text: str, path: str | os.PathLike[str]) -> ModelCard:
+    """A card from its JSON, its errors naming the file it came from."""
+    try:
+        return ModelCard.from_json(text)
+    except WeightsError as exc:
+        raise WeightsError(exc.message, path=path, hint=exc.hint) from exc

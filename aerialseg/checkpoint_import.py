@@ -30,6 +30,7 @@ from .models import get_spec
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
     from .models.blocks import SegmentationModel
 
@@ -118,9 +119,12 @@ def _listing(title: str, names: list[str]) -> str:
 
 
 def convert_state_dict(
-    tensors: dict[str, torch.Tensor], model: SegmentationModel, path: str | os.PathLike[str] = ""
+    tensors: dict[str, torch.Tensor], model: nn.Module, path: str | os.PathLike[str] = ""
 ) -> dict[str, torch.Tensor]:
-    """Rename reference entries onto ``model``'s names; refuse unless every entry maps with its shape."""
+    """Rename reference entries onto ``model``'s names; refuse unless every entry maps with its shape.
+
+    ``model`` is a whole network, or only its encoder when ImageNet weights are loaded.
+    """
     import torch
 
     expected = model.state_dict()

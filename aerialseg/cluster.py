@@ -8,7 +8,9 @@ raster becomes one task per band of ``split_rows`` rows: each runs ``predict`` w
 in a whole-raster run, so every band equals those rows of the single-machine result — and
 writes its own small GeoTIFF into a hidden folder beside the output. When all bands of a
 raster are in, the client streams them into the output through the same sink as ``predict``
-(overviews, COG layout, write-then-rename), then removes the folder.
+(:func:`aerialseg.sink.assemble_bands`: overviews, COG layout, write-then-rename), then
+removes the folder. What a batch is (outputs, checks, ``skip_finished``, results, the objects
+file) is the batch layer's (:mod:`aerialseg.batch`), shared with the local path.
 
 Every file a task writes goes through a temporary name and a rename, so a worker that dies
 leaves nothing that looks finished; Dask reruns its task on another worker. Each worker
@@ -27,10 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from .allocator import keep_freed_memory
-from .atomic import atomic_output, check_output
-from .errors import AerialsegError, InputRasterError, MissingDependencyError
-from .pipeline import PredictOptions, PredictResult, expand_inputs, output_for, output_layouts, predict
+from .batch import OutputSet, PredictResult, batch_targets, failed, skipped, start_file, vectorize_outputs
+from .errors import AerialsegError, MissingDependencyError
+from .options import PredictOptions
+from .pipeline import predict
+from .raster import open_raster
 from .runners import Runner, RunnerSpec
+from .sink import assemble_bands
 
 __all__ = ["RunnerSpec", "open_client", "close_client", "predict_on_cluster", "DEFAULT_SPLIT_ROWS"]
 
@@ -120,7 +125,7 @@ def _predict_file(spec: RunnerSpec, path: Path, target: Path, options: PredictOp
     try:
         return predict(path, target, _runner(spec), options)
     except AerialsegError as exc:
-        return PredictResult(path, None, "failed", error=str(exc))
+        return failed(path, str(exc))
 
 
 def _predict_rows(spec: RunnerSpec, path: Path, target: Path, options: PredictOptions) -> tuple[Any, PredictResult]:
@@ -160,34 +165,31 @@ def predict_on_cluster(
 ) -> list[PredictResult]:
     """Predict every input on the cluster; one result per input, in input order (failures included).
 
-    ``options.resume`` skips inputs whose output already exists (status ``skipped``).
+    ``options.output.skip_finished`` reports inputs whose class raster exists as ``skipped``;
+    ``options.output.resume`` continues a whole-file task's partial raster as the local path
+    does (the bands of a split raster are small and always start over).
     ``progress(name, tasks_done, tasks_total)`` follows the cluster's tasks as they finish.
     """
     from dask.distributed import as_completed
 
-    paths = expand_inputs(inputs)
-    if output is not None and len(paths) != 1:
-        raise AerialsegError(f"-o names one output but {len(paths)} inputs were given", hint="use --out-dir")
-    if out_dir is not None:
-        Path(out_dir).mkdir(parents=True, exist_ok=True)
+    files = batch_targets(inputs, out_dir=out_dir, output=output)
     results: dict[Path, PredictResult] = {}
     futures: dict[Any, tuple[str, Path, _Split | None]] = {}
     splits: dict[Path, _Split] = {}
-    for path in paths:
-        target = Path(output) if output is not None else output_for(path, Path(out_dir or path.parent))
+    for path, target in files:
         try:
-            height = _check(path, target, options)
+            if start_file(path, target, options.output) is None:
+                results[path] = skipped(path, target)
+                continue
+            height = _height(path)
         except AerialsegError as exc:
-            results[path] = PredictResult(path, None, "failed", error=str(exc))
+            results[path] = failed(path, str(exc))
             continue
-        if height is None:
-            results[path] = PredictResult(path, target, "skipped")
-        elif height <= split_rows:
+        if height <= split_rows:
             future = client.submit(_predict_file, spec, path, target, options, pure=False)
             futures[future] = ("file", path, None)
         else:
-            split = _submit_split(client, spec, path, target, options, height, split_rows, futures)
-            splits[path] = split
+            splits[path] = _submit_split(client, spec, path, target, options, height, split_rows, futures)
     total, done = len(futures), 0
     try:
         for future in as_completed(list(futures)):
@@ -197,40 +199,32 @@ def predict_on_cluster(
                 progress(path.name, done, total)
             if kind == "file":
                 results[path] = _outcome(future, path)
-            elif path not in results:
+            elif split is not None and path not in results:
                 _band_done(future, split, options, results)
     except BaseException:
         client.cancel(list(futures))
-        for split in splits.values():
-            shutil.rmtree(split.folder, ignore_errors=True)
+        for started in splits.values():
+            shutil.rmtree(started.folder, ignore_errors=True)
         raise
-    ordered = [results[path] for path in paths]
+    ordered = [results[path] for path, _ in files]
     if on_result:
         for result in ordered:
             on_result(result)
     return ordered
 
 
-def _check(path: Path, target: Path, options: PredictOptions) -> int | None:
-    """The raster's height, or None when ``resume`` finds its output complete; errors before any task runs."""
-    import rasterio
-
-    if options.resume and target.exists():
-        return None
-    check_output(target, options.overwrite)
-    try:
-        with rasterio.open(path) as src:
-            return src.height
-    except rasterio.errors.RasterioIOError as exc:
-        raise InputRasterError(f"cannot open as a raster ({exc})", path=path) from exc
+def _height(path: Path) -> int:
+    """The raster's height in rows (it decides whether the raster is split)."""
+    with open_raster(path) as src:
+        return src.height
 
 
 def _submit_split(
-    client: Any,
+    client: Any,  # noqa: ANN401
     spec: RunnerSpec,
     path: Path,
     target: Path,
-    options: PredictOptions,  # noqa: ANN401
+    options: PredictOptions,
     height: int,
     split_rows: int,
     futures: dict,
@@ -238,11 +232,12 @@ def _submit_split(
     folder = target.with_name(f".{target.name}.bands")
     shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted run
     folder.mkdir()
-    band_options = replace(options, vectorize=None, resume=False, overwrite=True, cog=False)
+    band_output = replace(options.output, vectorize=None, resume=False, skip_finished=False, overwrite=True, cog=False)
     split = _Split(path, target, folder, time.perf_counter())
     for start, stop in _bands(height, split_rows):
         part = folder / f"{start:010d}.tif"
-        future = client.submit(_predict_rows, spec, path, part, replace(band_options, rows=(start, stop)), pure=False)
+        band_options = replace(options, input=replace(options.input, rows=(start, stop)), output=band_output)
+        future = client.submit(_predict_rows, spec, path, part, band_options, pure=False)
         futures[future] = ("band", path, split)
         split.bands.append((start, part))
     return split
@@ -252,7 +247,7 @@ def _outcome(future: Any, path: Path) -> PredictResult:  # noqa: ANN401
     try:
         return future.result()
     except Exception as exc:  # a task's unexpected error fails its file only
-        return PredictResult(path, None, "failed", error=f"{path}: {exc}")
+        return failed(path, f"{path}: {exc}")
 
 
 def _band_done(future: Any, split: _Split, options: PredictOptions, results: dict) -> None:  # noqa: ANN401
@@ -260,8 +255,9 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
         split.card, result = future.result()
     except Exception as exc:
         shutil.rmtree(split.folder, ignore_errors=True)
-        message = str(exc) if isinstance(exc, AerialsegError) else f"{split.path}: {exc}"
-        results[split.path] = PredictResult(split.path, None, "failed", error=message)
+        results[split.path] = failed(
+            split.path, str(exc) if isinstance(exc, AerialsegError) else f"{split.path}: {exc}"
+        )
         return
     split.results.append(result)
     if len(split.results) < len(split.bands):
@@ -269,7 +265,7 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
     try:
         _assemble(split, options)
     except AerialsegError as exc:
-        results[split.path] = PredictResult(split.path, None, "failed", error=str(exc))
+        results[split.path] = failed(split.path, str(exc))
         return
     finally:
         shutil.rmtree(split.folder, ignore_errors=True)
@@ -286,49 +282,10 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
 
 
 def _assemble(split: _Split, options: PredictOptions) -> None:
-    """Stream the bands' rasters, in order, into each output through the same sink as ``predict``."""
-    import rasterio
-    from rasterio.windows import Window
-
-    from .journal import partial_paths
-    from .sink import BLOCK, RasterSink
-
-    bands = sorted(split.bands)
-    outputs = output_layouts(split.target, split.card, options)
-    for index, (target, layout) in enumerate(outputs):
-        parts = [(start, output_layouts(part, split.card, options)[index][0]) for start, part in bands]
-        with rasterio.open(parts[0][1]) as first:
-            crs, transform, width, tags = first.crs, first.transform, first.width, first.tags()
-        with rasterio.open(parts[-1][1]) as last:
-            height = parts[-1][0] + last.height
-        with atomic_output(target, overwrite=options.overwrite) as tmp:
-            sink = RasterSink(
-                tmp,
-                partial_paths(target)[0],
-                layout,
-                width=width,
-                height=height,
-                crs=crs,
-                transform=transform,
-                tags=tags,
-            )
-            try:
-                for start, part in parts:
-                    with rasterio.open(part) as src:
-                        for row in range(0, src.height, BLOCK):
-                            window = Window(0, row, src.width, min(BLOCK, src.height - row))
-                            sink.write(start + row, src.read(window=window))
-                sink.close()
-            except BaseException:
-                sink.discard()
-                raise
-    if options.vectorize is not None:
-        from .pipeline import objects_path
-        from .vector import vectorize
-
-        confidence = next((path for path, _ in outputs[1:]), None)
-        vectorize(
-            split.target,
-            objects_path(split.target, options),
-            replace(options.vectorize, confidence=confidence, overwrite=options.overwrite),
-        )
+    """Every output of a split raster from its bands' rasters, then its objects file."""
+    outputs = OutputSet.for_target(split.target, options.output)
+    bands = [(start, OutputSet.for_target(part, options.output).rasters) for start, part in split.bands]
+    for index, (target, layout) in enumerate(outputs.layouts(split.card)):
+        parts = [(start, rasters[index]) for start, rasters in bands]
+        assemble_bands(parts, target, layout, overwrite=options.output.overwrite)
+    vectorize_outputs(outputs, options.output)

@@ -16,6 +16,7 @@ __all__ = [
     "CLASS_NAMES_TAG",
     "CARD_KEY",
     "PRECISION_KEY",
+    "OUTPUT_KEY",
     "SAMPLE_ORTHOPHOTO",
 ]
 
@@ -36,6 +37,9 @@ CARD_KEY = "aerialseg.card"
 
 PRECISION_KEY = "aerialseg.precision"
 """ONNX metadata property naming the precision a graph was exported at (absent: fp32)."""
+
+OUTPUT_KEY = "aerialseg.output"
+"""ONNX metadata property saying what the graph returns: ``probabilities`` or ``logits``."""
 
 SAMPLE_ORTHOPHOTO = Path(__file__).resolve().parent / "resources" / "neon_osbs_029.tif"
 """The orthophoto shipped with the package (CC0 NEON crop, 10 cm): examples, export parity, tests."""

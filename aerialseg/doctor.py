@@ -14,20 +14,25 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from .card import ModelCard
-from .errors import AerialsegError, BandMismatchError, GSDMismatchError
+from .card import ModelCard, read_card
+from .errors import AerialsegError
 from .gsd import pixel_size_m
+from .options import PredictOptions
+from .pipeline import uses_dense_accumulator
+from .raster import open_raster
+from .runners import RunnerSpec
 from .runners.choice import EngineChoice
-from .tiling import TILE_ALIGN, plan_tiles
+from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 
-__all__ = ["Finding", "DoctorReport", "doctor", "read_model_card"]
+__all__ = ["Finding", "DoctorReport", "doctor"]
 
 _STRIPED_WIDTH = 2048
-# Throughput assumed for the time estimate: fp32 convolutions sustain ~100 GFLOP/s per core on
-# AVX-512 CPUs and ONNX Runtime reaches 55-87 % of that; bf16 ran tiles 1.6-1.9x faster.
+# Throughput assumed for the time estimate, per CPU core in fp32, and the gain of reduced
+# precision over it: a rough guide taken from the README's Speed section, not a promise.
 _FP32_GFLOPS_PER_CORE = 75.0
 _SPEEDUP = {"bf16": 1.6, "int8": 1.3}
 
@@ -55,22 +60,7 @@ class DoctorReport:
         return not any(f.level == "error" for f in self.findings)
 
 
-def read_model_card(model: str | os.PathLike[str]) -> ModelCard:
-    """The card of a weights name/path or of an exported ``.onnx`` file, without torch."""
-    if Path(model).suffix == ".onnx":
-        import onnx
-
-        graph = onnx.load(str(model), load_external_data=False)
-        meta = {p.key: p.value for p in graph.metadata_props}
-        if "aerialseg.card" not in meta:
-            raise AerialsegError("ONNX file has no aerialseg model card", path=model)
-        return ModelCard.from_json(meta["aerialseg.card"])
-    from .weights import read_card, resolve_weights
-
-    return read_card(resolve_weights(model))
-
-
-def _layout(report: DoctorReport, ds: object) -> None:
+def _layout(report: DoctorReport, ds: Any) -> None:  # noqa: ANN401 (a rasterio dataset)
     block_rows, block_cols = ds.block_shapes[0]
     tiled = block_cols < ds.width or ds.width <= 256
     report.facts["size"] = f"{ds.width} x {ds.height} pixels, {ds.count} bands {', '.join(sorted(set(ds.dtypes)))}"
@@ -98,7 +88,7 @@ def _layout(report: DoctorReport, ds: object) -> None:
     report.facts["nodata"] = source
 
 
-def _resolution(report: DoctorReport, ds: object, card: ModelCard) -> None:
+def _resolution(report: DoctorReport, ds: Any, card: ModelCard) -> None:  # noqa: ANN401 (a rasterio dataset)
     if ds.crs is None:
         report.facts["CRS"] = "none"
         report.findings.append(
@@ -111,37 +101,36 @@ def _resolution(report: DoctorReport, ds: object, card: ModelCard) -> None:
         return
     name = ds.crs.to_string() if ds.crs.to_epsg() is None else f"EPSG:{ds.crs.to_epsg()}"
     report.facts["CRS"] = f"{name} ({'geographic' if ds.crs.is_geographic else 'projected'})"
-    x, y = pixel_size_m(ds.crs, ds.transform, ds.height, ds.width)
     model = f"{card.gsd_m:g} m" if card.gsd_m else "unknown"
-    report.facts["GSD"] = f"{x:.4g} x {y:.4g} m on the ground; model {model}"
+    ground = pixel_size_m(ds.crs, ds.transform, ds.height, ds.width)  # known: the raster has a CRS
+    if ground is not None:
+        report.facts["GSD"] = f"{ground[0]:.4g} x {ground[1]:.4g} m on the ground; model {model}"
 
 
 def doctor(
     path: str | os.PathLike[str],
-    model: str | os.PathLike[str],
-    *,
-    tile_size: int | None = None,
-    overlap: int | None = None,
-    bands: tuple[int, ...] | None = None,
-    scale: float | None = None,
-    gsd: str = "auto",
-    backend: str = "auto",
-    precision: str = "auto",
-    device: str | None = None,
+    model: RunnerSpec | str | os.PathLike[str],
+    options: PredictOptions | None = None,
 ) -> DoctorReport:
-    """Inspect ``path`` for prediction with ``model``; never raises for problems of the raster."""
-    import rasterio
+    """Inspect ``path`` for prediction with ``model`` and ``options``; never raises for problems of the raster.
 
+    ``model`` is the :class:`RunnerSpec` predict would open, or a weights name/path or
+    ``.onnx`` file (run with automatic engine and precision). ``options`` are predict's:
+    the tiling, how the input is read, and which outputs are written (they decide how much
+    memory the blending takes); None: predict's defaults.
+    """
     from .source import BandAssumptionWarning, RasterSource
 
+    spec = model if isinstance(model, RunnerSpec) else RunnerSpec(str(model))
+    options = options or PredictOptions()
     report = DoctorReport(Path(path))
-    card = read_model_card(model)
+    card = read_card(spec.model_file)
     report.facts["model"] = f"{card.arch}-{card.backbone}, bands {'-'.join(card.bands)}, {card.num_classes} classes"
-    choice = _engine(report, str(model), backend, precision, device)
+    choice = _engine(report, spec)
     try:
-        dataset = rasterio.open(path)
-    except rasterio.errors.RasterioError as exc:
-        report.findings.append(Finding("error", f"cannot open as a raster ({str(exc).splitlines()[0]})"))
+        dataset = open_raster(path)
+    except AerialsegError as exc:
+        report.findings.append(Finding("error", exc.message, exc.hint or ""))
         return report
     with dataset as ds:
         _layout(report, ds)
@@ -150,17 +139,20 @@ def doctor(
         mask = ds.dataset_mask(out_shape=(max(1, ds.height // factor), max(1, ds.width // factor)))
     valid_share = float((mask > 0).mean())
     report.facts["valid pixels"] = f"{valid_share:.1%}"
+    reading = options.input
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BandAssumptionWarning)
         try:
-            source = RasterSource(path, card, bands=bands, scale=scale, allow_no_crs=True, gsd=gsd)
-        except (BandMismatchError, GSDMismatchError) as exc:
+            source = RasterSource(
+                path, card, bands=reading.bands, scale=reading.scale, allow_no_crs=True, gsd=reading.gsd
+            )
+        except AerialsegError as exc:
             report.findings.append(Finding("error", exc.message, exc.hint or ""))
             return report
     for warning in caught:
         report.findings.append(Finding("warning", str(warning.message).split(": ", 1)[-1], "pass --bands"))
     with source:
-        report.facts["bands used"] = ", ".join(f"{b}->{i}" for b, i in zip(card.bands, source.indexes))
+        report.facts["bands used"] = ", ".join(f"{b}->{i}" for b, i in zip(card.bands, source.indexes, strict=True))
         report.facts["scaling"] = source.scaling.rule
         if source.grid:
             report.findings.append(
@@ -171,11 +163,14 @@ def doctor(
                     "--gsd native to predict as is",
                 )
             )
-        tile = tile_size or card.tile_size
-        plan = plan_tiles(
-            source.height, source.width, tile, card.overlap if overlap is None else overlap, align=TILE_ALIGN
-        )
-        _estimates(report, card, plan, valid_share, choice)
+        try:
+            tiling = options.tiling.resolve(card)
+        except AerialsegError as exc:
+            report.findings.append(Finding("error", exc.message, exc.hint or ""))
+            return report
+        plan = plan_tiles(source.height, source.width, tiling.tile, tiling.overlap, tiling.blend, align=TILE_ALIGN)
+        dense = uses_dense_accumulator(options, resampled=source.grid is not None)
+        _estimates(report, card, plan, valid_share, choice, options, dense)
     if report.facts["nodata"].startswith("none") and valid_share == 1.0:
         report.findings.append(
             Finding(
@@ -187,14 +182,13 @@ def doctor(
     return report
 
 
-def _engine(report: DoctorReport, model: str, backend: str, precision: str, device: str | None) -> EngineChoice | None:
+def _engine(report: DoctorReport, spec: RunnerSpec) -> EngineChoice | None:
     """The machine, and the engine and precision predict would pick, with the rule's reason."""
     from .hardware import detect_hardware
-    from .runners import RunnerSpec
 
     report.facts["hardware"] = detect_hardware().describe()
     try:
-        choice = RunnerSpec(model, backend, device, precision=precision).resolve(use_torch=False)
+        choice = spec.resolve(use_torch=False)
     except AerialsegError as exc:
         report.findings.append(Finding("error", exc.message, exc.hint or ""))
         return None
@@ -204,8 +198,28 @@ def _engine(report: DoctorReport, model: str, backend: str, precision: str, devi
     return choice
 
 
+def _blending_bytes(plan: TilePlan, num_classes: int, dense: bool) -> int:
+    """Memory of the blender predict will use (see :mod:`aerialseg.blend`).
+
+    The dense accumulator holds weighted sums for a whole tile row; the lean one only for the
+    rows a tile row shares with the next (the overlap), plus a window two tiles wide and one
+    byte of class id per pixel of a strip.
+    """
+    tile_h, tile_w = plan.tile_shape
+    sums = (num_classes + 1) * 4  # a float32 sum per class, and the weight
+    if dense:
+        return sums * tile_h * plan.width
+    return sums * (plan.overlap * plan.width + tile_h * 2 * tile_w) + tile_h * plan.width
+
+
 def _estimates(
-    report: DoctorReport, card: ModelCard, plan: object, valid_share: float, choice: EngineChoice | None
+    report: DoctorReport,
+    card: ModelCard,
+    plan: TilePlan,
+    valid_share: float,
+    choice: EngineChoice | None,
+    options: PredictOptions,
+    dense: bool,
 ) -> None:
     from .models import get_spec
 
@@ -213,12 +227,13 @@ def _estimates(
     with_data = max(1, round(len(plan) * valid_share))
     report.facts["tiles"] = f"{len(plan)} of {tile_w} x {tile_h} (overlap {plan.overlap}), ~{with_data} with data"
     k = card.num_classes
-    accumulator = (k + 1) * tile_h * plan.width * 4
-    queues = 2 * 4 * (len(card.bands) + k) * tile_h * tile_w * 4
+    blending = _blending_bytes(plan, k, dense)
+    queues = 2 * options.queue_tiles * (len(card.bands) + k) * tile_h * tile_w * 4
     weights = get_spec(card.arch, card.backbone).params(k) * 4
-    total = (accumulator + queues + weights) / 2**20
+    total = (blending + queues + weights) / 2**20
+    kind = "dense: probabilities are written or resampled" if dense else "lean: class ids only"
     report.facts["memory"] = (
-        f"~{total:.0f} MiB of pipeline buffers and weights (accumulator {accumulator / 2**20:.0f} MiB, "
+        f"~{total:.0f} MiB of pipeline buffers and weights (blending {blending / 2**20:.0f} MiB, {kind}; "
         "grows with width only), plus the network's activations for one batch"
     )
     gmacs = get_spec(card.arch, card.backbone).gmacs_512 * tile_h * tile_w / 512**2

@@ -8,46 +8,49 @@ pixel is counted twice and no padding is counted at all. ISPRS scores use the er
 labels by default (boundary pixels ignored), as the papers do; ``labels="full"`` scores
 every pixel. ``patches=True`` evaluates the prepared patches instead (for datasets
 prepared without scenes, or to compare with patch-based numbers).
+
+The pipeline is imported when :func:`evaluate` runs, so importing this module stays light:
+the command line reads :class:`EvalOptions`' defaults at start-up.
 """
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .data.manifest import Manifest
 from .errors import AerialsegError, DatasetLayoutError
 from .metrics import ConfusionMatrix, Scores
-from .pipeline import PredictOptions, Progress, predict
-from .runners import DEFAULT_MIN_AGREEMENT, Runner, describe_precision, open_runner
+from .options import InputOptions, OutputOptions, PredictOptions, TilingOptions
+from .raster import open_raster
+from .runners import Runner, RunnerSpec, describe_precision
+
+if TYPE_CHECKING:
+    from .pipeline import Progress
 
 __all__ = ["EvalOptions", "EvalResult", "evaluate", "compare_rasters"]
 
 
 @dataclass(frozen=True)
 class EvalOptions:
-    """What to evaluate and how to predict it (tiling defaults to the model card's)."""
+    """What to evaluate (``data``, ``split``, ``labels``, ``patches``), with which network, and how to tile.
+
+    ``runner`` is the network and its engine, as ``predict`` opens it; ``tiling`` defaults to
+    the model card's. ``save_maps`` keeps the predicted class rasters in that folder.
+    """
 
     data: Path
-    weights: str | os.PathLike[str]
+    runner: RunnerSpec
     split: str = "test"
     labels: str = "auto"
     patches: bool = False
-    tta: str | None = None
-    backend: str = "auto"
-    device: str | None = None
-    precision: str = "auto"
-    min_agreement: float = DEFAULT_MIN_AGREEMENT
-    batch_size: int = 1
-    tile_size: int | None = None
-    overlap: int | None = None
-    blend: str = "cosine"
+    tiling: TilingOptions = field(default_factory=TilingOptions)
     save_maps: Path | None = None
 
 
@@ -83,11 +86,10 @@ def compare_rasters(prediction: Path, label: Path, matrix: ConfusionMatrix, rows
 
     Returns the number of pixels counted.
     """
-    import rasterio
     from rasterio.windows import Window
 
     before = matrix.matrix.sum()
-    with rasterio.open(prediction) as pred, rasterio.open(label) as truth:
+    with open_raster(prediction) as pred, open_raster(label) as truth:
         if (pred.width, pred.height) != (truth.width, truth.height):
             raise DatasetLayoutError(
                 f"label is {truth.width} x {truth.height} but the image is {pred.width} x {pred.height}", path=label
@@ -115,19 +117,19 @@ def _items(manifest: Manifest, split: str, labels: str, patches: bool) -> tuple[
     if patches:
         pairs = manifest.patch_pairs(split, eroded=eroded)
         return [(image.stem, image, label) for image, label in pairs], kind
-    scenes = [s for s in info.scenes if (s.label_eroded if eroded else s.label)]
-    if not scenes:
+    labelled = [(s, label) for s in info.scenes if (label := s.label_eroded if eroded else s.label)]
+    if not labelled:
         raise DatasetLayoutError(
             f"split {split!r} has no labelled scenes", path=manifest.folder, hint="evaluate its patches with --patches"
         )
     items = []
-    for scene in scenes:
+    for scene, label in labelled:
         image = Path(scene.image)
         if not image.is_file():
             raise DatasetLayoutError(
                 "scene image is missing (moved since prepare?)", path=image, hint="prepare the dataset again"
             )
-        items.append((scene.id, image, manifest.resolve(scene.label_eroded if eroded else scene.label)))
+        items.append((scene.id, image, manifest.resolve(label)))
     return items, kind
 
 
@@ -135,17 +137,17 @@ def evaluate(
     options: EvalOptions,
     progress: Callable[[str, int, int], None] | None = None,
     tile_progress: Callable[[Progress], None] | None = None,
-    runner: Runner | None = None,
+    opened: Runner | None = None,
 ) -> EvalResult:
     """Predict every image of the split and score it (see the module docstring).
 
-    ``progress(name, done, total)`` is called after each image. ``runner`` replaces the one
-    opened from ``options.weights`` (tests, or callers holding a model already).
+    ``progress(name, done, total)`` is called after each image. ``opened`` is a runner to use
+    instead of opening ``options.runner`` (callers holding a model already).
     """
+    from .pipeline import predict
+
     manifest = Manifest.load(options.data)
-    runner = runner or open_runner(
-        options.weights, options.backend, options.device, options.tta, options.precision, options.min_agreement
-    )
+    runner = opened or options.runner.open()
     card = runner.card
     names = [c.name for c in manifest.classes]
     if card.class_names != names:
@@ -153,16 +155,15 @@ def evaluate(
     if tuple(card.bands) != tuple(manifest.bands):
         raise AerialsegError(f"model bands {card.bands} differ from the dataset's {manifest.bands}", path=options.data)
     items, kind = _items(manifest, options.split, options.labels, options.patches)
+    tiling = options.tiling.resolve(card)
     predict_options = PredictOptions(
-        tile_size=options.tile_size,
-        overlap=options.overlap,
-        blend=options.blend,
-        batch_size=options.batch_size,
-        bands=tuple(range(1, len(manifest.bands) + 1)),  # prepared in the model's band order
-        allow_no_crs=True,
-        gsd="native",  # the benchmark's test tiles are at the training resolution
-        overwrite=True,
-        cog=options.save_maps is not None,  # maps only compared and deleted need no overviews
+        tiling=options.tiling,
+        input=InputOptions(
+            bands=tuple(range(1, len(manifest.bands) + 1)),  # prepared in the model's band order
+            allow_no_crs=True,
+            gsd="native",  # the benchmark's test tiles are at the training resolution
+        ),
+        output=OutputOptions(overwrite=True, cog=options.save_maps is not None),  # compared, deleted: no overviews
     )
     matrix = ConfusionMatrix(len(names), manifest.ignore_index)
     rows = []
@@ -192,6 +193,5 @@ def evaluate(
         matrix=matrix.matrix.copy(),
         images=rows,
         model=f"{card.arch}-{card.backbone} ({card.sha256[:12]})",
-        settings=f"{runner.description}; {describe_precision(runner)}; "
-        f"tiles {options.tile_size or card.tile_size}, blend {options.blend}",
+        settings=f"{runner.description}; {describe_precision(runner)}; tiles {tiling.tile}, blend {tiling.blend}",
     )

@@ -30,7 +30,7 @@ import numpy as np
 
 from .atomic import atomic_output, check_output
 from .card import ModelCard
-from .conventions import SAMPLE_ORTHOPHOTO
+from .conventions import CARD_KEY, OUTPUT_KEY, PRECISION_KEY, SAMPLE_ORTHOPHOTO
 from .errors import AerialsegError, ExportParityError, InputRasterError
 from .onnxrt import open_session
 
@@ -89,19 +89,22 @@ class ExportResult:
 
 def _graph_module(model: nn.Module, card: ModelCard, output: OutputKind, fp16: bool) -> nn.Module:
     import torch
-    from torch import nn
 
-    class GraphModule(nn.Module):
-        """Standardise [0, 1] pixels, run the network, optionally softmax; float32 in and out."""
+    from .models.standardize import Standardize
 
-        def __init__(self):
-            super().__init__()
+    class GraphModule(Standardize):
+        """Standardise [0, 1] pixels, run the network, optionally softmax; float32 in and out.
+
+        A :class:`Standardize` itself rather than holding one, so the graph's statistics keep
+        the initializer names ``mean`` and ``std`` that earlier exports gave them.
+        """
+
+        def __init__(self) -> None:
+            super().__init__(card.mean, card.std)  # stays float32 when the network is halved
             self.net = model.half() if fp16 else model
-            self.register_buffer("mean", torch.tensor(card.mean, dtype=torch.float32).view(1, -1, 1, 1))
-            self.register_buffer("std", torch.tensor(card.std, dtype=torch.float32).view(1, -1, 1, 1))
 
         def forward(self, image: torch.Tensor) -> torch.Tensor:
-            x = (image - self.mean) / self.std
+            x = super().forward(image)
             logits = self.net(x.half() if fp16 else x).float()
             return torch.softmax(logits, dim=1) if output == "probabilities" else logits
 
@@ -130,7 +133,7 @@ def parity_inputs(
     data = data[[i % data.shape[0] for i in range(bands)]]
     shapes = [(static_size, static_size), (static_size, static_size)] if static_size else [(256, 384), (200, 200)]
     batches = []
-    for batch_size, (h, w) in zip((1, 2), shapes):
+    for batch_size, (h, w) in zip((1, 2), shapes, strict=True):
         tiles = []
         for k in range(batch_size):
             pad = ((0, 0), (0, max(0, h + 37 * k - data.shape[1])), (0, max(0, w + 53 * k - data.shape[2])))
@@ -164,7 +167,7 @@ def _trace(module: nn.Module, dest: Path, bands: int, opset: int, static_size: i
                 external_data=False,
                 verbose=False,
             )
-            program.save(str(dest), external_data=False)
+            program.save(str(dest), external_data=False)  # type: ignore[union-attr]  # a program whenever dynamo=True
             return "dynamo"
         axes = {0: "batch"} if static_size else {0: "batch", 2: "height", 3: "width"}
         torch.onnx.export(
@@ -199,11 +202,11 @@ def _measure(path: Path, module: nn.Module, batches: list[np.ndarray]) -> tuple[
 
 def _metadata(card: ModelCard, output: str, checks: tuple[ParityCheck, ...], fp16: bool) -> dict[str, str]:
     meta = {
-        "aerialseg.card": card.to_json(),
-        "aerialseg.precision": "fp16" if fp16 else "fp32",
+        CARD_KEY: card.to_json(),
+        PRECISION_KEY: "fp16" if fp16 else "fp32",
         "aerialseg.input": f"float32 (batch, {len(card.bands)} bands {'-'.join(card.bands)}, height, width): "
         f"pixels / {card.pixel_max:g}; standardisation is inside the graph",
-        "aerialseg.output": output,
+        OUTPUT_KEY: output,
         "aerialseg.parity": json.dumps([asdict(c) for c in checks]),
         # QGIS Deepness / GeoDeep contract (JSON-encoded values).
         "model_type": json.dumps("Segmentor"),

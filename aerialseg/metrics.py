@@ -44,7 +44,7 @@ class Scores:
         per_class = {
             name: {"f1": pct(f), "iou": pct(i), "precision": pct(p), "recall": pct(r), "in_mean": m}
             for name, f, i, p, r, m in zip(
-                self.class_names, self.f1, self.iou, self.precision, self.recall, self.in_mean
+                self.class_names, self.f1, self.iou, self.precision, self.recall, self.in_mean, strict=True
             )
         }
         return {
@@ -65,6 +65,19 @@ class ConfusionMatrix:
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = np.zeros((num_classes, num_classes), dtype=np.int64)
+
+    @classmethod
+    def from_counts(cls, counts: np.ndarray, ignore_index: int = 255) -> ConfusionMatrix:
+        """A matrix holding counts gathered elsewhere (on a device, or summed over processes).
+
+        ``counts`` is K x K, rows ground truth and columns prediction; it is copied as int64.
+        """
+        counts = np.asarray(counts)
+        if counts.ndim != 2 or counts.shape[0] != counts.shape[1]:
+            raise ValueError(f"counts of shape {counts.shape} are not a square matrix")
+        matrix = cls(counts.shape[0], ignore_index)
+        matrix.matrix += counts.astype(np.int64)
+        return matrix
 
     def update(self, target: np.ndarray, prediction: np.ndarray) -> None:
         """Add pixels; targets equal to the ignore index or outside ``[0, K)`` are skipped.

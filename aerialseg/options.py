@@ -88,11 +88,12 @@ class InputOptions:
 class OutputOptions:
     """What is written and how.
 
-    ``resume`` continues an interrupted (partial) run of the same input, model and settings;
-    ``skip_finished`` leaves an input whose class raster already exists alone (status
-    ``skipped``). ``probabilities`` / ``uncertainty`` also write ``<output>_probabilities.tif``
-    (one band per class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values
-    x 254. ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>``.
+    ``resume`` continues an interrupted (partial) run of the same input, model and settings
+    (see :mod:`aerialseg.journal`); ``skip_finished`` leaves an input of a batch whose class
+    raster already exists alone (status ``skipped``; see :mod:`aerialseg.batch`).
+    ``probabilities`` / ``uncertainty`` also write ``<output>_probabilities.tif`` (one band per
+    class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values x 254.
+    ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>``.
     ``cog=False`` leaves the rasters as plain tiled GeoTIFFs without overviews: for parts that
     are assembled or compared and then deleted (a cluster's bands, eval's maps).
     """

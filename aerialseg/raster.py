@@ -4,7 +4,8 @@ Every caller used to catch rasterio's exception types itself and word the messag
 way; :func:`open_raster` names the file, keeps only the first line of GDAL's message and
 raises :class:`~aerialseg.errors.InputRasterError` for reading or
 :class:`~aerialseg.errors.OutputWriteError` for writing, so the command line prints one
-line whatever went wrong. :func:`read_bands` works around a GDAL defect (below).
+line whatever went wrong. :func:`read_bands` works around a GDAL defect (below);
+:func:`block_cache_mb` sizes GDAL's block cache for streaming one raster.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from .errors import InputRasterError, OutputWriteError
 
-__all__ = ["open_raster", "read_bands", "first_line"]
+__all__ = ["open_raster", "read_bands", "first_line", "block_cache_mb"]
 
 
 def first_line(exc: BaseException) -> str:
@@ -61,3 +62,20 @@ def read_bands(dataset: Any, indexes: tuple[int, ...] | list[int], **options: An
         options = {**options, "out_shape": (len(unique), *options["out_shape"][1:])}
     data = dataset.read(unique, **options)
     return data[[unique.index(i) for i in indexes]]
+
+
+def block_cache_mb(path: str | os.PathLike[str]) -> int:
+    """GDAL block cache (``GDAL_CACHEMAX``, MB) for streaming ``path`` row of tiles by row of tiles.
+
+    GDAL's default, 5 % of RAM, would fill with the whole raster; ``predict`` re-reads at most
+    one row of input blocks (overlapping windows) and leaves one row of output blocks partly
+    written, so twice a row of blocks (32 MB to 1 GB) is enough. An unreadable file gets the
+    minimum: opening it for real reports the problem properly.
+    """
+    try:
+        with open_raster(path) as probe:
+            item = probe.count * np.dtype(probe.dtypes[0]).itemsize + 1 if probe.count else 1
+            row_bytes = probe.width * max(probe.block_shapes[0][0] if probe.count else 0, 512) * item
+    except InputRasterError:
+        row_bytes = 0
+    return int(min(1024, max(32, 2 * row_bytes / 2**20)))

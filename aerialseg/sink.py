@@ -13,6 +13,10 @@ has nodata 255, and carries provenance tags.
 * :func:`probability_raster`: one band per class, probability x 254 (GDAL scale 1/254).
 * :func:`uncertainty_raster`: confidence (top probability), margin (top minus second) and
   normalised entropy, each x 254.
+
+:func:`raster_sinks` opens the sinks of one run behind write-then-rename;
+:func:`assemble_bands` streams rasters of consecutive bands of rows (a cluster's parts of one
+raster) into one output through the same sink, so they come out as ``predict`` writes them.
 """
 
 from __future__ import annotations
@@ -20,19 +24,25 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .atomic import atomic_output
 from .blend import NODATA, Strip
 from .card import ModelCard
 from .errors import OutputWriteError
+from .journal import partial_paths
+from .raster import open_raster
 
 __all__ = [
     "RasterSink",
+    "raster_sinks",
+    "assemble_bands",
     "SinkLayout",
     "class_raster",
     "probability_raster",
@@ -85,9 +95,16 @@ def probability_raster(card: ModelCard) -> SinkLayout:
         "probabilities",
         tuple(f"p({name})" for name in card.class_names),
         "average",
-        lambda strip: encode_probabilities(strip.probabilities, strip.valid),
+        lambda strip: encode_probabilities(*_scores(strip)),
         scale=1 / SCALE,
     )
+
+
+def _scores(strip: Strip) -> tuple[np.ndarray, np.ndarray]:
+    """A strip's probabilities and valid mask, which the probability-based layouts need."""
+    if strip.probabilities is None or strip.valid is None:
+        raise ValueError("this output needs probabilities: the dense accumulator must keep them")
+    return strip.probabilities, strip.valid
 
 
 def uncertainty_raster(card: ModelCard) -> SinkLayout:
@@ -96,7 +113,7 @@ def uncertainty_raster(card: ModelCard) -> SinkLayout:
         "uncertainty",
         ("confidence", "margin", "entropy"),
         "average",
-        lambda strip: encode_uncertainty(strip.probabilities, strip.valid),
+        lambda strip: encode_uncertainty(*_scores(strip)),
         scale=1 / SCALE,
     )
 
@@ -105,10 +122,12 @@ class RasterSink:
     """Write ``(bands, rows, width)`` uint8 strips to ``path`` through ``stream_path``.
 
     Call ``close()`` once on success (``cog=False``: no overviews or final copy); ``suspend()``
-    keeps the intermediate file for a resume,
-    ``discard()`` deletes it. ``resume=True`` reopens an existing intermediate file of the
-    same size (``resumed`` tells whether that happened).
+    keeps the intermediate file for a resume, ``discard()`` deletes it, ``release()`` deletes it
+    unless it was kept. ``resume=True`` reopens an existing intermediate file of the same size
+    (``resumed`` tells whether that happened).
     """
+
+    _dataset: Any  # the intermediate GeoTIFF, open with rasterio
 
     def __init__(
         self,
@@ -131,6 +150,7 @@ class RasterSink:
         self.stream_path = Path(stream_path)
         self.layout = layout
         self.resumed = False
+        self.kept = False
         if resume and self._reopen(width, height, len(layout.descriptions)):
             self._dataset.update_tags(**tags)
             return
@@ -239,14 +259,69 @@ class RasterSink:
 
     def suspend(self) -> None:
         """Close the intermediate file cleanly and keep it (for ``--resume``)."""
-        if not self._dataset.closed:
-            self._dataset.close()
+        self._close_dataset()
+        self.kept = True
 
     def discard(self) -> None:
         """Close and delete the intermediate file (after success or failure)."""
-        self.suspend()
+        self._close_dataset()
         self.stream_path.unlink(missing_ok=True)
         Path(str(self.stream_path) + ".ovr").unlink(missing_ok=True)
+
+    def release(self) -> None:
+        """The end of every run: the intermediate file goes unless :meth:`suspend` kept it."""
+        if not self.kept:
+            self.discard()
+
+    def _close_dataset(self) -> None:
+        if not self._dataset.closed:
+            self._dataset.close()
+
+
+@contextmanager
+def raster_sinks(
+    rasters: Sequence[tuple[Path, SinkLayout]], *, overwrite: bool, **grid: Any
+) -> Iterator[list[RasterSink]]:
+    """A :class:`RasterSink` per ``(path, layout)``, each writing to a temporary file renamed into place.
+
+    ``grid`` holds the other :class:`RasterSink` arguments (size, CRS, transform, tags, resume,
+    cog), the same for every raster. When the block ends normally every sink is closed and
+    renamed to its path; when it raises, no output appears and the intermediate files go,
+    except those :meth:`RasterSink.suspend` kept for a resume.
+    """
+    with ExitStack() as stack:
+        sinks = []
+        for path, layout in rasters:
+            tmp = stack.enter_context(atomic_output(path, overwrite=overwrite))
+            sink = RasterSink(tmp, partial_paths(path)[0], layout, **grid)
+            stack.callback(sink.release)
+            sinks.append(sink)
+        yield sinks
+        for sink in sinks:
+            sink.close()
+
+
+def assemble_bands(parts: Sequence[tuple[int, Path]], target: Path, layout: SinkLayout, *, overwrite: bool) -> None:
+    """Stream ``(first row, raster)`` parts covering consecutive rows, in order, into ``target``.
+
+    The parts were written by ``predict`` with ``rows=`` and ``cog=False``; the first one gives
+    the georeferencing and the tags. ``target`` comes out through :func:`raster_sinks` as a
+    whole-raster ``predict`` would write it: overviews, COG layout, write-then-rename.
+    """
+    from rasterio.windows import Window
+
+    ordered = sorted(parts)
+    with open_raster(ordered[0][1]) as first:
+        crs, transform, width, tags = first.crs, first.transform, first.width, first.tags()
+    with open_raster(ordered[-1][1]) as last:
+        height = ordered[-1][0] + last.height
+    grid = dict(width=width, height=height, crs=crs, transform=transform, tags=tags)
+    with raster_sinks([(target, layout)], overwrite=overwrite, **grid) as (sink,):
+        for start, part in ordered:
+            with open_raster(part) as src:
+                for row in range(0, src.height, BLOCK):
+                    window = Window(0, row, src.width, min(BLOCK, src.height - row))
+                    sink.write(start + row, src.read(window=window))
 
 
 def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:

@@ -29,6 +29,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def resolve_bands(
         return tuple(bands)
     data = [i + 1 for i, ci in enumerate(colorinterp) if ci != "alpha"]
     codes = {i: _band_code(colorinterp[i - 1], descriptions[i - 1]) for i in data}
-    by_code = {}
+    by_code: dict[str | None, int] = {}
     for i in data:
         by_code.setdefault(codes[i], i)
     if all(code in by_code for code in wanted):
@@ -158,7 +159,7 @@ class RasterSource:
         self.crs, self.transform = ds.crs, ds.transform
         self._reader = ds if self.grid is None else self._warped(self.grid)
         self.height, self.width = self._reader.height, self._reader.width
-        self._mask_reader = None
+        self._mask_reader: Any = None  # a second rasterio handle, opened by the writer thread's first call
 
     def _check(self, allow_no_crs: bool) -> None:
         ds = self._dataset

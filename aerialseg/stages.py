@@ -31,6 +31,7 @@ class Stage(threading.Thread):
         self.error: BaseException | None = None
 
     def run(self) -> None:
+        """Run the target; a failure is kept in ``error`` and stops the other stages."""
         try:
             self._target_fn()
         except Stopped:

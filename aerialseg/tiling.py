@@ -36,12 +36,17 @@ TILE_ALIGN = 32  # the networks downsample 32x: tiles on a 32-pixel grid agree w
 
 @dataclass(frozen=True)
 class Window:
-    """A pixel rectangle of the raster (same fields as ``rasterio.windows.Window``)."""
+    """A pixel rectangle of the raster: ``rasterio.windows.Window``'s fields in its order, as integers.
 
-    row_off: int
+    Kept separate from rasterio's (whose offsets may be fractional) so that planning tiles
+    stays pure geometry; the same order means ``Window(col, row, width, height)`` reads the
+    same in both.
+    """
+
     col_off: int
-    height: int
+    row_off: int
     width: int
+    height: int
 
     def as_slices(self) -> tuple[slice, slice]:
         """``(rows, cols)`` slices into a full-raster array."""
@@ -143,7 +148,7 @@ class TilePlan:
     def tile_rows(self) -> list[list[tuple[Window, int, int]]]:
         """Windows grouped by tile row, each as ``(window, row_index, col_index)``."""
         return [
-            [(Window(r0, c0, h, w), i, j) for j, (c0, w) in enumerate(self.col_spans)]
+            [(Window(col_off=c0, row_off=r0, width=w, height=h), i, j) for j, (c0, w) in enumerate(self.col_spans)]
             for i, (r0, h) in enumerate(self.row_spans)
         ]
 
@@ -160,7 +165,7 @@ class TilePlan:
         """
         row, col = self._row_weights[row_index], self._col_weights[col_index]
         row_id, col_id = self._profile_id(row), self._profile_id(col)
-        cache = self.__dict__.get("_weight_cache")
+        cache: tuple[bytes, dict[bytes, np.ndarray]] | None = self.__dict__.get("_weight_cache")
         if cache is None or cache[0] != row_id:
             cache = self.__dict__["_weight_cache"] = (row_id, {})
         products = cache[1]

@@ -1,10 +1,11 @@
 """Weights files: safetensors tensors plus a ModelCard in the header, and name resolution.
 
 One format, data not code: loading never runs Python from the file. The card sits in the
-safetensors metadata under ``aerialseg.card`` with the sha256 of the tensors, checked on
-every load, so a file whose tensors were altered after the card was written is refused.
-The header is plain JSON behind an 8-byte length, so cards are read without torch (this is
-how ``aerialseg models`` lists local weights quickly).
+safetensors metadata under :data:`~aerialseg.conventions.CARD_KEY` with the sha256 of the
+tensors, checked on every load, so a file whose tensors were altered after the card was
+written is refused. The header is plain JSON behind an 8-byte length, so cards are read
+without torch (:func:`aerialseg.card.read_card`, re-exported here; this is how
+``aerialseg models`` lists local weights quickly).
 
 Names resolve through, in order: the folders in ``AERIALSEG_WEIGHTS`` (``os.pathsep``
 separated), the user folder (``$XDG_DATA_HOME/aerialseg/weights``, by default
@@ -14,15 +15,14 @@ separated), the user folder (``$XDG_DATA_HOME/aerialseg/weights``, by default
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .atomic import atomic_output
-from .card import ModelCard
+from .card import ModelCard, read_card
+from .conventions import CARD_KEY
 from .errors import UnknownModelError, WeightsError
 
 if TYPE_CHECKING:
@@ -43,10 +43,8 @@ __all__ = [
     "load_model",
 ]
 
-CARD_KEY = "aerialseg.card"
 WEIGHTS_ENV = "AERIALSEG_WEIGHTS"
 SUFFIX = ".safetensors"
-_MAX_HEADER = 100_000_000
 
 
 @dataclass(frozen=True)
@@ -67,35 +65,6 @@ def weights_dirs() -> list[Path]:
     dirs.append(package / "bundled_weights")  # wheel installs
     dirs.append(package.parent / "weights")  # source checkouts and editable installs
     return dirs
-
-
-def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    """Read the card from a weights file's header without loading tensors (or torch)."""
-    path = Path(path)
-    try:
-        with path.open("rb") as fh:
-            raw = fh.read(8)
-            if len(raw) != 8:
-                raise WeightsError("not a safetensors file (too short)", path=path)
-            (size,) = struct.unpack("<Q", raw)
-            if size > _MAX_HEADER:
-                raise WeightsError("not a safetensors file (header size implausible)", path=path)
-            header = json.loads(fh.read(size))
-    except OSError as exc:
-        raise WeightsError(f"cannot read ({exc.strerror or exc})", path=path) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise WeightsError("not a safetensors file (header is not JSON)", path=path) from exc
-    text = (header.get("__metadata__") or {}).get(CARD_KEY)
-    if text is None:
-        raise WeightsError(
-            "has no aerialseg model card",
-            path=path,
-            hint="convert foreign checkpoints with 'aerialseg weights import'",
-        )
-    try:
-        return ModelCard.from_json(text)
-    except WeightsError as exc:
-        raise WeightsError(exc.message, path=path, hint=exc.hint) from exc
 
 
 def list_weights() -> list[WeightsEntry]:

@@ -36,12 +36,13 @@ def batch(args: argparse.Namespace) -> list[Path]:
 def run(mode: str, inputs: list[Path], weights: Path, out: Path, split_rows: int) -> tuple[float, float, float]:
     """``(start-up seconds, work seconds, megapixels)`` of one batch."""
     from aerialseg.cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+    from aerialseg.options import OutputOptions
     from aerialseg.pipeline import PredictOptions, predict_many
     from aerialseg.runners import open_runner
 
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    options = PredictOptions(overwrite=True)
+    options = PredictOptions(output=OutputOptions(overwrite=True))
     start = time.perf_counter()
     if mode == "in-process":
         runner = open_runner(weights)

@@ -33,14 +33,15 @@ from _data import make_ortho, make_weights
 AERIALSEG = r"""
 import json, resource, sys, time
 import numpy as np
-from aerialseg.pipeline import PredictOptions, predict
+from aerialseg.options import OutputOptions, PredictOptions
+from aerialseg.pipeline import predict
 from aerialseg.runners import RunnerSpec, describe_precision, gate_result
 from aerialseg.source import RasterSource
 from aerialseg.tiling import TILE_ALIGN, plan_tiles
 weights, backend, precision, raster, out, samples, min_agreement = sys.argv[1:8]
 start, usage = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 runner = RunnerSpec(weights, backend, precision=precision, min_agreement=float(min_agreement)).open()
-result = predict(raster, out, runner, PredictOptions(overwrite=True))
+result = predict(raster, out, runner, PredictOptions(output=OutputOptions(overwrite=True)))
 wall = time.perf_counter() - start
 end = resource.getrusage(resource.RUSAGE_SELF)
 rss = peak_rss_mb()
@@ -84,11 +85,12 @@ print(json.dumps(dict(wall=wall, user=end.ru_utime - usage.ru_utime, sys=end.ru_
 PREPARE = r"""
 import json, sys
 from aerialseg.runners import RunnerSpec
-from aerialseg.pipeline import PredictOptions, predict
+from aerialseg.options import InputOptions, OutputOptions, PredictOptions
+from aerialseg.pipeline import predict
 weights, backend, precision, raster, out, min_agreement = sys.argv[1:7]
 runner = RunnerSpec(weights, backend, precision=precision, min_agreement=float(min_agreement)).open()
 # settle the gate (and make an int8 model from this raster's tiles) on a band of rows only
-predict(raster, out, runner, PredictOptions(overwrite=True, rows=(0, 1024)))
+predict(raster, out, runner, PredictOptions(input=InputOptions(rows=(0, 1024)), output=OutputOptions(overwrite=True)))
 print(json.dumps({}))
 """
 

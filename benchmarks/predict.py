@@ -24,7 +24,8 @@ from _data import make_ortho, make_weights
 CHILD = r"""
 import json, sys, time
 import numpy as np
-from aerialseg.pipeline import PredictOptions, predict
+from aerialseg.options import OutputOptions, PredictOptions
+from aerialseg.pipeline import predict
 from aerialseg.runners import open_runner
 from aerialseg.source import RasterSource
 from aerialseg.tiling import plan_tiles
@@ -32,7 +33,7 @@ weights, backend, raster, out, samples = sys.argv[1], sys.argv[2], sys.argv[3], 
 runner = open_runner(weights, backend=backend)
 runner(np.random.rand(1, 3, 512, 512).astype(np.float32))  # warm-up (and ONNX session start)
 start = time.perf_counter()
-result = predict(raster, out, runner, PredictOptions(overwrite=True))
+result = predict(raster, out, runner, PredictOptions(output=OutputOptions(overwrite=True)))
 seconds = time.perf_counter() - start
 rss = peak_rss_mb()
 with RasterSource(raster, runner.card) as source:

@@ -8,14 +8,14 @@ aerial pixels available are one 512 x 512 crop of ISPRS Potsdam tile 2_10 (5 cm,
 ``../shared/data/isprs-mmseg-fixtures`` (research use only, never copied into the
 repository: this script reads it, and writes its miniature archive to a temporary folder).
 
-The crop is cut into a miniature of the official archive: rows 128-255 become the held-out
-test tile ``2_13`` (every class but clutter, in about the shares of the whole crop), the
-top-right 128 x 128 pixels validation tile ``2_10`` (roads, trees, cars), the rest training
-tiles ``2_11`` (rows 0-127, columns 0-383) and ``2_12`` (rows 256-511). Then the same commands a user runs: ``prepare potsdam``, ``train``
-(MANet with a ResNet-18 trunk, random initialisation: no ImageNet weights can be fetched
-here), and ``eval`` on the held-out test tile through the tiled predict path. The held-out
-scores go into the weights file's card and are printed; they are what one patch can
-teach, nothing more: these weights exist to exercise the pipeline, not to map a city.
+The crop is cut into a miniature of the official archive: rows 128-255 become the held-out test
+tile ``2_13`` (every class but clutter, in about the shares of the whole crop), the top-right
+128 x 128 pixels validation tile ``2_10`` (roads, trees, cars), the rest training tiles ``2_11``
+(rows 0-127, columns 0-383) and ``2_12`` (rows 256-511). Then the same commands a user runs:
+``prepare potsdam``, ``train`` (MANet with a ResNet-18 trunk, random initialisation: no ImageNet
+weights can be fetched here), and ``eval`` on the held-out test tile through the tiled predict
+path. The held-out scores go into the weights file's card and are printed; they are what one
+patch can teach, nothing more: these weights exist to exercise the pipeline, not to map a city.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import rasterio
 from aerialseg.data.classes import DATASETS
 from aerialseg.data.prepare import prepare_dataset
 from aerialseg.evaluate import EvalOptions, evaluate
+from aerialseg.runners import RunnerSpec
 from aerialseg.training.loop import TrainOptions, train
 from aerialseg.weights import read_weights, save_weights
 
@@ -104,7 +105,9 @@ def main() -> None:
         tensors, card = read_weights(result.best or result.last)
         stored = scratch / f"{NAME}.safetensors"
         save_weights(tensors, card.replace(tile_size=512, overlap=64), stored, half=True)
-        held_out = evaluate(EvalOptions(data=scratch / "data", weights=stored, split="test", labels="eroded"))
+        held_out = evaluate(
+            EvalOptions(data=scratch / "data", runner=RunnerSpec(str(stored)), split="test", labels="eroded")
+        )
         tensors, card = read_weights(stored)
         card = card.replace(
             training=(

@@ -1,22 +1,66 @@
-"""Shared fixtures: paths to the real sample data in ../shared (read there, never copied)."""
+"""Fixtures every test module shares: where the test data lives, the command line, weights files.
+
+Two kinds of data. The repository carries openly licensed rasters (tests/data_files, each folder's
+README names source and licence), so a fresh clone runs most of the suite. The ISPRS and LoveDA
+patches and the reference key lists stay in ../shared (``AERIALSEG_SHARED`` points elsewhere):
+their terms forbid copying them here, so the fixtures that hand them out skip their test when
+the folder is missing instead of stopping the run.
+
+Helpers reach test modules as fixtures, never by importing this file or another test module.
+The ISPRS builders and the stand-in runner are plugin modules beside this file.
+"""
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("AERIALSEG_SHARED", ROOT.parent / "shared"))
-DATA = SHARED / "data"
-REFERENCE = SHARED / "reference"
+pytest_plugins = ["isprs_samples", "fake_runners"]
+
+_ROOT = Path(__file__).resolve().parents[1]
+_SHARED = Path(os.environ.get("AERIALSEG_SHARED", _ROOT.parent / "shared"))
+_CARRIED = Path(__file__).resolve().parent / "data_files"
 
 
-def pytest_collection_modifyitems(config, items):
-    if not (REFERENCE.is_dir() and DATA.is_dir()):
-        raise pytest.UsageError(f"the shared reference data is missing: expected {SHARED} (set AERIALSEG_SHARED)")
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked ``cuda`` skip where no CUDA GPU is present (torch is imported only for them)."""
+    if item.get_closest_marker("cuda") is not None:
+        import torch
+
+        if not torch.cuda.is_available():
+            pytest.skip("needs a CUDA GPU")
+
+
+def _shared_folder(name: str) -> Path:
+    folder = _SHARED / name
+    if not folder.is_dir():
+        pytest.skip(
+            f"needs {folder}: set AERIALSEG_SHARED to the folder holding data/ and reference/ "
+            "(ISPRS, LoveDA and reference files cannot be redistributed with the repository)"
+        )
+    return folder
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data (ISPRS and LoveDA patches); the test skips without it."""
+    return _shared_folder("data")
+
+
+@pytest.fixture(scope="session")
+def shared_reference() -> Path:
+    """../shared/reference (the reference code's state-dict keys and parameter counts); skips without it."""
+    return _shared_folder("reference")
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    """The repository's root folder (examples/, weights/)."""
+    return _ROOT
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -28,50 +72,67 @@ def private_cache(tmp_path_factory):
     patch.undo()
 
 
-def reference_keys(filename: str) -> dict[str, tuple[tuple[int, ...], str]]:
-    """Parse a ref_keys_*.txt dump: name -> (shape, dtype)."""
-    entries = {}
-    for line in (REFERENCE / filename).read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        name, shape, dtype = line.split("\t")
-        entries[name] = (tuple(int(v) for v in re.findall(r"\d+", shape)), dtype)
-    return entries
-
-
-def reference_param_counts() -> dict[tuple[str, str], int]:
-    """The published parameter counts (6 classes) from ../shared/reference/README.md."""
-    counts = {}
-    names = {"MANet": "manet", "MAResU-Net": "maresunet", "ABCNet": "abcnet"}
-    for line in (REFERENCE / "README.md").read_text().splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 4 and cells[0] in names and cells[2].replace(",", "").isdigit():
-            arch, backbone = names[cells[0]], "resnet" + re.match(r"ResNet-(\d+)", cells[1]).group(1)
-            key = (arch, backbone, "inference" if "inference" in cells[1] else "total")
-            counts[key] = int(cells[2].replace(",", ""))
-    return counts
+@pytest.fixture(scope="session")
+def rasters() -> dict[str, Path]:
+    """Real georeferenced inputs carried by the repository, by the property each one tests."""
+    return {
+        "nodata": _CARRIED / "rasterio" / "RGB.byte.tif",
+        "alpha": _CARRIED / "rasterio" / "RGBA.byte.tif",
+        "jpeg_3857": _CARRIED / "rasterio" / "cogeo.tif",
+        "striped": _CARRIED / "neon" / "OSBS_029.tif",
+        "uint16_single": _CARRIED / "spacenet" / "sample_geotiff.tif",
+    }
 
 
 @pytest.fixture(scope="session")
 def neon_tif() -> Path:
-    return DATA / "neon-deepforest" / "OSBS_029.tif"
+    """A 10 cm RGB orthophoto (NEON, CC0), the parity image of exports."""
+    return _CARRIED / "neon" / "OSBS_029.tif"
 
 
 @pytest.fixture(scope="session")
-def vaihingen_png() -> Path:
-    return DATA / "isprs-mmseg-fixtures" / "vaihingen" / "img" / "area1_0_0_512_512.png"
+def spacenet() -> Path:
+    """Folder of the SpaceNet pan image (sample_geotiff.tif) and its building footprints (geotiff_labels.geojson)."""
+    return _CARRIED / "spacenet"
 
 
-def requires_cuda(test):
-    """Mark a test ``cuda`` and skip it where no CUDA GPU is present."""
-    import torch
-
-    skip = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-    return pytest.mark.cuda(skip(test))
+@pytest.fixture(scope="session")
+def vaihingen_png(shared_data) -> Path:
+    """An IR-R-G PNG without georeferencing (ISPRS Vaihingen); skips without ../shared."""
+    return shared_data / "isprs-mmseg-fixtures" / "vaihingen" / "img" / "area1_0_0_512_512.png"
 
 
-def attention_on(model, gamma: float = 0.3):
-    """Set every attention gamma (0 at initialisation) so the attention paths contribute."""
+@pytest.fixture(scope="session")
+def reference_keys(shared_reference) -> Callable[[str], dict[str, tuple[tuple[int, ...], str]]]:
+    """Parser of the reference's ref_keys_*.txt dumps: file name -> {name: (shape, dtype)}."""
+
+    def parse(filename: str) -> dict[str, tuple[tuple[int, ...], str]]:
+        entries = {}
+        for line in (shared_reference / filename).read_text().splitlines():
+            if not line.strip() or line.startswith("#"):
+                continue
+            name, shape, dtype = line.split("\t")
+            entries[name] = (tuple(int(v) for v in re.findall(r"\d+", shape)), dtype)
+        return entries
+
+    return parse
+
+
+@pytest.fixture(scope="session")
+def reference_param_counts(shared_reference) -> dict[tuple[str, str, str], int]:
+    """The published parameter counts (6 classes): (arch, backbone, "total" | "inference") -> count."""
+    counts = {}
+    names = {"MANet": "manet", "MAResU-Net": "maresunet", "ABCNet": "abcnet"}
+    for line in (shared_reference / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        depth = re.match(r"ResNet-(\d+)", cells[1]) if len(cells) == 4 else None
+        if depth and cells[0] in names and cells[2].replace(",", "").isdigit():
+            key = (names[cells[0]], "resnet" + depth.group(1), "inference" if "inference" in cells[1] else "total")
+            counts[key] = int(cells[2].replace(",", ""))
+    return counts
+
+
+def _attention_on(model, gamma: float = 0.3):
     import torch
 
     with torch.no_grad():
@@ -81,7 +142,13 @@ def attention_on(model, gamma: float = 0.3):
     return model
 
 
-def make_weights(
+@pytest.fixture(scope="session")
+def attention_on() -> Callable:
+    """``attention_on(model, gamma=0.3)``: every attention gamma (0 at initialisation) set, so attention counts."""
+    return _attention_on
+
+
+def _make_weights(
     path: Path,
     arch: str = "abcnet",
     backbone: str = "resnet18",
@@ -90,10 +157,6 @@ def make_weights(
     overlap: int = 32,
     gsd_m: float | None = None,
 ) -> Path:
-    """A weights file with random but fixed tensors, attention switched on (gamma != 0).
-
-    The GSD is unknown unless given, so rasters of any resolution are predicted as they are.
-    """
     import torch
 
     from aerialseg.card import ModelCard
@@ -102,7 +165,7 @@ def make_weights(
     from aerialseg.weights import save_weights
 
     torch.manual_seed(0)
-    model = attention_on(create_model(arch, backbone, num_classes=6))
+    model = _attention_on(create_model(arch, backbone, num_classes=6))
     info = DATASETS[dataset]
     card = ModelCard(
         arch=arch,
@@ -119,34 +182,32 @@ def make_weights(
 
 
 @pytest.fixture(scope="session")
+def make_weights() -> Callable[..., Path]:
+    """Factory of weights files with fixed random tensors and attention switched on (gamma != 0).
+
+    ``make_weights(path, arch="abcnet", backbone="resnet18", dataset="potsdam", tile_size=128,
+    overlap=32, gsd_m=None)``. The GSD is unknown unless given, so rasters of any resolution are
+    predicted as they are.
+    """
+    return _make_weights
+
+
+@pytest.fixture(scope="session")
 def abcnet_weights(tmp_path_factory) -> Path:
-    return make_weights(tmp_path_factory.mktemp("weights") / "abcnet-test.safetensors")
+    """ABCNet-R18 weights with fixed random tensors, Potsdam classes, 128-pixel tiles, no GSD."""
+    return _make_weights(tmp_path_factory.mktemp("weights") / "abcnet-test.safetensors")
 
 
-@pytest.fixture(scope="session")
-def rasters() -> dict[str, Path]:
-    return {
-        "nodata": DATA / "rasterio-testdata" / "RGB.byte.tif",
-        "alpha": DATA / "rasterio-testdata" / "RGBA.byte.tif",
-        "jpeg_3857": DATA / "rasterio-testdata" / "cogeo.tif",
-        "striped": DATA / "neon-deepforest" / "OSBS_029.tif",
-        "uint16_single": DATA / "spacenet-solaris" / "sample_geotiff.tif",
-    }
+@pytest.fixture
+def cli(capsys) -> Callable[[list[str]], tuple[int, str, str]]:
+    """The command line run in-process: ``cli(argv) -> (exit code, stdout, stderr)``."""
 
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        from aerialseg.cli.main import main
 
-def run_cli(argv, capsys):
-    """Run the command line in-process: ``(exit code, stdout, stderr)``."""
-    from aerialseg.cli.main import main
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        captured = capsys.readouterr()
+        return info.value.code, captured.out, captured.err
 
-    with pytest.raises(SystemExit) as info:
-        main(argv)
-    captured = capsys.readouterr()
-    return info.value.code, captured.out, captured.err
-
-
-@pytest.fixture(scope="session")
-def potsdam_prepared(tmp_path_factory):
-    """A prepared dataset (manifest + 128 px patches) cut from the real Potsdam sample patch."""
-    from isprs_samples import write_prepared
-
-    return write_prepared(tmp_path_factory.mktemp("potsdam_prepared"))
+    return run

@@ -1,36 +1,64 @@
-"""A small prepared dataset built from the real ISPRS Potsdam sample patch (read from ../shared, written to tmp).
+"""Fixtures built from the real ISPRS sample patches: read from ../shared, written only under tmp.
 
-The ISPRS terms forbid redistribution: the pixels are read from ../shared at test time and
-written only under pytest's temporary folders."""
+A pytest plugin (conftest's ``pytest_plugins``). The ISPRS terms forbid redistribution, so the
+pixels never enter the repository: every fixture here depends on ``shared_data`` and so skips
+its test where ../shared is missing.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
+import pytest
 import rasterio
-from conftest import DATA
 from rasterio.transform import from_origin
 
 from aerialseg.data.classes import DATASETS, IGNORE_INDEX
 from aerialseg.data.manifest import Manifest, Scene, SplitInfo
 
-POTSDAM = DATA / "isprs-mmseg-fixtures" / "potsdam"
+PATCHES = {"potsdam": "2_10_0_0_512_512.png", "vaihingen": "area1_0_0_512_512.png"}
 
 
-def potsdam_arrays() -> tuple[np.ndarray, np.ndarray]:
-    """(3, 512, 512) uint8 RGB and (512, 512) class ids 0..5 with 255 on the eroded boundaries."""
-    with rasterio.open(POTSDAM / "img" / "2_10_0_0_512_512.png") as src:
+def read_isprs_patch(data: Path, dataset: str) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 512, 512) uint8 image and (512, 512) mmseg annotation (0 = boundary, 1..6 = classes)."""
+    folder = data / "isprs-mmseg-fixtures" / dataset
+    with rasterio.open(folder / "img" / PATCHES[dataset]) as src:
         image = src.read()
-    with rasterio.open(POTSDAM / "ann" / "2_10_0_0_512_512.png") as src:
-        ann = src.read(1).astype(np.int64)
-    label = np.where(ann == 0, IGNORE_INDEX, ann - 1).astype(np.uint8)
-    return image, label
+    with rasterio.open(folder / "ann" / PATCHES[dataset]) as src:
+        ann = src.read(1)
+    return image, ann
 
 
-def write_prepared(folder, patch=128, val_rows=1):
+@pytest.fixture(scope="session")
+def isprs_sample(shared_data) -> Callable[[str], tuple[np.ndarray, np.ndarray]]:
+    """``isprs_sample("potsdam" | "vaihingen") -> (image, mmseg annotation)`` of the shared 512 px patch."""
+    return lambda dataset: read_isprs_patch(shared_data, dataset)
+
+
+def eroded_labels(ann: np.ndarray) -> np.ndarray:
+    """Class ids 0..5 with IGNORE_INDEX on the eroded boundaries (mmseg's 0)."""
+    return np.where(ann == 0, IGNORE_INDEX, ann.astype(np.int64) - 1).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def potsdam_arrays(shared_data) -> tuple[np.ndarray, np.ndarray]:
+    """(3, 512, 512) uint8 RGB and (512, 512) class ids 0..5 with 255 on the eroded boundaries."""
+    image, ann = read_isprs_patch(shared_data, "potsdam")
+    return image, eroded_labels(ann)
+
+
+@pytest.fixture(scope="session")
+def potsdam_prepared(tmp_path_factory, potsdam_arrays) -> Manifest:
+    """A prepared dataset (manifest + 128 px patches) cut from the real Potsdam sample patch."""
+    return write_prepared(tmp_path_factory.mktemp("potsdam_prepared"), *potsdam_arrays)
+
+
+def write_prepared(folder: Path, image: np.ndarray, label: np.ndarray, patch: int = 128, val_rows: int = 1) -> Manifest:
     """Cut the patch into ``patch``-sized pieces; the bottom ``val_rows`` rows of pieces are validation."""
-    image, label = potsdam_arrays()
     n = image.shape[1] // patch
-    splits = {"train": [], "val": []}
+    splits: dict[str, list[str]] = {"train": [], "val": []}
     for split in splits:
         for sub in ("images", "labels"):
             (folder / split / sub).mkdir(parents=True, exist_ok=True)
@@ -76,7 +104,7 @@ def write_prepared(folder, patch=128, val_rows=1):
     return Manifest.load(folder)
 
 
-def write_scene(folder, image, label):
+def write_scene(folder: Path, image: np.ndarray, label: np.ndarray) -> SplitInfo:
     """The whole 512 x 512 patch as a georeferenced test tile ("scene") with its labels.
 
     The sample's labels are the eroded ones; the "full" label of this miniature is the

@@ -1,5 +1,7 @@
 """The lean accumulator hands out exactly the dense accumulator's strips, in a fraction of its memory."""
 
+import itertools
+
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -74,7 +76,7 @@ def test_lean_accumulator_resumes_at_a_tile_row():
 def test_carry_holds_only_the_overlap_rows():
     plan = plan_tiles(4096, 16384, 512, 64, align=32)
     lean, dense = LeanStripAccumulator(plan, 6), StripAccumulator(plan, 6)
-    max_shared = max(r + h - nxt for (r, h), (nxt, _) in zip(plan.row_spans, plan.row_spans[1:]))
+    max_shared = max(r + h - nxt for (r, h), (nxt, _) in itertools.pairwise(plan.row_spans))
     assert lean.carry.shape == (7, max_shared, 16384)
     assert lean.carry.nbytes + lean.window.nbytes < (dense.scores.nbytes + dense.weights.nbytes) / 4
 

@@ -7,7 +7,6 @@ import os
 
 import pytest
 import torch
-from conftest import reference_keys
 
 from aerialseg.checkpoint_import import import_checkpoint, load_backbone_weights, read_checkpoint
 from aerialseg.errors import WeightsError
@@ -40,8 +39,8 @@ CASES = [
 ]
 
 
-def reference_state_dict(filename: str, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Random tensors with exactly the reference's names, shapes and dtypes."""
+def reference_state_dict(reference_keys, filename: str, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random tensors with exactly the reference's names, shapes and dtypes (``reference_keys``: the fixture)."""
     generator = torch.Generator().manual_seed(seed)
     state = {}
     for name, (shape, dtype) in reference_keys(filename).items():
@@ -77,8 +76,10 @@ def lightning_checkpoint(state: dict[str, torch.Tensor]) -> dict:
 
 @pytest.mark.parametrize("filename, arch, backbone, renames", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("packaging", ["geoseg-lightning", "bare"])
-def test_every_reference_entry_lands_under_its_name(tmp_path, filename, arch, backbone, renames, packaging):
-    state = reference_state_dict(filename)
+def test_every_reference_entry_lands_under_its_name(
+    tmp_path, reference_keys, filename, arch, backbone, renames, packaging
+):
+    state = reference_state_dict(reference_keys, filename)
     src = tmp_path / ("model.ckpt" if packaging == "geoseg-lightning" else "model.pth")
     torch.save(lightning_checkpoint(state) if packaging == "geoseg-lightning" else state, src)
     dst = tmp_path / "model.safetensors"
@@ -100,8 +101,8 @@ def test_number_of_classes_is_read_from_the_checkpoint(tmp_path):
     assert card.num_classes == 8 and card.class_names[0] == "building" and card.gsd_m is None
 
 
-def test_missing_leftover_and_misshapen_entries_are_listed(tmp_path):
-    state = reference_state_dict("ref_keys_abcnet.txt")
+def test_missing_leftover_and_misshapen_entries_are_listed(tmp_path, reference_keys):
+    state = reference_state_dict(reference_keys, "ref_keys_abcnet.txt")
     del state["fam.conv_atten.gamma"]
     state["decoder9.weight"] = torch.zeros(3)
     torch.save(state, tmp_path / "bad.pth")
@@ -112,7 +113,7 @@ def test_missing_leftover_and_misshapen_entries_are_listed(tmp_path):
     assert "1 left over: decoder9.weight" in message
     assert not (tmp_path / "o.safetensors").exists()
 
-    torch.save(reference_state_dict("ref_keys_manet_resnet18.txt"), tmp_path / "six.pth")
+    torch.save(reference_state_dict(reference_keys, "ref_keys_manet_resnet18.txt"), tmp_path / "six.pth")
     with pytest.raises(WeightsError, match=r"finalconv3.weight \(6, 32, 3, 3\)!=\(8, 32, 3, 3\).*--num-classes"):
         import_checkpoint(
             tmp_path / "six.pth", tmp_path / "o.safetensors", arch="manet", backbone="resnet18", num_classes=8
@@ -131,9 +132,9 @@ class _Payload:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_malicious_pickle_is_refused_without_running_it(tmp_path):
+def test_malicious_pickle_is_refused_without_running_it(tmp_path, reference_keys):
     marker = tmp_path / "pwned"
-    state = reference_state_dict("ref_keys_abcnet.txt")
+    state = reference_state_dict(reference_keys, "ref_keys_abcnet.txt")
     torch.save({"state_dict": state, "extra": _Payload(marker)}, tmp_path / "evil.ckpt")
     with pytest.raises(WeightsError, match="refused: loading it would run Python code.*--trust-pickle"):
         import_checkpoint(tmp_path / "evil.ckpt", tmp_path / "o.safetensors", arch="abcnet")
@@ -141,8 +142,8 @@ def test_malicious_pickle_is_refused_without_running_it(tmp_path):
     assert not (tmp_path / "o.safetensors").exists()
 
 
-def test_trust_pickle_is_an_explicit_opt_in(tmp_path):
-    state = reference_state_dict("ref_keys_abcnet.txt")
+def test_trust_pickle_is_an_explicit_opt_in(tmp_path, reference_keys):
+    state = reference_state_dict(reference_keys, "ref_keys_abcnet.txt")
     torch.save({"state_dict": state, "hyper_parameters": argparse.Namespace(lr=6e-4)}, tmp_path / "hp.ckpt")
     with pytest.raises(WeightsError, match="refused"):
         read_checkpoint(tmp_path / "hp.ckpt")
@@ -167,9 +168,11 @@ def test_garbage_files_are_not_checkpoints(tmp_path):
         ("maresunet", "resnet34", "ref_keys_maresunet_resnet34.txt", None),
     ],
 )
-def test_imagenet_backbone_weights_load_with_torchvision_names(tmp_path, arch, backbone, filename, prefix):
+def test_imagenet_backbone_weights_load_with_torchvision_names(
+    tmp_path, reference_keys, arch, backbone, filename, prefix
+):
     """A torchvision ImageNet file: classifier included, no BN step counters (pre-0.4.1 format)."""
-    ref = reference_state_dict(filename, seed=3)
+    ref = reference_state_dict(reference_keys, filename, seed=3)
     if prefix:
         trunk = {k[len(prefix) :]: v for k, v in ref.items() if k.startswith(prefix)}
     else:  # the original MAResU-Net names its torchvision trunk firstconv/firstbn/encoderN

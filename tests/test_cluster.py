@@ -13,6 +13,7 @@ import pytest
 import rasterio
 
 from aerialseg.cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+from aerialseg.options import OutputOptions, TilingOptions
 from aerialseg.pipeline import PredictOptions, predict_many
 from aerialseg.runners import open_runner
 
@@ -53,7 +54,7 @@ def local_maps(batch, abcnet_weights, tmp_path_factory):
     quantisation step (1/254) away.
     """
     out = tmp_path_factory.mktemp("local")
-    options = PredictOptions(tile_size=256, overlap=64, probabilities=True)
+    options = PredictOptions(TilingOptions(tile_size=256, overlap=64), output=OutputOptions(probabilities=True))
     with worker_threads():
         results = predict_many(
             batch, open_runner(abcnet_weights, backend="torch", precision="fp32"), options, out_dir=out
@@ -125,14 +126,14 @@ def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters,
     bad = tmp_path / "bad.tif"
     bad.write_bytes(b"not a raster")
     spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
-    options = PredictOptions(tile_size=256, overlap=64)
+    options = PredictOptions(TilingOptions(tile_size=256, overlap=64))
     first = predict_on_cluster([rasters["striped"], bad], spec, options, client, out_dir=tmp_path / "out")
     assert [r.status for r in first] == ["ok", "failed"] and "bad.tif" in first[1].error
     stamp = (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns
     again = predict_on_cluster(
         [rasters["striped"]],
         spec,
-        PredictOptions(tile_size=256, overlap=64, resume=True),
+        PredictOptions(TilingOptions(tile_size=256, overlap=64), output=OutputOptions(resume=True, skip_finished=True)),
         client,
         out_dir=tmp_path / "out",
     )
@@ -142,13 +143,11 @@ def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters,
         assert np.isin(src.read(1), list(range(6)) + [255]).all()
 
 
-def test_the_command_line_runs_on_a_local_cluster(rasters, abcnet_weights, tmp_path, capsys):
+def test_the_command_line_runs_on_a_local_cluster(rasters, abcnet_weights, tmp_path, cli):
     import json
 
-    from conftest import run_cli
-
     out = tmp_path / "map_classes.tif"
-    code, stdout, err = run_cli(
+    code, stdout, err = cli(
         [
             "predict",
             str(rasters["striped"]),
@@ -165,13 +164,12 @@ def test_the_command_line_runs_on_a_local_cluster(rasters, abcnet_weights, tmp_p
             "--split-rows",
             "150",
             "--json",
-        ],
-        capsys,
+        ]
     )
     assert code == 0, err
     (result,) = json.loads(stdout)
     assert result["status"] == "ok" and result["tiles_run"] > 0 and out.exists()
-    code, _, err = run_cli(["predict", str(rasters["striped"]), "--model", "x", "--cluster", "local:two"], capsys)
+    code, _, err = cli(["predict", str(rasters["striped"]), "--model", "x", "--cluster", "local:two"])
     assert code == 1 and "local:N" in err
 
 
@@ -182,7 +180,7 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
 
     # the trained sample weights make real regions (random ones only specks); read at their 5 cm GSD
     objects = VectorizeOptions(classes=("low_vegetation", "impervious_surfaces"))
-    options = PredictOptions(vectorize=objects)
+    options = PredictOptions(output=OutputOptions(vectorize=objects))
     (result,) = predict_on_cluster(
         [rasters["striped"]],
         RunnerSpec("manet-r18-potsdam-sample", backend="torch", precision="fp32"),

@@ -1,25 +1,33 @@
+"""doctor: the facts and findings of a raster with a model, planned with predict's own options."""
+
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import rasterio
-from conftest import make_weights
 
-from aerialseg.cli.main import main
 from aerialseg.doctor import doctor
+from aerialseg.options import OutputOptions, PredictOptions, TilingOptions
+from aerialseg.runners import RunnerSpec
 
 
 @pytest.fixture(scope="module")
-def weights_20cm(tmp_path_factory):
+def weights_20cm(tmp_path_factory, make_weights):
     return make_weights(tmp_path_factory.mktemp("w") / "m20.safetensors", gsd_m=0.2)
 
 
 def levels(report):
     return [(f.level, f.message) for f in report.findings]
+
+
+def blending_mib(report):
+    """The blender's share of the memory estimate, in MiB."""
+    return int(re.search(r"blending (\d+) MiB", report.facts["memory"]).group(1))
 
 
 def test_a_clean_ortho_reports_its_facts(rasters, abcnet_weights):
@@ -32,6 +40,32 @@ def test_a_clean_ortho_reports_its_facts(rasters, abcnet_weights):
     assert report.facts["scaling"] == "divide by 255"
     assert "grows with width only" in report.facts["memory"]
     assert report.facts["layout"].startswith("striped 791 x 3")
+
+
+def test_tiles_are_planned_with_the_options_resolved_against_the_card(rasters, abcnet_weights):
+    assert "of 128 x 128 (overlap 32)" in doctor(rasters["nodata"], abcnet_weights).facts["tiles"]  # the card's
+    options = PredictOptions(tiling=TilingOptions(tile_size=256, overlap=64))
+    assert "of 256 x 256 (overlap 64)" in doctor(rasters["nodata"], abcnet_weights, options).facts["tiles"]
+    report = doctor(rasters["nodata"], abcnet_weights, PredictOptions(tiling=TilingOptions(overlap=128)))
+    assert not report.ok and any("overlap 128 must be" in message for _, message in levels(report))
+
+
+def test_memory_follows_the_blender_predict_uses(rasters, abcnet_weights, weights_20cm):
+    lean = doctor(rasters["nodata"], abcnet_weights)
+    dense = doctor(rasters["nodata"], abcnet_weights, PredictOptions(output=OutputOptions(probabilities=True)))
+    assert "lean: class ids only" in lean.facts["memory"]
+    assert "dense" in dense.facts["memory"]
+    # (6 + 1) sums x 128 rows x 791 columns x 4 bytes: 2.7 MiB dense; the lean one holds the 32 overlap rows
+    assert blending_mib(dense) == 3 and blending_mib(lean) < blending_mib(dense)
+    resampled = doctor(rasters["striped"], weights_20cm)  # 10 cm input, 20 cm model: probabilities resampled
+    assert "dense" in resampled.facts["memory"]
+
+
+def test_the_engine_is_the_runner_specification_s(rasters, abcnet_weights):
+    report = doctor(rasters["nodata"], RunnerSpec(str(abcnet_weights), "torch", precision="fp32"))
+    assert report.facts["engine"].startswith("PyTorch fp32 on ")
+    report = doctor(rasters["nodata"], RunnerSpec(str(abcnet_weights), precision="fp16", device="cpu"))
+    assert not report.ok and any(level == "error" and "fp16" in message for level, message in levels(report))
 
 
 def test_resolution_band_and_layout_problems_come_with_fixes(tmp_path, rasters, abcnet_weights, weights_20cm):
@@ -62,13 +96,15 @@ def test_missing_crs_and_unreadable_files_are_errors(tmp_path, vaihingen_png, ab
     assert not report.ok and "cannot open as a raster" in report.findings[0].message
 
 
-def test_cli_exit_codes_json_and_no_torch(tmp_path, rasters, abcnet_weights, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["doctor", str(rasters["nodata"]), "-m", str(abcnet_weights), "--json"])
-    assert info.value.code == 0 and json.loads(capsys.readouterr().out)["ok"] is True
-    with pytest.raises(SystemExit) as info:
-        main(["doctor", str(rasters["uint16_single"]), "-m", str(abcnet_weights)])
-    assert info.value.code == 1 and "--bands" in capsys.readouterr().out
+def test_cli_exit_codes_json_and_no_torch(rasters, abcnet_weights, cli):
+    code, out, err = cli(["doctor", str(rasters["nodata"]), "-m", str(abcnet_weights), "--json"])
+    assert code == 0 and json.loads(out)["ok"] is True and err == ""
+    code, out, _ = cli(["doctor", str(rasters["nodata"]), "-m", str(abcnet_weights), "--uncertainty", "--json"])
+    assert code == 0 and "dense" in json.loads(out)["facts"]["memory"]
+    code, out, _ = cli(["doctor", str(rasters["uint16_single"]), "-m", str(abcnet_weights)])
+    assert code == 1 and "--bands" in out
+    code, _, err = cli(["doctor", str(rasters["nodata"]), "-m", str(abcnet_weights), "--gsd", "coarse"])
+    assert code == 2 and len(err.splitlines()) == 1 and "'auto', 'native'" in err
     code = (
         "import sys\n"
         "from aerialseg.cli.main import main\n"

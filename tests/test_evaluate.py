@@ -12,8 +12,9 @@ from aerialseg.data.classes import DATASETS
 from aerialseg.errors import AerialsegError, DatasetLayoutError
 from aerialseg.evaluate import EvalOptions, evaluate
 from aerialseg.models import create_model
-from aerialseg.pipeline import PredictOptions, predict
-from aerialseg.runners import open_runner
+from aerialseg.options import InputOptions, PredictOptions, TilingOptions
+from aerialseg.pipeline import predict
+from aerialseg.runners import RunnerSpec
 from aerialseg.weights import save_weights
 
 
@@ -28,12 +29,13 @@ def potsdam_weights(tmp_path_factory):
 
 
 def test_eval_of_a_full_tile_equals_predict_plus_direct_comparison(potsdam_prepared, potsdam_weights, tmp_path):
-    result = evaluate(EvalOptions(data=potsdam_prepared.folder, weights=potsdam_weights, save_maps=tmp_path / "maps"))
+    spec = RunnerSpec(str(potsdam_weights), "torch", precision="fp32")
+    result = evaluate(EvalOptions(data=potsdam_prepared.folder, runner=spec, save_maps=tmp_path / "maps"))
     assert result.labels == "eroded" and result.split == "test"
+    assert result.settings.endswith("tiles 256, blend cosine")  # the card's tiling
     # independently: predict the tile, read both rasters whole, count with bincount
     scene = potsdam_prepared.split("test").scenes[0]
-    runner = open_runner(potsdam_weights, backend="torch", precision="fp32")
-    predict(scene.image, tmp_path / "direct.tif", runner, PredictOptions(bands=(1, 2, 3)))
+    predict(scene.image, tmp_path / "direct.tif", spec.open(), PredictOptions(input=InputOptions(bands=(1, 2, 3))))
     with rasterio.open(tmp_path / "direct.tif") as src:
         pred = src.read(1).astype(np.int64)
     with rasterio.open(potsdam_prepared.resolve(scene.label_eroded)) as src:
@@ -54,17 +56,16 @@ def test_eval_of_a_full_tile_equals_predict_plus_direct_comparison(potsdam_prepa
 
 
 def test_eval_on_prepared_patches_and_errors(potsdam_prepared, potsdam_weights):
-    result = evaluate(EvalOptions(data=potsdam_prepared.folder, weights=potsdam_weights, split="val", patches=True))
+    spec = RunnerSpec(str(potsdam_weights), "torch", precision="fp32")
+    tiling = TilingOptions(tile_size=64, overlap=16, blend="linear", batch_size=4)
+    result = evaluate(EvalOptions(potsdam_prepared.folder, spec, split="val", patches=True, tiling=tiling))
     assert result.labels == "full" and len(result.images) == 4
     assert result.scores.pixels == sum(r["pixels"] for r in result.images)
+    assert result.settings.endswith("tiles 64, blend linear")
     with pytest.raises(DatasetLayoutError, match="no eroded labels"):
-        evaluate(
-            EvalOptions(
-                data=potsdam_prepared.folder, weights=potsdam_weights, split="val", labels="eroded", patches=True
-            )
-        )
+        evaluate(EvalOptions(potsdam_prepared.folder, spec, split="val", labels="eroded", patches=True))
     with pytest.raises(DatasetLayoutError, match="no 'nope' split"):
-        evaluate(EvalOptions(data=potsdam_prepared.folder, weights=potsdam_weights, split="nope"))
+        evaluate(EvalOptions(potsdam_prepared.folder, spec, split="nope"))
 
 
 def test_eval_refuses_a_model_of_other_classes(potsdam_prepared, tmp_path):
@@ -72,17 +73,15 @@ def test_eval_refuses_a_model_of_other_classes(potsdam_prepared, tmp_path):
     path = tmp_path / "uavid.safetensors"
     save_weights(create_model("abcnet", num_classes=8), ModelCard("abcnet", "resnet18", info.classes), path)
     with pytest.raises(AerialsegError, match="differ from the dataset"):
-        evaluate(EvalOptions(data=potsdam_prepared.folder, weights=path))
+        evaluate(EvalOptions(data=potsdam_prepared.folder, runner=RunnerSpec(str(path))))
 
 
-def test_eval_on_a_folder_dataset(tmp_path):
+def test_eval_on_a_folder_dataset(tmp_path, potsdam_arrays):
     """A user's own data: id labels with a classes TOML, one file held out as test, scored whole."""
-    from isprs_samples import potsdam_arrays
-
     from aerialseg.card import ClassInfo
     from aerialseg.data.prepare import prepare_folder
 
-    image, label = potsdam_arrays()
+    image, label = potsdam_arrays
     (tmp_path / "img").mkdir()
     (tmp_path / "lab").mkdir()
     for i, (r, c) in enumerate(((0, 0), (0, 256), (256, 0), (256, 256))):
@@ -100,7 +99,7 @@ def test_eval_on_a_folder_dataset(tmp_path):
     colours = [c.color for c in DATASETS["potsdam"].classes]
     toml = "ignore = 0\n" + "".join(
         f'[[classes]]\nname = "{n}"\ncolor = {list(col)}\nid = {i + 1}\n'
-        for i, (n, col) in enumerate(zip(names, colours))
+        for i, (n, col) in enumerate(zip(names, colours, strict=True))
     )
     (tmp_path / "classes.toml").write_text(toml)
     manifest = prepare_folder(
@@ -112,17 +111,18 @@ def test_eval_on_a_folder_dataset(tmp_path):
         patch_size=128,
     )
     (scene,) = manifest.split("test").scenes
-    classes = tuple(ClassInfo(n, tuple(col)) for n, col in zip(names, colours))
+    classes = tuple(ClassInfo(n, tuple(col)) for n, col in zip(names, colours, strict=True))
     weights = tmp_path / "w.safetensors"
     torch.manual_seed(1)
     save_weights(
         create_model("abcnet").eval(), ModelCard("abcnet", "resnet18", classes, tile_size=128, overlap=32), weights
     )
-    result = evaluate(EvalOptions(data=manifest.folder, weights=weights))
+    spec = RunnerSpec(str(weights), "torch", precision="fp32")
+    result = evaluate(EvalOptions(data=manifest.folder, runner=spec))
     assert result.labels == "full" and [r["image"] for r in result.images] == [scene.id]
     quadrant = int(scene.id[1])
     r, c = ((0, 0), (0, 256), (256, 0), (256, 256))[quadrant]
     truth = label[r : r + 256, c : c + 256]
     assert result.scores.pixels == (truth != 255).sum()
-    patches = evaluate(EvalOptions(data=manifest.folder, weights=weights, patches=True))
+    patches = evaluate(EvalOptions(data=manifest.folder, runner=spec, patches=True))
     assert patches.scores.pixels == result.scores.pixels  # 2 x 2 patches of 128 tile it exactly

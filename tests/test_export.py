@@ -9,7 +9,6 @@ import onnx
 import pytest
 import rasterio
 import torch
-from conftest import make_weights
 
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
@@ -19,7 +18,7 @@ from aerialseg.onnxrt import open_session
 from aerialseg.weights import load_model
 
 
-def _weights(tmp_path, arch, backbone, dataset="vaihingen"):
+def _weights(make_weights, tmp_path, arch, backbone, dataset="vaihingen"):
     return make_weights(
         tmp_path / f"{arch}-{backbone}.safetensors",
         arch,
@@ -41,8 +40,8 @@ def _real_tile(path, size=None):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch, backbone", [("manet", "resnet18"), ("maresunet", "resnet18"), ("abcnet", "resnet18")])
-def test_export_agrees_with_pytorch_on_real_tiles(tmp_path, arch, backbone, vaihingen_png):
-    weights = _weights(tmp_path, arch, backbone)
+def test_export_agrees_with_pytorch_on_real_tiles(make_weights, tmp_path, arch, backbone, vaihingen_png):
+    weights = _weights(make_weights, tmp_path, arch, backbone)
     result = export_onnx(weights, tmp_path / "model.onnx")
     assert result.exporter == "dynamo" and result.opset == 18
     assert [c.shape for c in result.checks] == [(1, 3, 256, 384), (2, 3, 200, 200)]
@@ -70,8 +69,8 @@ def test_export_agrees_with_pytorch_on_real_tiles(tmp_path, arch, backbone, vaih
             assert all(p >= 0 for a in node.attribute if a.name == "perm" for p in a.ints)
 
 
-def test_metadata_is_what_qgis_deepness_and_geodeep_read(tmp_path):
-    weights = _weights(tmp_path, "abcnet", "resnet18")
+def test_metadata_is_what_qgis_deepness_and_geodeep_read(make_weights, tmp_path):
+    weights = _weights(make_weights, tmp_path, "abcnet", "resnet18")
     result = export_onnx(weights, tmp_path / "m.onnx", opset=17, static_size=512)
     session = open_session(result.path)
     meta = session.get_modelmeta().custom_metadata_map
@@ -88,8 +87,8 @@ def test_metadata_is_what_qgis_deepness_and_geodeep_read(tmp_path):
     np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)  # probabilities, as Deepness thresholds them
 
 
-def test_torchscript_exporter_for_older_opsets_with_logits(tmp_path, neon_tif):
-    weights = _weights(tmp_path, "manet", "resnet18", dataset="potsdam")
+def test_torchscript_exporter_for_older_opsets_with_logits(make_weights, tmp_path, neon_tif):
+    weights = _weights(make_weights, tmp_path, "manet", "resnet18", dataset="potsdam")
     result = export_onnx(weights, tmp_path / "m17.onnx", opset=17, output="logits", parity_image=neon_tif)
     assert result.exporter == "torchscript"
     assert result.max_abs_diff <= 1e-2 and result.agreement >= 0.999
@@ -97,16 +96,16 @@ def test_torchscript_exporter_for_older_opsets_with_logits(tmp_path, neon_tif):
 
 
 @pytest.mark.slow
-def test_fp16_export_halves_the_file_and_keeps_the_map(tmp_path):
-    weights = _weights(tmp_path, "abcnet", "resnet18")
+def test_fp16_export_halves_the_file_and_keeps_the_map(make_weights, tmp_path):
+    weights = _weights(make_weights, tmp_path, "abcnet", "resnet18")
     full = export_onnx(weights, tmp_path / "fp32.onnx", opset=17)
     half = export_onnx(weights, tmp_path / "fp16.onnx", fp16=True)
     assert half.size_bytes < 0.6 * full.size_bytes
     assert half.agreement >= 0.99
 
 
-def test_disagreement_refuses_to_write_and_reports_the_numbers(tmp_path):
-    weights = _weights(tmp_path, "abcnet", "resnet18")
+def test_disagreement_refuses_to_write_and_reports_the_numbers(make_weights, tmp_path):
+    weights = _weights(make_weights, tmp_path, "abcnet", "resnet18")
     target = tmp_path / "never.onnx"
     with pytest.raises(ExportParityError) as info:
         export_onnx(weights, target, opset=17, max_abs_diff=1e-12)
@@ -115,8 +114,8 @@ def test_disagreement_refuses_to_write_and_reports_the_numbers(tmp_path):
     assert list(tmp_path.glob("*.onnx")) == []
 
 
-def test_existing_output_is_refused_before_any_work(tmp_path):
-    weights = _weights(tmp_path, "abcnet", "resnet18")
+def test_existing_output_is_refused_before_any_work(make_weights, tmp_path):
+    weights = _weights(make_weights, tmp_path, "abcnet", "resnet18")
     (tmp_path / "m.onnx").write_bytes(b"keep me")
     with pytest.raises(OutputExistsError):
         export_onnx(weights, tmp_path / "m.onnx")

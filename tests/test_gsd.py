@@ -7,15 +7,14 @@ import math
 import numpy as np
 import pytest
 import rasterio
-from conftest import make_weights
 from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject, transform_bounds
-from test_pipeline import ContextRunner, naive_probabilities
 
 from aerialseg.blend import NODATA
 from aerialseg.errors import GSDMismatchError
 from aerialseg.gsd import model_grid, pixel_size_m
+from aerialseg.options import InputOptions
 from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.runners import open_runner
 from aerialseg.tiling import TILE_ALIGN, plan_tiles
@@ -59,9 +58,11 @@ def _bilinear_matrix(model_size: int, size: int) -> np.ndarray:
     return matrix
 
 
-def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_path, rasters):
+def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(
+    tmp_path, rasters, context_runner, naive_probabilities
+):
     """A 10 cm ortho with a 20 cm model, against a whole-array computation written here."""
-    runner = ContextRunner()
+    runner = context_runner()
     runner.card = runner.card.replace(gsd_m=0.2, tile_size=96, overlap=16)
     result = predict(rasters["striped"], tmp_path / "auto.tif", runner, PredictOptions())
     assert result.tiles_run == 9  # a 200 x 200 model grid in 96-pixel tiles, not 400 x 400
@@ -83,7 +84,7 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
         native_valid = src.dataset_mask() > 0
     with rasterio.open(tmp_path / "coarse.tif", "w", **profile) as dst:
         dst.write(coarse)
-    probabilities, valid = naive_probabilities(tmp_path / "coarse.tif", ContextRunner(), 96, 16, "cosine")
+    probabilities, valid = naive_probabilities(tmp_path / "coarse.tif", context_runner(), 96, 16, "cosine")
     rows, cols = _bilinear_matrix(200, 400), _bilinear_matrix(200, 400)
     weights = rows @ valid.astype(float) @ cols.T
     scores = np.stack([rows @ (p * valid) @ cols.T for p in probabilities])
@@ -96,13 +97,13 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(tmp_
     assert (got == expected).mean() >= 0.999
 
 
-def test_native_keeps_the_input_grid(tmp_path, rasters):
+def test_native_keeps_the_input_grid(tmp_path, rasters, make_weights):
     weights = make_weights(tmp_path / "m20.safetensors", gsd_m=0.2, tile_size=96, overlap=16)
     result = predict(
         rasters["striped"],
         tmp_path / "n.tif",
         open_runner(weights, backend="torch", precision="fp32"),
-        PredictOptions(gsd="native"),
+        PredictOptions(input=InputOptions(gsd="native")),
     )
     assert result.tiles_run == len(plan_tiles(400, 400, 96, 16, align=TILE_ALIGN))  # the 400 x 400 input grid
     with rasterio.open(tmp_path / "n.tif") as out:

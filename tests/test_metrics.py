@@ -83,10 +83,26 @@ def test_matches_a_loop_over_pixels_on_random_maps():
     for half in (slice(0, 32), slice(32, 64)):  # accumulated in two parts
         cm.update(target[half], pred[half])
     expected = np.zeros((k, k), dtype=int)
-    for t, p in zip(target.ravel(), pred.ravel()):
+    for t, p in zip(target.ravel(), pred.ravel(), strict=True):
         if t != 255:
             expected[t, p] += 1
     assert (cm.matrix == expected).all()
     other = ConfusionMatrix(k)
     other.merge(cm)
     assert (other.matrix == expected).all()
+
+
+def test_from_counts_scores_like_the_matrix_it_was_counted_in():
+    counted = ConfusionMatrix(3)
+    counted.update(np.array([0, 0, 1, 1, 2, 2]), np.array([0, 0, 1, 0, 2, 1]))
+    rebuilt = ConfusionMatrix.from_counts(counted.matrix.astype(np.int32), ignore_index=9)
+    assert rebuilt.num_classes == 3 and rebuilt.ignore_index == 9
+    assert rebuilt.matrix.dtype == np.int64 and (rebuilt.matrix == counted.matrix).all()
+    assert rebuilt.scores(["a", "b", "c"]).to_dict() == counted.scores(["a", "b", "c"]).to_dict()
+    rebuilt.update(np.array([0]), np.array([0]))  # its own copy: the source is untouched
+    assert counted.matrix[0, 0] == 2
+
+
+def test_from_counts_refuses_a_non_square_array():
+    with pytest.raises(ValueError, match="square"):
+        ConfusionMatrix.from_counts(np.zeros((2, 3), dtype=np.int64))

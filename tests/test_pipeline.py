@@ -2,57 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pytest
 import rasterio
 from affine import Affine
 from rasterio.windows import Window as RioWindow
 
+from aerialseg.batch import OutputSet
 from aerialseg.blend import NODATA
-from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import AerialsegError
-from aerialseg.pipeline import PredictOptions, predict, predict_many
+from aerialseg.options import InputOptions, OutputOptions, TilingOptions
+from aerialseg.pipeline import PredictOptions, predict, predict_many, uses_dense_accumulator
 from aerialseg.runners import open_runner
 from aerialseg.tiling import TILE_ALIGN, plan_tiles
-
-
-class ContextRunner:
-    """A fast stand-in network whose output depends on the whole tile, like a real one.
-
-    probabilities = softmax(A x + B mean_over_tile(x) + position ramp): blending matters
-    because the same pixel gets different scores in different tiles.
-    """
-
-    def __init__(self, bands=3, classes=6, seed=0):
-        rng = np.random.default_rng(seed)
-        self.a = rng.normal(size=(classes, bands)).astype(np.float32) * 4
-        self.b = rng.normal(size=(classes, bands)).astype(np.float32) * 4
-        info = DATASETS["potsdam"]
-        self.card = ModelCard(
-            arch="abcnet",
-            backbone="resnet18",
-            classes=info.classes[:classes],
-            bands=("R", "G", "B")[:bands] if bands <= 3 else ("R", "G", "B", "NIR"),
-            mean=(0.5,) * bands,
-            std=(0.25,) * bands,
-            tile_size=128,
-            overlap=32,
-        )
-        self.description = "context stand-in"
-        self.tiles = 0
-
-    def __call__(self, batch):
-        self.tiles += len(batch)
-        n, _, h, w = batch.shape
-        logits = np.einsum("kc,nchw->nkhw", self.a, batch)
-        logits += np.einsum("kc,nc->nk", self.b, batch.mean(axis=(2, 3)))[:, :, None, None]
-        logits += (
-            np.linspace(-1, 1, w, dtype=np.float32)[None, None, None, :]
-            * np.arange(logits.shape[1])[None, :, None, None]
-        )
-        e = np.exp(logits - logits.max(1, keepdims=True))
-        return e / e.sum(1, keepdims=True)
+from aerialseg.vector import VectorizeOptions
 
 
 def crop(src_path, tmp_path, height, width, name="crop.tif", **profile_changes):
@@ -68,28 +35,7 @@ def crop(src_path, tmp_path, height, width, name="crop.tif", **profile_changes):
     return path
 
 
-def naive_probabilities(path, runner, tile, overlap, blend):
-    """Whole-raster reference: every tile's scores accumulated into full arrays, weighted mean."""
-    with rasterio.open(path) as src:
-        data = src.read().astype(np.float32) / 255
-        valid = src.dataset_mask() > 0
-    height, width = valid.shape
-    plan = plan_tiles(height, width, tile, overlap, blend, align=TILE_ALIGN)
-    scores = np.zeros((runner.card.num_classes, height, width), np.float64)
-    weights = np.zeros((height, width), np.float64)
-    for row in plan.tile_rows():
-        for window, i, j in row:
-            rows, cols = window.as_slices()
-            w = plan.weights(i, j) * valid[rows, cols]
-            if not w.any():
-                continue
-            probabilities = runner(data[None, :, rows, cols])[0]
-            scores[:, rows, cols] += probabilities * w
-            weights[rows, cols] += w
-    return scores / np.where(weights > 0, weights, 1), weights > 0
-
-
-def naive_prediction(path, runner, tile, overlap, blend):
+def naive_prediction(naive_probabilities, path, runner, tile, overlap, blend):
     probabilities, valid = naive_probabilities(path, runner, tile, overlap, blend)
     classes = probabilities.argmax(0).astype(np.uint8)
     classes[~valid] = NODATA
@@ -107,14 +53,16 @@ def naive_prediction(path, runner, tile, overlap, blend):
         (40, 700, 64, 16, "cosine"),
     ],
 )
-def test_streamed_result_equals_whole_raster_accumulation(tmp_path, rasters, height, width, tile, overlap, blend):
+def test_streamed_result_equals_whole_raster_accumulation(
+    tmp_path, rasters, context_runner, naive_probabilities, height, width, tile, overlap, blend
+):
     source = crop(rasters["nodata"], tmp_path, height, width) if (height, width) != (718, 791) else rasters["nodata"]
-    runner = ContextRunner()
-    options = PredictOptions(tile_size=tile, overlap=overlap, blend=blend, batch_size=3)
+    runner = context_runner()
+    options = PredictOptions(TilingOptions(tile_size=tile, overlap=overlap, blend=blend, batch_size=3))
     predict(source, tmp_path / "out.tif", runner, options)
     with rasterio.open(tmp_path / "out.tif") as out:
         streamed = out.read(1)
-    expected = naive_prediction(source, ContextRunner(), tile, overlap, blend)
+    expected = naive_prediction(naive_probabilities, source, context_runner(), tile, overlap, blend)
     assert streamed.shape == expected.shape
     assert (streamed == expected).mean() >= 0.9999
 
@@ -123,7 +71,12 @@ def test_streamed_result_equals_whole_raster_accumulation(tmp_path, rasters, hei
 def test_output_lines_up_with_the_input(tmp_path, rasters, abcnet_weights, kind):
     bands = (1, 1, 1) if kind == "uint16_single" else None
     runner = open_runner(abcnet_weights, backend="torch", precision="fp32")
-    result = predict(rasters[kind], tmp_path / "classes.tif", runner, PredictOptions(bands=bands, batch_size=2))
+    result = predict(
+        rasters[kind],
+        tmp_path / "classes.tif",
+        runner,
+        PredictOptions(TilingOptions(batch_size=2), InputOptions(bands=bands)),
+    )
     assert result.status == "ok"
     with rasterio.open(rasters[kind]) as src, rasterio.open(tmp_path / "classes.tif") as out:
         assert out.crs == src.crs
@@ -143,11 +96,13 @@ def test_output_lines_up_with_the_input(tmp_path, rasters, abcnet_weights, kind)
 
 
 @pytest.mark.parametrize("kind", ["nodata", "alpha"])
-def test_nodata_is_nodata_in_the_output_and_empty_tiles_never_reach_the_model(tmp_path, rasters, kind):
+def test_nodata_is_nodata_in_the_output_and_empty_tiles_never_reach_the_model(tmp_path, rasters, context_runner, kind):
     with rasterio.open(rasters[kind]) as src:
         valid = src.dataset_mask() > 0
-    runner = ContextRunner()
-    result = predict(rasters[kind], tmp_path / "out.tif", runner, PredictOptions(tile_size=96, overlap=16))
+    runner = context_runner()
+    result = predict(
+        rasters[kind], tmp_path / "out.tif", runner, PredictOptions(TilingOptions(tile_size=96, overlap=16))
+    )
     with rasterio.open(tmp_path / "out.tif") as out:
         classes = out.read(1)
     np.testing.assert_array_equal(classes == NODATA, ~valid)
@@ -178,7 +133,7 @@ def test_blending_removes_seams_that_plain_tiling_shows(tmp_path, rasters, abcne
         whole = runner(src.read().astype(np.float32)[None] / 255)[0].argmax(0)
     rates = {}
     for name, overlap in (("plain", 0), ("blended", 32)):
-        predict(source, tmp_path / f"{name}.tif", runner, PredictOptions(tile_size=128, overlap=overlap))
+        predict(source, tmp_path / f"{name}.tif", runner, PredictOptions(TilingOptions(tile_size=128, overlap=overlap)))
         with rasterio.open(tmp_path / f"{name}.tif") as out:
             disagree = out.read(1) != whole
         border = np.zeros_like(disagree)
@@ -199,9 +154,9 @@ def test_blending_removes_seams_that_plain_tiling_shows(tmp_path, rasters, abcne
     assert rates["blended"][0] <= 1.5 * rates["blended"][1]
 
 
-def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters):
+def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters, context_runner):
     (tmp_path / "notes.tif").write_text("not a raster")
-    runner = ContextRunner()
+    runner = context_runner()
     results = predict_many(
         [rasters["striped"], tmp_path / "notes.tif", rasters["jpeg_3857"]], runner, out_dir=tmp_path / "out"
     )
@@ -210,20 +165,26 @@ def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["OSBS_029_classes.tif", "cogeo_classes.tif"]
 
 
-class Interrupting(ContextRunner):
-    def __init__(self, after):
-        super().__init__()
-        self.after = after
+@pytest.fixture
+def interrupting(context_runner):
+    class Interrupting(context_runner):
+        def __init__(self, after):
+            super().__init__()
+            self.after = after
 
-    def __call__(self, batch):
-        if self.tiles >= self.after:
-            raise KeyboardInterrupt
-        return super().__call__(batch)
+        def __call__(self, batch):
+            if self.tiles >= self.after:
+                raise KeyboardInterrupt
+            return super().__call__(batch)
+
+    return Interrupting
 
 
-def test_interrupt_leaves_no_output_and_no_temporary(tmp_path, rasters):
+def test_interrupt_leaves_no_output_and_no_temporary(tmp_path, rasters, interrupting):
     with pytest.raises(KeyboardInterrupt):
-        predict(rasters["nodata"], tmp_path / "out.tif", Interrupting(after=5), PredictOptions(tile_size=96))
+        predict(
+            rasters["nodata"], tmp_path / "out.tif", interrupting(after=5), PredictOptions(TilingOptions(tile_size=96))
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -233,12 +194,12 @@ def _classes(path):
 
 
 @pytest.mark.parametrize("gsd_m", [None, 0.2], ids=["native-grid", "model-grid"])
-def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, rasters, gsd_m):
+def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, rasters, context_runner, interrupting, gsd_m):
     source = rasters["striped"] if gsd_m else rasters["nodata"]
     tile, overlap = (48, 8) if gsd_m else (96, 16)  # the 200 x 200 model grid needs small tiles to skip any
-    options = PredictOptions(tile_size=tile, overlap=overlap)
+    options = PredictOptions(TilingOptions(tile_size=tile, overlap=overlap))
 
-    def runner(cls=ContextRunner, **kw):
+    def runner(cls=context_runner, **kw):
         r = cls(**kw)
         r.card = r.card.replace(gsd_m=gsd_m)
         return r
@@ -248,25 +209,31 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, rasters, gs
     target = tmp_path / "out" / "resumed.tif"
     target.parent.mkdir()
     with pytest.raises(KeyboardInterrupt):
-        predict(source, target, runner(Interrupting, after=whole.tiles // 2), options)
+        predict(source, target, runner(interrupting, after=whole.tiles // 2), options)
     assert not target.exists()
     hidden = sorted(p.name for p in target.parent.iterdir())
     assert hidden == [".resumed.tif.partial.json", ".resumed.tif.partial.tif"]
 
     finishing = runner()
-    predict(source, target, finishing, PredictOptions(tile_size=tile, overlap=overlap, resume=True))
+    predict(
+        source,
+        target,
+        finishing,
+        PredictOptions(TilingOptions(tile_size=tile, overlap=overlap), output=OutputOptions(resume=True)),
+    )
     assert 0 < finishing.tiles < whole.tiles  # it really skipped the finished rows
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "whole.tif"))
     assert sorted(p.name for p in target.parent.iterdir()) == ["resumed.tif"]  # partial files cleaned up
 
 
 @pytest.mark.parametrize("gsd_m", [None, 0.2], ids=["native-grid", "model-grid"])
-def test_bands_of_rows_reassemble_the_whole_raster(tmp_path, rasters, gsd_m):
+def test_bands_of_rows_reassemble_the_whole_raster(tmp_path, rasters, context_runner, gsd_m):
     """How a cluster splits one raster: each band of rows equals those rows of the whole run."""
     source = rasters["striped"] if gsd_m else rasters["nodata"]
-    runner = ContextRunner()
+    runner = context_runner()
     runner.card = runner.card.replace(gsd_m=gsd_m)
-    options = PredictOptions(tile_size=48 if gsd_m else 96, overlap=8 if gsd_m else 16, probabilities=True)
+    tiling = TilingOptions(tile_size=48 if gsd_m else 96, overlap=8 if gsd_m else 16)
+    options = PredictOptions(tiling, output=OutputOptions(probabilities=True))
     predict(source, tmp_path / "whole.tif", runner, options)
     with rasterio.open(tmp_path / "whole.tif") as whole:
         height, transform = whole.height, whole.transform
@@ -274,25 +241,35 @@ def test_bands_of_rows_reassemble_the_whole_raster(tmp_path, rasters, gsd_m):
     with rasterio.open(tmp_path / "whole_probabilities.tif") as whole:
         expected_p = whole.read()
     cuts = [0, 1, 77, 200, height]  # uneven bands, not aligned to tiles; one a single row
-    for first, stop in zip(cuts, cuts[1:]):
+    for first, stop in itertools.pairwise(cuts):
         part = tmp_path / f"rows_{first}.tif"
-        predict(source, part, runner, PredictOptions(**{**options.__dict__, "rows": (first, stop)}))
+        predict(source, part, runner, PredictOptions(tiling, InputOptions(rows=(first, stop)), options.output))
         with rasterio.open(part) as band, rasterio.open(part.with_name(f"rows_{first}_probabilities.tif")) as prob:
             assert band.height == stop - first and band.transform == transform @ Affine.translation(0, first)
             np.testing.assert_array_equal(band.read(1), expected[first:stop])
             np.testing.assert_array_equal(prob.read(), expected_p[:, first:stop])
     with pytest.raises(AerialsegError, match="not within"):
-        predict(source, tmp_path / "bad.tif", runner, PredictOptions(rows=(10, height + 1)))
+        predict(source, tmp_path / "bad.tif", runner, PredictOptions(input=InputOptions(rows=(10, height + 1))))
 
 
-def test_resume_with_other_settings_starts_over(tmp_path, rasters):
+def test_resume_with_other_settings_starts_over(tmp_path, rasters, context_runner, interrupting):
     target = tmp_path / "out.tif"
     with pytest.raises(KeyboardInterrupt):
-        predict(rasters["nodata"], target, Interrupting(after=30), PredictOptions(tile_size=96, overlap=16))
-    counting = ContextRunner()
-    predict(rasters["nodata"], target, counting, PredictOptions(tile_size=96, overlap=32, resume=True))
+        predict(
+            rasters["nodata"], target, interrupting(after=30), PredictOptions(TilingOptions(tile_size=96, overlap=16))
+        )
+    counting = context_runner()
+    predict(
+        rasters["nodata"],
+        target,
+        counting,
+        PredictOptions(TilingOptions(tile_size=96, overlap=32), output=OutputOptions(resume=True)),
+    )
     fresh = predict(
-        rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=32)
+        rasters["nodata"],
+        tmp_path / "fresh.tif",
+        context_runner(),
+        PredictOptions(TilingOptions(tile_size=96, overlap=32)),
     )
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
     assert counting.tiles == fresh.tiles_run  # every tile again: nothing was reused
@@ -301,8 +278,9 @@ def test_resume_with_other_settings_starts_over(tmp_path, rasters):
 KILLED_RUN = r"""
 import sys, time
 sys.path.insert(0, sys.argv[3])
-from test_pipeline import ContextRunner
-from aerialseg.pipeline import PredictOptions, predict
+from fake_runners import ContextRunner
+from aerialseg.options import PredictOptions, TilingOptions
+from aerialseg.pipeline import predict
 
 class Slow(ContextRunner):
     def __call__(self, batch):
@@ -311,11 +289,11 @@ class Slow(ContextRunner):
             time.sleep(60)
         return super().__call__(batch)
 
-predict(sys.argv[1], sys.argv[2], Slow(), PredictOptions(tile_size=96, overlap=16))
+predict(sys.argv[1], sys.argv[2], Slow(), PredictOptions(TilingOptions(tile_size=96, overlap=16)))
 """
 
 
-def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, rasters):
+def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, rasters, context_runner):
     import signal
     import subprocess
     import sys
@@ -332,16 +310,30 @@ def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, raster
     child.wait()
     assert not target.exists()
     assert not list(tmp_path.glob("*.json"))  # no journal: nothing claims to be resumable
-    counting = ContextRunner()
-    predict(rasters["nodata"], target, counting, PredictOptions(tile_size=96, overlap=16, resume=True))
-    predict(rasters["nodata"], tmp_path / "fresh.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=16))
+    counting = context_runner()
+    predict(
+        rasters["nodata"],
+        target,
+        counting,
+        PredictOptions(TilingOptions(tile_size=96, overlap=16), output=OutputOptions(resume=True)),
+    )
+    predict(
+        rasters["nodata"],
+        tmp_path / "fresh.tif",
+        context_runner(),
+        PredictOptions(TilingOptions(tile_size=96, overlap=16)),
+    )
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.tif", "killed.tif"]
 
 
-def test_probability_and_uncertainty_outputs_agree_with_the_class_map(tmp_path, rasters):
-    options = PredictOptions(tile_size=96, overlap=16, probabilities=True, uncertainty=True)
-    predict(rasters["nodata"], tmp_path / "map.tif", ContextRunner(), options)
+def test_probability_and_uncertainty_outputs_agree_with_the_class_map(
+    tmp_path, rasters, context_runner, naive_probabilities
+):
+    options = PredictOptions(
+        TilingOptions(tile_size=96, overlap=16), output=OutputOptions(probabilities=True, uncertainty=True)
+    )
+    predict(rasters["nodata"], tmp_path / "map.tif", context_runner(), options)
     names = sorted(p.name for p in tmp_path.iterdir())
     assert names == ["map.tif", "map_probabilities.tif", "map_uncertainty.tif"]
     classes = _classes(tmp_path / "map.tif")
@@ -358,7 +350,7 @@ def test_probability_and_uncertainty_outputs_agree_with_the_class_map(tmp_path, 
     agrees = probabilities[:, valid].argmax(axis=0) == classes[valid]
     assert agrees.mean() > 0.99  # differs only where rounding to 1/254 creates ties
     assert (margin[valid] <= confidence[valid]).all() and (entropy[valid] <= 254).all()
-    expected = naive_probabilities(rasters["nodata"], ContextRunner(), 96, 16, "cosine")[0]
+    expected = naive_probabilities(rasters["nodata"], context_runner(), 96, 16, "cosine")[0]
     np.testing.assert_allclose(probabilities[:, valid], np.rint(expected[:, valid] * 254), atol=1)
 
 
@@ -375,7 +367,7 @@ def test_a_static_size_onnx_export_predicts_with_its_own_tile_size(tmp_path, ras
     assert predict(small, tmp_path / "small.tif", runner, PredictOptions()).status == "ok"
 
 
-def test_predict_vectorize_writes_the_objects_of_its_class_map(tmp_path, rasters):
+def test_predict_vectorize_writes_the_objects_of_its_class_map(tmp_path, rasters, context_runner):
     import geopandas as gpd
     from rasterio.features import rasterize
 
@@ -383,13 +375,19 @@ def test_predict_vectorize_writes_the_objects_of_its_class_map(tmp_path, rasters
 
     names = [c.name for c in DATASETS["potsdam"].classes]
     exact = dict(min_area_m2=0, fill_holes_m2=0, simplify=0)
-    predict(rasters["nodata"], tmp_path / "plain.tif", ContextRunner(), PredictOptions(tile_size=96, overlap=16))
+    predict(
+        rasters["nodata"],
+        tmp_path / "plain.tif",
+        context_runner(),
+        PredictOptions(TilingOptions(tile_size=96, overlap=16)),
+    )
     counts = np.bincount(_classes(tmp_path / "plain.tif").ravel(), minlength=256)[: len(names)]
     chosen = tuple(names[i] for i in np.argsort(counts)[::-1][:2])  # the two classes this stand-in maps most
     options = PredictOptions(
-        tile_size=96, overlap=16, probabilities=True, vectorize=VectorizeOptions(classes=chosen, **exact)
+        TilingOptions(tile_size=96, overlap=16),
+        output=OutputOptions(probabilities=True, vectorize=VectorizeOptions(classes=chosen, **exact)),
     )
-    predict(rasters["nodata"], tmp_path / "map_classes.tif", ContextRunner(), options)
+    predict(rasters["nodata"], tmp_path / "map_classes.tif", context_runner(), options)
     objects = tmp_path / "map_objects.gpkg"
     alone = vectorize(tmp_path / "map_classes.tif", tmp_path / "alone.gpkg", VectorizeOptions(classes=chosen, **exact))
     for layer in chosen:
@@ -402,3 +400,39 @@ def test_predict_vectorize_writes_the_objects_of_its_class_map(tmp_path, rasters
             inside = rasterize([(row.geometry, 1)], out_shape=p.shape, transform=transform, dtype="uint8") == 1
             assert row.mean_confidence == pytest.approx(p[inside].mean(), abs=1e-6)
             assert row.max_confidence == pytest.approx(p[inside].max(), abs=1e-6)
+
+
+def test_an_output_set_names_every_product_of_one_input(context_runner):
+    wanted = OutputOptions(probabilities=True, uncertainty=True, vectorize=VectorizeOptions(), objects_suffix=".fgb")
+    outputs = OutputSet.for_target("maps/a_classes.tif", wanted)
+    assert outputs.rasters == [
+        Path("maps/a_classes.tif"),
+        Path("maps/a_classes_probabilities.tif"),
+        Path("maps/a_classes_uncertainty.tif"),
+    ]
+    assert outputs.objects == Path("maps/a_objects.fgb") and outputs.confidence == outputs.probabilities
+    plain = OutputSet.for_target("x.tif", OutputOptions(uncertainty=True))
+    assert plain.rasters == [Path("x.tif"), Path("x_uncertainty.tif")] and plain.objects is None
+    assert plain.confidence == Path("x_uncertainty.tif")
+    card = context_runner().card
+    assert [layout.name for _, layout in outputs.layouts(card)] == ["classes", "probabilities", "uncertainty"]
+
+
+def test_the_dense_accumulator_is_used_only_when_probabilities_are_needed():
+    assert not uses_dense_accumulator(PredictOptions(), resampled=False)
+    assert uses_dense_accumulator(PredictOptions(), resampled=True)
+    assert uses_dense_accumulator(PredictOptions(output=OutputOptions(uncertainty=True)), resampled=False)
+
+
+def test_skip_finished_leaves_a_finished_file_alone_and_the_batch_goes_on(tmp_path, rasters, context_runner):
+    tiling = TilingOptions(tile_size=96, overlap=16)
+    out = tmp_path / "out"
+    (done,) = predict_many([rasters["nodata"]], context_runner(), PredictOptions(tiling), out_dir=out)
+    stamp = done.output.stat().st_mtime_ns
+    runner = context_runner()
+    skipping = PredictOptions(tiling, output=OutputOptions(skip_finished=True))
+    results = predict_many([rasters["nodata"], rasters["alpha"]], runner, skipping, out_dir=out)
+    assert [r.status for r in results] == ["skipped", "ok"] and results[0].output == done.output
+    assert done.output.stat().st_mtime_ns == stamp and runner.tiles == results[1].tiles_run
+    (again,) = predict_many([rasters["nodata"]], context_runner(), PredictOptions(tiling), out_dir=out)
+    assert again.status == "failed" and "output exists" in again.error

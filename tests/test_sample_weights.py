@@ -7,19 +7,20 @@ import importlib.util
 import numpy as np
 import pytest
 import rasterio
-from conftest import ROOT, SHARED
-from conftest import run_cli as run
 
 from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 from aerialseg.data.prepare import prepare_dataset
 from aerialseg.evaluate import EvalOptions, evaluate
+from aerialseg.runners import RunnerSpec
 from aerialseg.weights import read_card, resolve_weights
 
 NAME = "manet-r18-potsdam-sample"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("train_sample_weights", ROOT / "examples" / "train_sample_weights.py")
+def _script(repo_root):
+    """examples/train_sample_weights.py as a module: its archive writer is what made the shipped weights."""
+    path = repo_root / "examples" / "train_sample_weights.py"
+    spec = importlib.util.spec_from_file_location("train_sample_weights", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -35,12 +36,12 @@ def test_the_card_says_what_the_weights_are():
     assert set(card.metrics) == {"held_out_test", "validation"}
 
 
-def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path):
+def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path, repo_root, shared_data):
     """Rebuild the miniature archive from ../shared, prepare it, evaluate the shipped file by name."""
-    _script().write_archive(SHARED, tmp_path / "raw")
+    _script(repo_root).write_archive(shared_data.parent, tmp_path / "raw")
     prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "data", patch_size=128, stride=32)
     options = EvalOptions(
-        data=tmp_path / "data", weights=NAME, split="test", labels="eroded", backend="torch", precision="fp32"
+        data=tmp_path / "data", runner=RunnerSpec(NAME, "torch", precision="fp32"), split="test", labels="eroded"
     )  # the card's scores were measured in fp32
     result = evaluate(options).to_dict()
     card = read_card(resolve_weights(NAME)).metrics["held_out_test"]
@@ -50,9 +51,9 @@ def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path):
     assert np.abs(np.array(result["confusion_matrix"]) - np.array(card["confusion_matrix"])).sum() <= 20
 
 
-def test_the_quick_start_predicts_the_shipped_orthophoto(tmp_path, capsys):
+def test_the_quick_start_predicts_the_shipped_orthophoto(tmp_path, cli):
     out = tmp_path / "neon_classes.tif"
-    code, _, err = run(["predict", str(SAMPLE_ORTHOPHOTO), "--model", NAME, "-o", str(out)], capsys)
+    code, _, err = cli(["predict", str(SAMPLE_ORTHOPHOTO), "--model", NAME, "-o", str(out)])
     assert code == 0, err
     with rasterio.open(SAMPLE_ORTHOPHOTO) as src, rasterio.open(out) as dst:
         assert (dst.crs, dst.transform, dst.shape) == (src.crs, src.transform, src.shape)

@@ -95,7 +95,7 @@ def test_explicit_scale_and_high_bit_models(rasters):
 def test_masks_from_nodata_alpha_and_internal_masks(rasters):
     for kind in ("nodata", "alpha", "jpeg_3857"):
         with RasterSource(rasters[kind], card(("R", "G", "B"))) as source, rasterio.open(rasters[kind]) as src:
-            _, valid = source.read(Window(100, 200, 64, 300))
+            _, valid = source.read(Window(200, 100, 300, 64))
             expected = src.dataset_mask(window=((100, 164), (200, 500))) > 0
             np.testing.assert_array_equal(valid, expected)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -34,7 +36,7 @@ def test_spans_stay_in_bounds_cover_everything_and_share_one_size(axis):
     assert covered.min() >= 1
     starts = [s for s, _ in spans]
     assert starts == sorted(set(starts))  # strictly increasing: no duplicate work
-    for (a, size), (b, _) in zip(spans, spans[1:]):
+    for (a, size), (b, _) in pairwise(spans):
         assert a + size - b >= overlap  # neighbours share at least the requested overlap
 
 
@@ -91,7 +93,7 @@ def test_tiles_are_spread_evenly_to_the_edge_not_padded():
     assert axis_spans(960, 512, 64) == [(0, 512), (448, 512)]
     spans = axis_spans(16384, 512, 64, align=32)
     assert len(spans) == 37  # as many tiles as a plain 448-pixel stride needs
-    overlaps = {a + 512 - b for (a, _), (b, _) in zip(spans, spans[1:])}
+    overlaps = {a + 512 - b for (a, _), (b, _) in pairwise(spans)}
     assert min(overlaps) >= 64 and max(overlaps) <= 96  # nearly equal: none near a whole tile
 
 

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pipeline import ContextRunner
 
 from aerialseg.runners.tta import TTARunner
 
@@ -29,17 +28,17 @@ def group_average(base, batch, mode):
 
 
 @pytest.mark.parametrize("mode, views", [("flip", 4), ("d4", 8)])
-def test_tta_is_the_group_average_in_probability_space(mode, views):
-    base = ContextRunner()
+def test_tta_is_the_group_average_in_probability_space(mode, views, context_runner):
+    base = context_runner()
     batch = np.random.default_rng(0).random((2, 3, 32, 32), dtype=np.float32)
     out = TTARunner(base, mode)(batch)
     assert base.tiles == 2 * views
-    np.testing.assert_allclose(out, group_average(ContextRunner(), batch, mode), atol=1e-6)
+    np.testing.assert_allclose(out, group_average(context_runner(), batch, mode), atol=1e-6)
     np.testing.assert_allclose(out.sum(1), 1.0, atol=1e-5)
 
 
-def test_d4_on_a_per_pixel_runner_changes_nothing_and_falls_back_to_flips_on_rectangles():
-    class PerPixel(ContextRunner):
+def test_d4_on_a_per_pixel_runner_changes_nothing_and_falls_back_to_flips_on_rectangles(context_runner):
+    class PerPixel(context_runner):
         def __call__(self, batch):
             self.tiles += len(batch)
             logits = np.einsum("kc,nchw->nkhw", self.a, batch)

@@ -9,20 +9,19 @@ import pyogrio
 import pytest
 import rasterio
 import shapely
-from conftest import SHARED
 from rasterio.features import rasterize, shapes
 from rasterio.transform import from_origin
 
-from aerialseg.errors import AerialsegError, OutputExistsError
+from aerialseg.conventions import NODATA_CLASS, PROBABILITY_SCALE
+from aerialseg.errors import AerialsegError, InputRasterError, OutputExistsError
 from aerialseg.vector import VectorizeOptions, resolve_classes, vectorize
 from aerialseg.vector.regions import iter_regions
 from aerialseg.vector.shapes import oriented_box, regularize
 
-SPACENET = SHARED / "data" / "spacenet-solaris"
 EXACT = dict(min_area_m2=0, fill_holes_m2=0, simplify=0)
 
 
-def _write_classes(path, array, names, crs="EPSG:32632", transform=None, nodata=255):
+def _write_classes(path, array, names, crs="EPSG:32632", transform=None, nodata=NODATA_CLASS):
     transform = transform or from_origin(500000, 5000000, 0.5, 0.5)
     profile = dict(
         driver="GTiff",
@@ -42,9 +41,9 @@ def _write_classes(path, array, names, crs="EPSG:32632", transform=None, nodata=
 
 
 def _strips(array, rows):
-    """The strips iter_regions reads, built straight from an in-memory array (nodata 255)."""
+    """The strips iter_regions reads, built straight from an in-memory array (nodata NODATA_CLASS)."""
     padded = np.pad(array, 1, constant_values=0)[:, 1:-1]
-    nodata = np.pad(array == 255, ((1, 1), (0, 0)))
+    nodata = np.pad(array == NODATA_CLASS, ((1, 1), (0, 0)))
     for r in range(0, array.shape[0], rows):
         n = min(rows, array.shape[0] - r)
         yield r, padded[r : r + n + 2], nodata[r : r + n + 2], None
@@ -68,7 +67,7 @@ def _tricky_raster():
     a[72:76, 5:9] = 4
     a[76:80, 9:13] = 4  # touches the car above only at a corner: two regions
     a[80:96, 40:80] = 1
-    a[85:90, 45:50] = 255  # nodata inside a building
+    a[85:90, 45:50] = NODATA_CLASS  # nodata inside a building
     rng = np.random.default_rng(3)
     blobs = rng.random((97, 83)) < 0.08
     a[blobs & (a == 0)] = 4
@@ -105,14 +104,14 @@ def test_region_statistics_and_nodata_contact():
         grown[:-1] |= inside[1:]
         grown[:, 1:] |= inside[:, :-1]
         grown[:, :-1] |= inside[:, 1:]
-        assert region.touches_nodata == bool((grown & (array == 255)).any())
+        assert region.touches_nodata == bool((grown & (array == NODATA_CLASS)).any())
     assert sum(r.touches_nodata for r in regions) == 1
 
 
 @pytest.fixture(scope="module")
-def spacenet_classes(tmp_path_factory):
-    labels = gpd.read_file(SPACENET / "geotiff_labels.geojson")
-    with rasterio.open(SPACENET / "sample_geotiff.tif") as src:
+def spacenet_classes(tmp_path_factory, spacenet):
+    labels = gpd.read_file(spacenet / "geotiff_labels.geojson")
+    with rasterio.open(spacenet / "sample_geotiff.tif") as src:
         array = rasterize(
             ((g, 1) for g in labels.geometry), out_shape=src.shape, transform=src.transform, fill=0, dtype="uint8"
         )
@@ -175,7 +174,7 @@ def test_attributes_in_metres(tmp_path):
     a[10:30, 20:60] = 1  # 20 x 40 pixels of 0.5 m: 10 m x 20 m
     a[15:20, 25:30] = 0  # a 2.5 m x 2.5 m hole
     a[40:60, 0:4] = 1  # touches the raster edge
-    a[50:52, 10:20] = 255
+    a[50:52, 10:20] = NODATA_CLASS
     a[45:55, 8:10] = 1  # touches nodata
     path = _write_classes(tmp_path / "c.tif", a, ["background", "building"])
     vectorize(path, tmp_path / "o.gpkg", VectorizeOptions(**EXACT))
@@ -273,6 +272,8 @@ def test_every_format_round_trips(spacenet_classes, tmp_path, suffix):
     assert frame.crs == spacenet_classes[1].crs and frame.is_valid.all()
     assert set(frame["class"]) == {"building"} and frame.area_m2.min() >= 4
     assert not list(tmp_path.glob(".*"))  # no temporary files left
+    if suffix in (".fgb", ".geojson"):  # single-layer formats name their layer after the file, not its temporary name
+        assert [name for name, _ in pyogrio.list_layers(out)] == ["objects"]
 
 
 def test_geopackage_carries_provenance(spacenet_classes, tmp_path):
@@ -291,6 +292,8 @@ def test_bad_requests_are_one_line_errors(spacenet_classes, tmp_path):
     assert (tmp_path / "x.gpkg").read_bytes() == b"keep"
     with pytest.raises(AerialsegError, match="unknown vector format"):
         vectorize(path, tmp_path / "x.shp")
+    with pytest.raises(AerialsegError, match="unknown car geometry 'circle'; use outline or box"):
+        vectorize(path, tmp_path / "y.gpkg", VectorizeOptions(car_geometry="circle"))
     unnamed = _write_classes(tmp_path / "u.tif", np.ones((5, 5), np.uint8), None)
     with pytest.raises(AerialsegError, match="no class names"):
         vectorize(unnamed, tmp_path / "u.gpkg")
@@ -303,3 +306,54 @@ def test_class_names_resolve_like_a_user_means_them(tmp_path):
     assert resolve_classes(None, uavid, tmp_path) == [(0, "building"), (4, "moving_car"), (5, "static_car")]
     assert resolve_classes(["car"], uavid, tmp_path) == [(4, "moving_car"), (5, "static_car")]
     assert resolve_classes(["2", "road"], uavid, tmp_path) == [(2, "tree"), (1, "road")]
+
+
+def _write_bands(path, bands, descriptions):
+    """A uint8 raster beside the classes of test_confidence_attributes_and_refusals (same CRS and origin)."""
+    profile = dict(driver="GTiff", width=bands.shape[2], height=bands.shape[1], count=len(bands), dtype="uint8")
+    with rasterio.open(path, "w", crs="EPSG:32632", transform=from_origin(500000, 5000000, 0.5, 0.5), **profile) as dst:
+        dst.write(bands)
+        for band, description in enumerate(descriptions, start=1):
+            dst.set_band_description(band, description)
+    return path
+
+
+def test_confidence_attributes_and_refusals(tmp_path):
+    a = np.zeros((40, 40), np.uint8)
+    a[5:15, 5:25] = 1  # a building of 200 pixels
+    a[25:30, 10:20] = 4  # a car of 50 pixels
+    names = ["imp", "building", "low", "tree", "car", "clutter"]
+    path = _write_classes(tmp_path / "c.tif", a, names)
+    half = PROBABILITY_SCALE // 2
+    probabilities = np.zeros((6, 40, 40), np.uint8)
+    probabilities[1][a == 1] = half
+    probabilities[1, 5, 5] = PROBABILITY_SCALE
+    probabilities[4][a == 4] = half
+    probabilities[4, 0, 0] = PROBABILITY_SCALE  # not a car pixel: must not count
+    p = _write_bands(tmp_path / "p.tif", probabilities, [f"p({n})" for n in names])
+    vectorize(path, tmp_path / "p.gpkg", VectorizeOptions(confidence=p, strip_rows=7, **EXACT))
+    building = gpd.read_file(tmp_path / "p.gpkg", layer="building").iloc[0]
+    car = gpd.read_file(tmp_path / "p.gpkg", layer="car").iloc[0]
+    assert building.mean_confidence == pytest.approx((199 * half + PROBABILITY_SCALE) / 200 / PROBABILITY_SCALE)
+    assert building.max_confidence == pytest.approx(1.0)
+    assert car.mean_confidence == pytest.approx(half / PROBABILITY_SCALE) == car.max_confidence
+
+    uncertainty = np.zeros((3, 40, 40), np.uint8)
+    uncertainty[0][a == 4] = PROBABILITY_SCALE
+    u = _write_bands(tmp_path / "u.tif", uncertainty, ["confidence", "margin", "entropy"])
+    vectorize(path, tmp_path / "u.gpkg", VectorizeOptions(confidence=u, **EXACT))
+    assert gpd.read_file(tmp_path / "u.gpkg", layer="car").mean_confidence[0] == pytest.approx(1.0)
+    assert gpd.read_file(tmp_path / "u.gpkg", layer="building").max_confidence[0] == 0.0
+
+    small = _write_bands(tmp_path / "s.tif", probabilities[:, :39], [f"p({n})" for n in names])
+    with pytest.raises(InputRasterError, match="s.tif: is 40x39, the class raster 40x40"):
+        vectorize(path, tmp_path / "x.gpkg", VectorizeOptions(confidence=small))
+    unnamed = _write_bands(tmp_path / "n.tif", probabilities[:2], ["", ""])
+    with pytest.raises(InputRasterError, match="n.tif: has no band for class 'building'"):
+        vectorize(path, tmp_path / "x.gpkg", VectorizeOptions(confidence=unnamed))
+    (tmp_path / "junk.tif").write_bytes(b"not a raster")
+    with pytest.raises(InputRasterError, match="junk.tif: cannot open as a raster"):
+        vectorize(tmp_path / "junk.tif", tmp_path / "x.gpkg")
+    with pytest.raises(InputRasterError, match="junk.tif: cannot open as a raster"):
+        vectorize(path, tmp_path / "x.gpkg", VectorizeOptions(confidence=tmp_path / "junk.tif"))
+    assert not (tmp_path / "x.gpkg").exists()

@@ -4,7 +4,6 @@ import struct
 
 import pytest
 import torch
-from conftest import attention_on
 
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
@@ -13,7 +12,7 @@ from aerialseg.models import create_model
 from aerialseg.weights import list_weights, load_model, read_card, read_weights, resolve_weights, save_weights
 
 
-def _trained_like(arch="abcnet", backbone="resnet18"):
+def _trained_like(attention_on, arch="abcnet", backbone="resnet18"):
     """A network with non-trivial attention (gamma != 0) and BN statistics, as after training."""
     torch.manual_seed(0)
     model = attention_on(create_model(arch, backbone, num_classes=6), gamma=0.4)
@@ -39,10 +38,10 @@ def _card(arch="abcnet", backbone="resnet18"):
     )
 
 
-def test_round_trip_keeps_card_and_outputs_bit_identical(tmp_path, neon_tif):
+def test_round_trip_keeps_card_and_outputs_bit_identical(tmp_path, neon_tif, attention_on):
     import rasterio
 
-    model = _trained_like()
+    model = _trained_like(attention_on)
     path = tmp_path / "abc.safetensors"
     written = save_weights(model, _card(), path)
     loaded, card = load_model(path)
@@ -56,8 +55,8 @@ def test_round_trip_keeps_card_and_outputs_bit_identical(tmp_path, neon_tif):
         assert torch.equal(loaded(x), model(x))
 
 
-def test_half_storage_halves_the_file_and_stays_close(tmp_path):
-    model = _trained_like()
+def test_half_storage_halves_the_file_and_stays_close(tmp_path, attention_on):
+    model = _trained_like(attention_on)
     full = tmp_path / "full.safetensors"
     half = tmp_path / "half.safetensors"
     save_weights(model, _card(), full)
@@ -71,9 +70,9 @@ def test_half_storage_halves_the_file_and_stays_close(tmp_path):
     assert agreement > 0.99
 
 
-def test_altered_tensors_are_detected(tmp_path):
+def test_altered_tensors_are_detected(tmp_path, attention_on):
     path = tmp_path / "w.safetensors"
-    save_weights(_trained_like(), _card(), path)
+    save_weights(_trained_like(attention_on), _card(), path)
     data = bytearray(path.read_bytes())
     data[-100] ^= 0xFF  # flip bits inside the last tensor's bytes
     path.write_bytes(bytes(data))
@@ -97,19 +96,19 @@ def test_not_a_weights_file(tmp_path):
         read_card(path)
 
 
-def test_existing_output_needs_overwrite(tmp_path):
+def test_existing_output_needs_overwrite(tmp_path, attention_on):
     path = tmp_path / "w.safetensors"
-    save_weights(_trained_like(), _card(), path)
+    save_weights(_trained_like(attention_on), _card(), path)
     with pytest.raises(OutputExistsError, match="--overwrite"):
-        save_weights(_trained_like(), _card(), path)
-    save_weights(_trained_like(), _card(), path, overwrite=True)
+        save_weights(_trained_like(attention_on), _card(), path)
+    save_weights(_trained_like(attention_on), _card(), path, overwrite=True)
     assert [p.name for p in tmp_path.iterdir()] == ["w.safetensors"]  # no temporary left behind
 
 
-def test_names_resolve_through_the_environment_folder(tmp_path, monkeypatch):
+def test_names_resolve_through_the_environment_folder(tmp_path, monkeypatch, attention_on):
     folder = tmp_path / "my-weights"
     folder.mkdir()
-    save_weights(_trained_like(), _card(), folder / "abc-potsdam.safetensors")
+    save_weights(_trained_like(attention_on), _card(), folder / "abc-potsdam.safetensors")
     monkeypatch.setenv("AERIALSEG_WEIGHTS", str(folder))
     assert resolve_weights("abc-potsdam") == folder / "abc-potsdam.safetensors"
     entry = next(e for e in list_weights() if e.name == "abc-potsdam")

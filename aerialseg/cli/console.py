@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from rich.console import Console
 from rich.markup import escape
@@ -55,6 +55,9 @@ def print_json(data: Any) -> None:
     out.file.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+_BarT = TypeVar("_BarT", bound="_Bar")
+
+
 class _Bar:
     """A rich progress display on stderr with the given columns, used as a context manager."""
 
@@ -64,11 +67,11 @@ class _Bar:
         self.enabled = enabled
         self._bar = Progress(*columns, console=err, disable=not enabled)
 
-    def __enter__(self) -> _Bar:
+    def __enter__(self: _BarT) -> _BarT:
         self._bar.__enter__()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._bar.__exit__(*exc)
 
 
@@ -128,6 +131,7 @@ class RowProgress(_Bar):
         self._task = self._bar.add_task(name, total=None)
 
     def __call__(self, rows_done: int, rows_total: int) -> None:
+        """Update from the library's ``progress(rows_done, rows_total)`` callback."""
         self._bar.update(self._task, completed=rows_done, total=rows_total)
 
 
@@ -170,4 +174,5 @@ class ItemProgress(_Bar):
         self._task = self._bar.add_task(title, total=None)
 
     def __call__(self, name: str, done: int, total: int) -> None:
+        """Update from the library's ``progress(name, done, total)`` callback."""
         self._bar.update(self._task, completed=done, total=total, description=name)

@@ -1,4 +1,4 @@
-"""``aerialseg doctor``: a pre-flight report before a long predict run."""
+"""``aerialseg doctor``: a pre-flight report before a long predict run, from predict's own options."""
 
 from __future__ import annotations
 
@@ -7,39 +7,51 @@ from typing import Annotated
 
 import typer
 
+from ..options import InputOptions, OutputOptions, PredictOptions, TilingOptions
+from ..runners import RunnerSpec
 from . import console
-from .options import DEFAULT_BACKEND, DEFAULT_PRECISION, Backend, Device, JsonOutput, Precision
-from .predict import parse_bands
+from .options import (
+    GSD,
+    Backend,
+    Bands,
+    Device,
+    JsonOutput,
+    Model,
+    Overlap,
+    Precision,
+    Probabilities,
+    Scale,
+    TileSize,
+    Uncertainty,
+    parse_bands,
+    runner_spec,
+)
 
 
 def doctor_command(
     raster: Annotated[Path, typer.Argument(help="Orthophoto to check.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Weights name, weights file, or exported .onnx file.")],
-    tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the model card's).")] = None,
-    overlap: Annotated[int | None, typer.Option(help="Overlap in pixels (default: the model card's).")] = None,
-    bands: Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")] = None,
-    scale: Annotated[float | None, typer.Option(help="Divisor for non-8-bit input.")] = None,
-    gsd: Annotated[str, typer.Option(help="auto or native (as for predict).")] = "auto",
-    backend: Backend = DEFAULT_BACKEND,
-    precision: Precision = DEFAULT_PRECISION,
-    device: Device = None,
+    model: Model,
+    tile_size: TileSize = TilingOptions.tile_size,
+    overlap: Overlap = TilingOptions.overlap,
+    bands: Bands = None,
+    scale: Scale = InputOptions.scale,
+    gsd: GSD = InputOptions.gsd,
+    probabilities: Probabilities = OutputOptions.probabilities,
+    uncertainty: Uncertainty = OutputOptions.uncertainty,
+    backend: Backend = RunnerSpec.backend,
+    precision: Precision = RunnerSpec.precision,
+    device: Device = RunnerSpec.device,
     json_output: JsonOutput = False,
 ) -> None:
     """Layout, CRS, GSD vs the model, band mapping, nodata share, memory and time; exits 1 on errors."""
     from ..doctor import doctor
 
-    report = doctor(
-        raster,
-        model,
-        tile_size=tile_size,
-        overlap=overlap,
-        bands=parse_bands(bands),
-        scale=scale,
-        gsd=gsd,
-        backend=backend.value,
-        precision=precision.value,
-        device=device,
+    options = PredictOptions(
+        tiling=TilingOptions(tile_size, overlap),
+        input=InputOptions(bands=parse_bands(bands), scale=scale, gsd=gsd),
+        output=OutputOptions(probabilities=probabilities, uncertainty=uncertainty),
     )
+    report = doctor(raster, runner_spec(model, backend, device, precision), options)
     if json_output:
         console.print_json(
             {

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..evaluate import EvalOptions
+from ..options import TilingOptions
+from ..runners import RunnerSpec
 from . import console
 from .options import (
-    DEFAULT_BACKEND,
-    DEFAULT_MIN_AGREEMENT,
-    DEFAULT_PRECISION,
+    TTA,
     Backend,
+    BatchSize,
+    Blend,
+    Data,
     Device,
     JsonOutput,
     MinAgreement,
+    Model,
+    Overlap,
     Precision,
+    TileSize,
+    runner_spec,
 )
 
 
@@ -40,47 +48,43 @@ def markdown(result: dict) -> str:
 
 
 def evaluate_command(
-    data: Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")],
-    weights: Annotated[str, typer.Option("--weights", help="Weights name or file, or an exported .onnx.")],
-    split: Annotated[str, typer.Option(help="Split to score.")] = "test",
+    data: Data,
+    model: Model,
+    split: Annotated[str, typer.Option(help="Split to score.")] = EvalOptions.split,
     eroded: Annotated[
         bool | None, typer.Option("--eroded/--full", help="Eroded (boundaries ignored) or full labels.")
     ] = None,
-    patches: Annotated[bool, typer.Option("--patches", help="Score the prepared patches, not whole tiles.")] = False,
-    tta: Annotated[str | None, typer.Option(help="Test-time augmentation: flip or d4.")] = None,
-    backend: Backend = DEFAULT_BACKEND,
-    device: Device = None,
-    precision: Precision = DEFAULT_PRECISION,
-    min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT,
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
-    tile_size: Annotated[int | None, typer.Option(help="Tile size (default: the model card's).")] = None,
-    overlap: Annotated[int | None, typer.Option(help="Tile overlap (default: the model card's).")] = None,
+    patches: Annotated[
+        bool, typer.Option("--patches", help="Score the prepared patches, not whole tiles.")
+    ] = EvalOptions.patches,
+    tta: TTA = RunnerSpec.tta,
+    backend: Backend = RunnerSpec.backend,
+    device: Device = RunnerSpec.device,
+    precision: Precision = RunnerSpec.precision,
+    min_agreement: MinAgreement = RunnerSpec.min_agreement,
+    batch_size: BatchSize = TilingOptions.batch_size,
+    tile_size: TileSize = TilingOptions.tile_size,
+    overlap: Overlap = TilingOptions.overlap,
+    blend: Blend = TilingOptions.blend,
     save_maps: Annotated[Path | None, typer.Option(help="Keep the predicted class rasters in this folder.")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Also write the table here.")] = None,
     json_output: JsonOutput = False,
 ) -> None:
     """Per-class F1 and IoU, mean F1, OA and mIoU over the full test tiles, through predict's tiled path."""
-    from ..evaluate import EvalOptions, evaluate
+    from ..evaluate import evaluate
 
-    labels = "auto" if eroded is None else ("eroded" if eroded else "full")
+    labels = EvalOptions.labels if eroded is None else ("eroded" if eroded else "full")
     options = EvalOptions(
         data=data,
-        weights=weights,
+        runner=runner_spec(model, backend, device, precision, tta=tta, min_agreement=min_agreement),
         split=split,
         labels=labels,
         patches=patches,
-        tta=tta,
-        backend=backend.value,
-        device=device,
-        precision=precision.value,
-        min_agreement=min_agreement,
-        batch_size=batch_size,
-        tile_size=tile_size,
-        overlap=overlap,
+        tiling=TilingOptions(tile_size, overlap, blend, batch_size),
         save_maps=save_maps,
     )
     with console.ItemProgress(f"eval {split}", enabled=None if not json_output else False) as progress:
-        result = evaluate(options, progress=progress).to_dict()
+        result: dict[str, Any] = evaluate(options, progress=progress).to_dict()
     if markdown_path:
         markdown_path.write_text(markdown(result))
     if json_output:
@@ -105,6 +109,6 @@ def evaluate_command(
     console.table(
         "confusion matrix (rows: truth, columns: prediction)",
         ["", *names],
-        [(n, *row) for n, row in zip(names, result["confusion_matrix"])],
+        [(n, *row) for n, row in zip(names, result["confusion_matrix"], strict=True)],
         right=names,
     )

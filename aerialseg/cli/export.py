@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..export import DEFAULT_OPSET, OutputKind
 from . import console
 from .options import JsonOutput, Overwrite
 
@@ -14,10 +15,10 @@ from .options import JsonOutput, Overwrite
 def export_command(
     weights: Annotated[str, typer.Argument(help="Weights file or name (see 'aerialseg models').")],
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")],
-    opset: Annotated[int, typer.Option(help="ONNX opset; 18+ uses the dynamo exporter.")] = 18,
+    opset: Annotated[int, typer.Option(help=f"ONNX opset; {DEFAULT_OPSET}+ uses the dynamo exporter.")] = DEFAULT_OPSET,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights and compute (GPU).")] = False,
     output_kind: Annotated[
-        str, typer.Option("--output-kind", help="'probabilities' (QGIS Deepness, GeoDeep) or 'logits'.")
+        OutputKind, typer.Option("--output-kind", help="probabilities (what QGIS Deepness and GeoDeep read) or logits.")
     ] = "probabilities",
     static_size: Annotated[
         int | None,
@@ -34,8 +35,6 @@ def export_command(
     """Export to ONNX with the model card in metadata_props; refuses to write if parity fails."""
     from ..export import export_onnx
 
-    if output_kind not in ("probabilities", "logits"):
-        raise typer.BadParameter("use 'probabilities' or 'logits'", param_hint="--output-kind")
     result = export_onnx(
         weights,
         output,

@@ -1,7 +1,8 @@
 """Entry point: the Typer app, global options, and the mapping of errors to exit codes.
 
 Exit codes: 0 success; 1 a command failed (an :class:`AerialsegError`, printed as one
-line); 2 usage error; 130 interrupted. Anything else is a bug and keeps its traceback.
+line); 2 usage error (one line too, naming the command's ``--help``); 130 interrupted.
+Anything else is a bug and keeps its traceback.
 Commands import the API inside their bodies, so ``--help`` never loads torch.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Annotated
+from typing import Annotated, Protocol, runtime_checkable
 
 import typer
 
@@ -76,10 +77,36 @@ def main(argv: list[str] | None = None) -> None:
         console.error("interrupted")
         sys.exit(130)
     except Exception as exc:
-        # Usage errors come from the click that typer uses (its own vendored copy in recent
-        # versions): recognise them by their interface rather than by one module's class.
-        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+        if not isinstance(exc, UsageProblem):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a group called bare: its help, as click shows it
             exc.show()
-            sys.exit(exc.exit_code)
-        raise
+        else:
+            console.error(usage_line(exc))
+        sys.exit(exc.exit_code)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+@runtime_checkable
+class UsageProblem(Protocol):
+    """A usage error of the click that typer uses (its own vendored copy in recent versions).
+
+    Recognised by its interface rather than by one module's class.
+    """
+
+    exit_code: int
+
+    def format_message(self) -> str:
+        """Click's message."""
+        ...
+
+    def show(self) -> None:
+        """Click's own rendering (usage, hint, message) on stderr."""
+        ...
+
+
+def usage_line(exc: UsageProblem) -> str:
+    """A usage error as one line: click's message and where the command's help is."""
+    message = " ".join(exc.format_message().split())
+    context = getattr(exc, "ctx", None)
+    return f"{message} (see '{context.command_path} --help')" if context is not None else message

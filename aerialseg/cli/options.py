@@ -1,25 +1,88 @@
-"""Options shared by several commands, defined once.
+"""Options used by more than one command, declared once, with the library's choices and defaults.
 
-Used by: ``Overwrite`` (export, weights import), ``JsonOutput`` (models, weights info,
-export), ``TrustPickle`` (weights import); the engine options ``Backend``, ``Device``,
-``Precision``, ``MinAgreement`` (predict, eval) and ``Calibration`` (predict). Choices are
-enumerations built from the library's own tuples, so the command line cannot drift from
-what the library accepts.
+A value from a fixed set is offered as a choice built from the library's own tuple
+(:data:`~aerialseg.options.BLENDS`, :data:`~aerialseg.runners.choice.BACKENDS` ...), and a
+command's default is read from the library's dataclass (``TilingOptions.blend``,
+``RunnerSpec.precision`` ...), so the command line cannot drift from what the API accepts.
+Commands hand these values on unchanged: a choice arrives as a plain string. Where the
+default lives in a module that start-up must not import (training loads torch, the cluster
+the whole pipeline), the option is None unless given and the command passes on only what
+was given, so the library's default applies.
+
+Flags spelled alike that mean something different per command stay with their command:
+``-o/--output`` (what is written), ``--resume`` (predict: a partial raster; train: a run
+folder), train's ``--batch-size`` (patches per step), ``--seed`` and export's ``--min-agreement``.
+
+:func:`runner_spec` is the one place the command line turns the engine options into the
+:class:`~aerialseg.runners.RunnerSpec` that predict, doctor, eval and a cluster's workers open.
 """
 
 from __future__ import annotations
 
-from enum import Enum
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from ..models import ARCHITECTURES, MODELS
+from ..options import BLENDS, GSD_MODES
+from ..runners import RunnerSpec
 from ..runners.choice import BACKENDS, PRECISIONS
-from ..runners.gate import DEFAULT_MIN_AGREEMENT
+from ..runners.tta import TTA_MODES
+from ..vector.settings import CAR_GEOMETRIES
 
-BackendName = Enum("BackendName", {name: name for name in BACKENDS}, type=str)  # type: ignore[misc]
-PrecisionName = Enum("PrecisionName", {name: name for name in PRECISIONS}, type=str)  # type: ignore[misc]
+if TYPE_CHECKING:  # mypy sees plain strings; typer reads the Literal and offers its values as choices
+    BackendChoice = str
+    PrecisionChoice = str
+    BlendChoice = str
+    TTAChoice = str
+    GSDChoice = str
+    ArchChoice = str
+    BackboneChoice = str
+    CarGeometryChoice = str
+else:
+    BackendChoice = Literal[BACKENDS]
+    PrecisionChoice = Literal[PRECISIONS]
+    BlendChoice = Literal[BLENDS]
+    TTAChoice = Literal[TTA_MODES]
+    GSDChoice = Literal[GSD_MODES]
+    ArchChoice = Literal[tuple(ARCHITECTURES)]
+    BackboneChoice = Literal[tuple(sorted({spec.backbone for spec in MODELS}))]
+    CarGeometryChoice = Literal[CAR_GEOMETRIES]
 
+__all__ = [
+    "Overwrite",
+    "JsonOutput",
+    "TrustPickle",
+    "Model",
+    "Backend",
+    "Device",
+    "Precision",
+    "MinAgreement",
+    "Calibration",
+    "TTA",
+    "TileSize",
+    "Overlap",
+    "Blend",
+    "BatchSize",
+    "Bands",
+    "Scale",
+    "GSD",
+    "AllowNoCRS",
+    "Probabilities",
+    "Uncertainty",
+    "Regularize",
+    "CarGeometry",
+    "Data",
+    "Arch",
+    "ArchOrDefault",
+    "Backbone",
+    "Half",
+    "runner_spec",
+    "parse_bands",
+]
+
+# Output and trust.
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
 TrustPickle = Annotated[
@@ -29,13 +92,18 @@ TrustPickle = Annotated[
         help="Allow unpickling arbitrary Python objects (runs code from the file). Only for files you trust.",
     ),
 ]
+
+# The network and its engine: predict, doctor, eval (see runner_spec).
+Model = Annotated[
+    str, typer.Option("--model", "-m", "--weights", help="Weights name, weights file, or exported .onnx file.")
+]
 Backend = Annotated[
-    BackendName,
+    BackendChoice,
     typer.Option(help="Engine: auto picks the fastest for this machine ('aerialseg doctor' says which and why)."),
 ]
 Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")]
 Precision = Annotated[
-    PrecisionName,
+    PrecisionChoice,
     typer.Option(
         help="auto: the fastest precision this hardware runs natively that passes the accuracy gate "
         "(bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); int8 runs on ONNX Runtime."
@@ -54,18 +122,67 @@ Calibration = Annotated[
     str | None,
     typer.Option(help="--precision int8: a raster whose tiles calibrate the quantization (default: the input's own)."),
 ]
-DEFAULT_BACKEND = BackendName("auto")
-DEFAULT_PRECISION = PrecisionName("auto")
-__all__ = [
-    "Overwrite",
-    "JsonOutput",
-    "TrustPickle",
-    "Backend",
-    "Device",
-    "Precision",
-    "MinAgreement",
-    "Calibration",
-    "DEFAULT_BACKEND",
-    "DEFAULT_PRECISION",
-    "DEFAULT_MIN_AGREEMENT",
+TTA = Annotated[TTAChoice | None, typer.Option("--tta", help="Test-time augmentation: flip (4 views) or d4 (8 views).")]
+
+# Tiling (aerialseg.options.TilingOptions): predict, doctor, eval.
+TileSize = Annotated[int | None, typer.Option(min=1, help="Tile size in pixels (default: the model card's).")]
+Overlap = Annotated[int | None, typer.Option(min=0, help="Overlap in pixels (default: the model card's).")]
+Blend = Annotated[BlendChoice, typer.Option(help="Overlap blending: cosine or linear ramps, or center (plain crop).")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")]
+
+# Reading the input (aerialseg.options.InputOptions): predict, doctor.
+Bands = Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")]
+Scale = Annotated[float | None, typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")]
+GSD = Annotated[
+    GSDChoice, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
 ]
+AllowNoCRS = Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")]
+
+# Extra outputs (aerialseg.options.OutputOptions): predict, doctor (they decide the blender's memory).
+Probabilities = Annotated[
+    bool, typer.Option("--probabilities", help="Also write <output>_probabilities.tif (a band per class, x254).")
+]
+Uncertainty = Annotated[
+    bool,
+    typer.Option("--uncertainty", help="Also write <output>_uncertainty.tif: confidence, margin, entropy (x254)."),
+]
+
+# Vectorizing: predict --vectorize, vectorize.
+Regularize = Annotated[bool, typer.Option("--regularize", help="Square buildings to their main orientation.")]
+CarGeometry = Annotated[CarGeometryChoice, typer.Option(help="Cars as their outline, or box (the oriented rectangle).")]
+
+# Datasets and networks to train: train, eval, weights import.
+Data = Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")]
+_ARCH = typer.Option(case_sensitive=False, help="Network.")
+Arch = Annotated[ArchChoice, _ARCH]
+ArchOrDefault = Annotated[ArchChoice | None, _ARCH]  # None: the library's default network
+Backbone = Annotated[BackboneChoice | None, typer.Option(help="ResNet trunk (default: the paper's).")]
+Half = Annotated[bool, typer.Option("--half", help="Store the weights file's tensors as float16 (half the size).")]
+
+
+def runner_spec(
+    model: str,
+    backend: str = RunnerSpec.backend,
+    device: str | None = RunnerSpec.device,
+    precision: str = RunnerSpec.precision,
+    *,
+    tta: str | None = RunnerSpec.tta,
+    min_agreement: float = RunnerSpec.min_agreement,
+    calibration: str | None = RunnerSpec.calibration,
+) -> RunnerSpec:
+    """The network and engine settings the command line was given, as the library's one specification."""
+    if calibration is not None and precision != "int8":
+        raise typer.BadParameter("calibrates int8 only; add --precision int8", param_hint="--calibration")
+    return RunnerSpec(model, backend, device, tta, precision, min_agreement, calibration)
+
+
+def parse_bands(text: str | None) -> tuple[int, ...] | None:
+    """``"4,1,2"`` -> ``(4, 1, 2)``; None stays None."""
+    if not text:
+        return None
+    try:
+        return tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise typer.BadParameter(
+            "give 1-based band numbers separated by commas, e.g. 4,1,2", param_hint="--bands"
+        ) from None

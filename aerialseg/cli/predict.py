@@ -3,120 +3,124 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from ..options import InputOptions, OutputOptions, PredictOptions, TilingOptions
+from ..runners import RunnerSpec
+from ..vector import VectorizeOptions
 from . import console
 from .options import (
-    DEFAULT_BACKEND,
-    DEFAULT_MIN_AGREEMENT,
-    DEFAULT_PRECISION,
+    GSD,
+    TTA,
+    AllowNoCRS,
     Backend,
+    Bands,
+    BatchSize,
+    Blend,
     Calibration,
+    CarGeometry,
     Device,
     JsonOutput,
     MinAgreement,
+    Model,
+    Overlap,
     Overwrite,
     Precision,
+    Probabilities,
+    Regularize,
+    Scale,
+    TileSize,
+    Uncertainty,
+    parse_bands,
+    runner_spec,
 )
 
-
-def parse_bands(text: str | None) -> tuple[int, ...] | None:
-    """``"4,1,2"`` -> ``(4, 1, 2)``; None stays None."""
-    if not text:
-        return None
-    try:
-        return tuple(int(v) for v in text.split(","))
-    except ValueError:
-        raise typer.BadParameter("give 1-based band numbers separated by commas, e.g. 4,1,2", param_hint="--bands")
+if TYPE_CHECKING:
+    from ..pipeline import PredictResult
 
 
 def predict_command(
     inputs: Annotated[list[str], typer.Argument(help="Rasters, folders or glob patterns.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Weights name, weights file, or exported .onnx file.")],
+    model: Model,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input only).")] = None,
     out_dir: Annotated[
         Path | None, typer.Option("--out-dir", help="Folder for <input>_classes.tif (default: beside each input).")
     ] = None,
-    backend: Backend = DEFAULT_BACKEND,
-    device: Device = None,
-    precision: Precision = DEFAULT_PRECISION,
-    min_agreement: MinAgreement = DEFAULT_MIN_AGREEMENT,
-    calibration: Calibration = None,
-    tile_size: Annotated[int | None, typer.Option(help="Tile size in pixels (default: the model card's).")] = None,
-    overlap: Annotated[int | None, typer.Option(help="Overlap in pixels (default: the model card's).")] = None,
-    blend: Annotated[str, typer.Option(help="cosine, linear, or center (plain centre crop).")] = "cosine",
-    batch_size: Annotated[int, typer.Option(help="Tiles per forward pass.")] = 1,
-    bands: Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")] = None,
-    scale: Annotated[
-        float | None, typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")
-    ] = None,
-    tta: Annotated[str | None, typer.Option(help="Test-time augmentation: flip (4 views) or d4 (8).")] = None,
-    gsd: Annotated[
-        str, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
-    ] = "auto",
-    allow_no_crs: Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")] = False,
-    probabilities: Annotated[
-        bool, typer.Option("--probabilities", help="Also write <output>_probabilities.tif (a band per class, x254).")
-    ] = False,
-    uncertainty: Annotated[
-        bool,
-        typer.Option("--uncertainty", help="Also write <output>_uncertainty.tif: confidence, margin, entropy (x254)."),
-    ] = False,
+    backend: Backend = RunnerSpec.backend,
+    device: Device = RunnerSpec.device,
+    precision: Precision = RunnerSpec.precision,
+    min_agreement: MinAgreement = RunnerSpec.min_agreement,
+    calibration: Calibration = RunnerSpec.calibration,
+    tile_size: TileSize = TilingOptions.tile_size,
+    overlap: Overlap = TilingOptions.overlap,
+    blend: Blend = TilingOptions.blend,
+    batch_size: BatchSize = TilingOptions.batch_size,
+    bands: Bands = None,
+    scale: Scale = InputOptions.scale,
+    tta: TTA = RunnerSpec.tta,
+    gsd: GSD = InputOptions.gsd,
+    allow_no_crs: AllowNoCRS = InputOptions.allow_no_crs,
+    probabilities: Probabilities = OutputOptions.probabilities,
+    uncertainty: Uncertainty = OutputOptions.uncertainty,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue an interrupted run of the same input, model and settings.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run of the same input, model and settings; inputs whose output "
+            "exists are skipped.",
+        ),
+    ] = OutputOptions.resume,
     vectorize: Annotated[
         str | None,
         typer.Option(help="Also write <output>_objects.gpkg with these classes' polygons, e.g. building,car."),
     ] = None,
     objects_format: Annotated[
         str, typer.Option(help="Format of the objects file: gpkg, parquet, fgb or geojson.")
-    ] = "gpkg",
-    regularize: Annotated[bool, typer.Option("--regularize", help="Square vectorized buildings.")] = False,
-    car_geometry: Annotated[str, typer.Option(help="Vectorized cars as outline or box.")] = "outline",
+    ] = OutputOptions.objects_suffix,
+    regularize: Regularize = VectorizeOptions.regularize,
+    car_geometry: CarGeometry = VectorizeOptions.car_geometry,
     cluster: Annotated[
         str | None,
         typer.Option(help="Run on Dask: local, local:N (N worker processes) or a scheduler address tcp://host:8786."),
     ] = None,
     split_rows: Annotated[
-        int, typer.Option(help="With --cluster: rasters higher than this are split into bands of rows across workers.")
-    ] = 4096,
-    overwrite: Overwrite = False,
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --cluster: rasters higher than this are split into bands of rows across workers "
+            "(default: aerialseg.cluster.DEFAULT_SPLIT_ROWS).",
+        ),
+    ] = None,
+    overwrite: Overwrite = OutputOptions.overwrite,
     json_output: JsonOutput = False,
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
-    from ..pipeline import PredictOptions, expand_inputs, predict_many
-    from ..runners import RunnerSpec, gate_result
-    from ..vector import VectorizeOptions
+    from ..pipeline import expand_inputs, predict_many
+    from ..runners import gate_result
     from .vectorize import parse_classes
 
-    if gsd not in ("auto", "native"):
-        raise typer.BadParameter("use 'auto' or 'native'", param_hint="--gsd")
-    if calibration is not None and precision.value != "int8":
-        raise typer.BadParameter("calibrates int8 only; add --precision int8", param_hint="--calibration")
-
-    options = PredictOptions(
-        tile_size=tile_size,
-        overlap=overlap,
-        blend=blend,
-        batch_size=batch_size,
-        bands=parse_bands(bands),
-        scale=scale,
-        allow_no_crs=allow_no_crs,
-        gsd=gsd,
-        overwrite=overwrite,
-        resume=resume,
-        probabilities=probabilities,
-        uncertainty=uncertainty,
-        extra_tags={"AERIALSEG_TTA": tta or "none"},
-        vectorize=VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
+    spec = runner_spec(model, backend, device, precision, tta=tta, min_agreement=min_agreement, calibration=calibration)
+    objects = (
+        VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
         if vectorize is not None
-        else None,
-        objects_suffix=f".{objects_format.lstrip('.')}",
+        else None
     )
-    spec = RunnerSpec(model, backend.value, device, tta, precision.value, min_agreement, calibration)
+    options = PredictOptions(
+        tiling=TilingOptions(tile_size, overlap, blend, batch_size),
+        input=InputOptions(bands=parse_bands(bands), scale=scale, allow_no_crs=allow_no_crs, gsd=gsd),
+        output=OutputOptions(
+            overwrite=overwrite,
+            resume=resume,
+            skip_finished=resume,
+            probabilities=probabilities,
+            uncertainty=uncertainty,
+            vectorize=objects,
+            objects_suffix=f".{objects_format.lstrip('.')}",
+            extra_tags={"AERIALSEG_TTA": tta or "none"},
+        ),
+    )
     try:
         paths = expand_inputs(inputs)
         if cluster:
@@ -170,16 +174,26 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def _on_cluster(address, paths, spec, options, out_dir, output, split_rows, json_output):  # noqa: ANN001, ANN202
+def _on_cluster(
+    address: str,
+    paths: list[Path],
+    spec: RunnerSpec,
+    options: PredictOptions,
+    out_dir: Path | None,
+    output: Path | None,
+    split_rows: int | None,
+    json_output: bool,
+) -> tuple[list[PredictResult], str]:
     """Run the batch on a Dask cluster; ``(results, description)``."""
     from ..cluster import close_client, open_client, predict_on_cluster
 
     client = open_client(address)
+    rows: dict[str, Any] = {} if split_rows is None else {"split_rows": split_rows}  # else the library's
     try:
         workers = len(client.scheduler_info()["workers"])
         with console.ItemProgress("cluster tasks", enabled=None if not json_output else False) as progress:
             results = predict_on_cluster(
-                paths, spec, options, client, out_dir=out_dir, output=output, split_rows=split_rows, progress=progress
+                paths, spec, options, client, out_dir=out_dir, output=output, progress=progress, **rows
             )
     finally:
         close_client(client)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,8 @@ def check_options(dataset: str, given: dict[str, bool]) -> str:
     name = dataset.lower()
     if name not in (*BENCHMARKS, "folder"):
         raise typer.BadParameter(f"use one of {', '.join(BENCHMARKS)} or folder, not {dataset!r}", param_hint="DATASET")
+    needed: tuple[str, ...]
+    foreign: tuple[str, ...]
     if name == "folder":
         needed, foreign = ("--images", "--labels", "--classes"), ("--root", "--image-kind")
     else:
@@ -48,17 +50,24 @@ def prepare_command(
     classes: Annotated[
         Path | None, typer.Option(help="folder: classes TOML (names, colours, optional ids, bands, gsd_m).")
     ] = None,
-    patch_size: Annotated[int, typer.Option(min=1, help="Patch side in pixels.")] = 1024,
+    patch_size: Annotated[
+        int | None, typer.Option(min=1, help="Patch side in pixels (default: the library's).")
+    ] = None,
     stride: Annotated[int | None, typer.Option(min=1, help="Patch step in pixels (default: the patch size).")] = None,
     image_kind: Annotated[
         str | None, typer.Option(help="potsdam: RGB (default), IRRG or RGBIR (4 bands) tiles.")
     ] = None,
     colour_tolerance: Annotated[
-        int, typer.Option(min=0, help="Accept label colours this far (per channel) from a class colour.")
-    ] = 0,
-    val_fraction: Annotated[float | None, typer.Option(help="folder: share of files for validation.")] = None,
-    test_fraction: Annotated[float | None, typer.Option(help="folder: share of files for testing.")] = None,
-    seed: Annotated[int | None, typer.Option(help="folder: seed of the file split (default 0).")] = None,
+        int | None,
+        typer.Option(min=0, help="Accept label colours this far (per channel) from a class colour (default: exact)."),
+    ] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="folder: share of files for validation (default: none).")
+    ] = None,
+    test_fraction: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="folder: share of files for testing (default: none).")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="folder: seed of the file split.")] = None,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
 ) -> None:
@@ -83,33 +92,22 @@ def prepare_command(
     name = check_options(dataset, given)
     from ..data.prepare import prepare_dataset, prepare_folder
 
+    chosen: dict[str, Any] = {"patch_size": patch_size, "colour_tolerance": colour_tolerance}
+    if name == "folder":
+        chosen |= {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
+    else:
+        chosen["image_kind"] = image_kind
+    settings = {key: value for key, value in chosen.items() if value is not None}  # the rest: the library's
     with console.RowProgress(f"prepare {name}", enabled=False if json_output else None, unit="tiles") as progress:
         if name == "folder":
+            assert images and labels and classes  # check_options required them
             manifest = prepare_folder(
-                images,
-                labels,
-                classes,
-                out,
-                val_fraction=val_fraction or 0.0,
-                test_fraction=test_fraction or 0.0,
-                patch_size=patch_size,
-                stride=stride,
-                seed=seed or 0,
-                colour_tolerance=colour_tolerance,
-                overwrite=overwrite,
-                progress=progress,
+                images, labels, classes, out, stride=stride, overwrite=overwrite, progress=progress, **settings
             )
         else:
+            assert root  # check_options required it
             manifest = prepare_dataset(
-                name,
-                root,
-                out,
-                patch_size=patch_size,
-                stride=stride,
-                image_kind=image_kind,
-                colour_tolerance=colour_tolerance,
-                overwrite=overwrite,
-                progress=progress,
+                name, root, out, stride=stride, overwrite=overwrite, progress=progress, **settings
             )
     if json_output:
         console.print_json(manifest.to_dict() | {"folder": str(manifest.folder)})

@@ -3,78 +3,92 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from . import console
-from .options import JsonOutput, Overwrite, TrustPickle
+from .options import ArchOrDefault, Backbone, Data, Device, Half, JsonOutput, Overwrite, TrustPickle
 
 
 def train_command(
-    data: Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")],
+    data: Data,
     out: Annotated[Path, typer.Option("--out", help="Run folder: weights, checkpoint, log.csv.")],
-    arch: Annotated[str, typer.Option(help="manet, maresunet or abcnet.")] = "manet",
-    backbone: Annotated[str | None, typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
-    epochs: Annotated[int | None, typer.Option(help="Epochs (default: the dataset's recipe).")] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Patches per step and process.")] = None,
-    crop: Annotated[int | None, typer.Option(help="Training crop size in pixels.")] = None,
+    arch: ArchOrDefault = None,
+    backbone: Backbone = None,
+    epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the dataset's recipe).")] = None,
+    batch_size: Annotated[int | None, typer.Option(min=1, help="Patches per step and process.")] = None,
+    crop: Annotated[int | None, typer.Option(min=1, help="Training crop size in pixels.")] = None,
     lr: Annotated[float | None, typer.Option(help="Learning rate of the decoder (AdamW).")] = None,
     backbone_lr: Annotated[float | None, typer.Option(help="Learning rate of the backbone.")] = None,
     weight_decay: Annotated[float | None, typer.Option(help="AdamW weight decay.")] = None,
     schedule: Annotated[
         str | None, typer.Option(help="cosine-restarts (ISPRS), cosine (UAVid) or constant, per epoch.")
     ] = None,
-    accumulate: Annotated[int, typer.Option(help="Batches per optimizer step (gradient accumulation).")] = 1,
-    workers: Annotated[int, typer.Option(help="Data-loading worker processes.")] = 2,
-    seed: Annotated[int, typer.Option(help="Seed of weights, data order and augmentation.")] = 42,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 (default: CUDA when present).")] = None,
-    amp: Annotated[bool, typer.Option(help="Mixed precision on CUDA.")] = True,
+    accumulate: Annotated[
+        int | None, typer.Option(min=1, help="Batches per optimizer step (gradient accumulation).")
+    ] = None,
+    workers: Annotated[int | None, typer.Option(min=0, help="Data-loading worker processes.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, data order and augmentation.")] = None,
+    device: Device = None,
+    amp: Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA.")] = None,
     pretrained_backbone: Annotated[
         Path | None, typer.Option(help="ImageNet ResNet weights (torchvision/timm names; safetensors or .pth).")
     ] = None,
     trust_pickle: TrustPickle = False,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")] = False,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after this many optimizer steps.")] = None,
-    checkpoint_every: Annotated[int, typer.Option(help="Also save the checkpoint every N steps (0: per epoch).")] = 0,
-    train_split: Annotated[str, typer.Option(help="Split(s) trained on, comma-separated (e.g. train,val).")] = "train",
-    val_split: Annotated[str, typer.Option(help="Split validated after each epoch ('' for none).")] = "val",
-    half: Annotated[bool, typer.Option("--half", help="Store the weights files in float16.")] = False,
+    max_steps: Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps.")] = None,
+    checkpoint_every: Annotated[
+        int | None, typer.Option(min=0, help="Also save the checkpoint every N steps (0: per epoch).")
+    ] = None,
+    train_split: Annotated[
+        str | None, typer.Option(help="Split(s) trained on, comma-separated (e.g. train,val).")
+    ] = None,
+    val_split: Annotated[str | None, typer.Option(help="Split validated after each epoch ('' for none).")] = None,
+    half: Half = False,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
 ) -> None:
     """Train MANet, MAResU-Net or ABCNet with the papers' recipe; writes best/last weights files.
 
-    Several GPUs or machines: torchrun --nproc_per_node 4 -m aerialseg train ... (--batch-size is per process).
+    An option left out takes the library's default (aerialseg.TrainOptions), and the dataset's
+    recipe where that is None. Several GPUs or machines: torchrun --nproc_per_node 4 -m aerialseg
+    train ... (--batch-size is per process).
     """
     from ..training.loop import TrainOptions, train
 
+    chosen: dict[str, Any] = {
+        "arch": arch,
+        "backbone": backbone,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "crop": crop,
+        "lr": lr,
+        "backbone_lr": backbone_lr,
+        "weight_decay": weight_decay,
+        "schedule": schedule,
+        "accumulate": accumulate,
+        "workers": workers,
+        "seed": seed,
+        "device": device,
+        "amp": amp,
+        "pretrained_backbone": pretrained_backbone,
+        "max_steps": max_steps,
+        "checkpoint_every": checkpoint_every,
+        "train_split": train_split,
+        "val_split": val_split,
+    }
+    given = {name: value for name, value in chosen.items() if value is not None}
+    if val_split == "":
+        given["val_split"] = None  # '' asks for no validation
     options = TrainOptions(
         data=data,
         out=out,
-        arch=arch,
-        backbone=backbone,
-        epochs=epochs,
-        batch_size=batch_size,
-        crop=crop,
-        lr=lr,
-        backbone_lr=backbone_lr,
-        weight_decay=weight_decay,
-        schedule=schedule,
-        accumulate=accumulate,
-        workers=workers,
-        seed=seed,
-        device=device,
-        amp=amp,
-        pretrained_backbone=pretrained_backbone,
         trust_pickle=trust_pickle,
         resume=resume,
         overwrite=overwrite,
-        max_steps=max_steps,
-        checkpoint_every=checkpoint_every,
-        train_split=train_split,
-        val_split=val_split or None,
         half=half,
+        **given,
     )
     with console.TrainProgress(enabled=None if not json_output else False) as progress:
         result = train(options, progress=progress)

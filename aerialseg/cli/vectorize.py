@@ -7,8 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..vector import VectorizeOptions, vectorize
 from . import console
-from .options import JsonOutput, Overwrite
+from .options import CarGeometry, JsonOutput, Overwrite, Regularize
 
 
 def parse_classes(text: str | None) -> tuple[str, ...] | None:
@@ -49,17 +50,13 @@ def vectorize_command(
     min_area: Annotated[float | None, typer.Option(help="Drop objects smaller than this (m²).")] = None,
     fill_holes: Annotated[float | None, typer.Option(help="Fill holes smaller than this (m²).")] = None,
     simplify: Annotated[str | None, typer.Option(help="Simplification tolerance, e.g. 1px or 0.3m (0: none).")] = None,
-    regularize: Annotated[
-        bool, typer.Option("--regularize", help="Square buildings to their main orientation.")
-    ] = False,
-    car_geometry: Annotated[str, typer.Option(help="outline, or box (the oriented rectangle).")] = "outline",
-    strip_rows: Annotated[int, typer.Option(help="Rows read per strip.")] = 512,
-    overwrite: Overwrite = False,
+    regularize: Regularize = VectorizeOptions.regularize,
+    car_geometry: CarGeometry = VectorizeOptions.car_geometry,
+    strip_rows: Annotated[int, typer.Option(help="Rows read per strip.")] = VectorizeOptions.strip_rows,
+    overwrite: Overwrite = VectorizeOptions.overwrite,
     json_output: JsonOutput = False,
 ) -> None:
     """Polygons of buildings, cars or any class, with areas, perimeters and (cars) oriented boxes."""
-    from ..vector import VectorizeOptions, vectorize
-
     tolerance, unit = parse_simplify(simplify)
     options = VectorizeOptions(
         classes=parse_classes(classes),

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from . import console
-from .options import JsonOutput, Overwrite, TrustPickle
+from .options import Arch, Backbone, Half, JsonOutput, Overwrite, TrustPickle
 
 weights_app = typer.Typer(help="Import checkpoints into aerialseg's weights format, inspect weights files.")
 
@@ -17,15 +17,15 @@ weights_app = typer.Typer(help="Import checkpoints into aerialseg's weights form
 def import_command(
     src: Annotated[Path, typer.Argument(help="GeoSeg .ckpt, or a state dict of the original authors' code.")],
     output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
-    arch: Annotated[str, typer.Option(help="manet, maresunet or abcnet.")],
-    backbone: Annotated[str | None, typer.Option(help="resnet18/34/50 (default: the paper's).")] = None,
+    arch: Arch,
+    backbone: Backbone = None,
     num_classes: Annotated[
         int | None, typer.Option(help="Number of classes (default: read from the checkpoint).")
     ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="vaihingen, potsdam or uavid: fills classes, bands and GSD.")
     ] = None,
-    half: Annotated[bool, typer.Option("--half", help="Store tensors as float16 (half the size).")] = False,
+    half: Half = False,
     trust_pickle: TrustPickle = False,
     overwrite: Overwrite = False,
 ) -> None:
@@ -80,5 +80,8 @@ def info_command(
     console.table(
         "Classes",
         ["id", "name", "colour", "in means"],
-        [(i, c.name, "#%02x%02x%02x" % c.color, "yes" if c.in_mean else "no") for i, c in enumerate(card.classes)],
+        [
+            (i, c.name, "#" + "".join(f"{v:02x}" for v in c.color), "yes" if c.in_mean else "no")
+            for i, c in enumerate(card.classes)
+        ],
     )

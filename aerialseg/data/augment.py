@@ -4,15 +4,36 @@ Every function takes an explicit ``numpy.random.Generator`` so a sample's augmen
 a pure function of (seed, epoch, index): the same in every DataLoader worker layout, in
 every DDP process, and after resuming mid-epoch. Images are float (C, H, W) in [0, 1];
 labels are long (H, W) with the ignore index where nothing is known (padding).
+:class:`Augmentation` is the set of settings a training recipe passes down to the dataset
+(the recipe, with the optimizer's settings, lives in :mod:`aerialseg.training`, above this).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["mosaic", "random_scale", "smart_crop", "flip_rotate", "brightness_contrast"]
+__all__ = ["Augmentation", "mosaic", "random_scale", "smart_crop", "flip_rotate", "brightness_contrast"]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """How training samples are augmented: each field feeds the function of the same name.
+
+    ``mosaic`` is the probability of a mosaic; ``crop`` the side of the smart crop (``None``:
+    whole patches); ``smart_crop_ratio`` the share of labels one class may cover in a crop.
+    """
+
+    crop: int | None
+    scales: tuple[float, ...]
+    rotate90: bool
+    flips: bool
+    brightness_contrast: float
+    mosaic: float
+    smart_crop_ratio: float
 
 
 def mosaic(
@@ -30,7 +51,7 @@ def mosaic(
     boxes = [(0, 0, cy, cx), (0, cx, cy, width - cx), (cy, 0, height - cy, cx), (cy, cx, height - cy, width - cx)]
     image = image0.new_zeros(image0.shape)
     label = label0.new_zeros(label0.shape)
-    for (image_q, label_q), (top, left, h, w) in zip(samples, boxes):
+    for (image_q, label_q), (top, left, h, w) in zip(samples, boxes, strict=True):
         if h == 0 or w == 0:
             continue
         part_image, part_label = _random_window(image_q, label_q, h, w, rng, ignore)

@@ -9,19 +9,15 @@ workers or processes, and a run resumed mid-epoch sees exactly the samples it wo
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import rasterio
 import torch
+from rasterio.errors import RasterioIOError
 
-from ..errors import DatasetLayoutError
-from .augment import brightness_contrast, flip_rotate, mosaic, random_scale, smart_crop
-
-if TYPE_CHECKING:
-    from ..training.recipes import Recipe
+from ..errors import DatasetLayoutError, InputRasterError
+from ..raster import first_line, open_raster
+from .augment import Augmentation, brightness_contrast, flip_rotate, mosaic, random_scale, smart_crop
 
 __all__ = ["PatchDataset", "TrainingView", "collate"]
 
@@ -38,15 +34,8 @@ class PatchDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         image_path, label_path = self.pairs[index]
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)  # patches of PNG frames
-                with rasterio.open(image_path) as src:
-                    image = src.read()
-                with rasterio.open(label_path) as src:
-                    label = src.read(1)
-        except rasterio.errors.RasterioIOError as exc:
-            raise DatasetLayoutError(f"cannot read a patch ({exc})", path=image_path) from exc
+        image = _read_patch(image_path)
+        label = _read_patch(label_path, band=1)
         if image.shape[1:] != label.shape:
             raise DatasetLayoutError(f"image {image.shape[1:]} and label {label.shape} differ in size", path=image_path)
         return (
@@ -55,12 +44,22 @@ class PatchDataset(torch.utils.data.Dataset):
         )
 
 
-class TrainingView(torch.utils.data.Dataset):
-    """A :class:`PatchDataset` augmented as the recipe says, indexed by ``(epoch, index)``."""
+def _read_patch(path: Path, band: int | None = None) -> np.ndarray:
+    """Every band of a patch (C, H, W), or one (H, W); a patch that cannot be read is the prepared dataset's fault."""
+    try:
+        with open_raster(path, plain_pictures=True) as src:  # patches cut from PNG frames have no georeferencing
+            return src.read(band)
+    except (InputRasterError, RasterioIOError) as exc:
+        gdal_error = exc.__cause__ or exc
+        raise DatasetLayoutError(f"cannot read a patch ({first_line(gdal_error)})", path=path) from exc
 
-    def __init__(self, patches: PatchDataset, recipe: Recipe, ignore_index: int, seed: int):
+
+class TrainingView(torch.utils.data.Dataset):
+    """A :class:`PatchDataset` augmented as the recipe's :class:`Augmentation` says, indexed by ``(epoch, index)``."""
+
+    def __init__(self, patches: PatchDataset, augmentation: Augmentation, ignore_index: int, seed: int):
         self.patches = patches
-        self.recipe = recipe
+        self.augmentation = augmentation
         self.ignore_index = ignore_index
         self.seed = seed
 
@@ -69,20 +68,20 @@ class TrainingView(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
         epoch, index = key
-        r = self.recipe
+        settings = self.augmentation
         rng = np.random.default_rng([self.seed, epoch, index])
-        if r.mosaic > 0 and rng.random() < r.mosaic:
+        if settings.mosaic > 0 and rng.random() < settings.mosaic:
             others = rng.integers(0, len(self.patches), size=3)
             image, label = mosaic(
                 [self.patches[index]] + [self.patches[int(i)] for i in others], self.ignore_index, rng
             )
         else:
             image, label = self.patches[index]
-        image, label = random_scale(image, label, r.scales, rng)
-        if r.crop:
-            image, label = smart_crop(image, label, r.crop, self.ignore_index, r.smart_crop_ratio, rng)
-        image, label = flip_rotate(image, label, r.rotate90, r.flips, rng)
-        image = brightness_contrast(image, r.brightness_contrast, rng)
+        image, label = random_scale(image, label, settings.scales, rng)
+        if settings.crop:
+            image, label = smart_crop(image, label, settings.crop, self.ignore_index, settings.smart_crop_ratio, rng)
+        image, label = flip_rotate(image, label, settings.rotate90, settings.flips, rng)
+        image = brightness_contrast(image, settings.brightness_contrast, rng)
         return image, label
 
 

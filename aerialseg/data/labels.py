@@ -104,7 +104,7 @@ class LabelTable:
             return self._rgb_to_ids(label[:3], tolerance, path, where)
         raise LabelColourError(f"label has {label.shape[0]} bands", path=path, hint="give 1 band of ids or RGB")
 
-    def _rgb_to_ids(self, rgb: np.ndarray, tolerance: int, path: object, where: str) -> np.ndarray:
+    def _rgb_to_ids(self, rgb: np.ndarray, tolerance: int, path: str | PathLike[str] | None, where: str) -> np.ndarray:
         packed = _pack(rgb)
         keys, ids = self._colour_keys
         pos = np.searchsorted(keys, packed).clip(max=len(keys) - 1)
@@ -142,7 +142,7 @@ class LabelTable:
         nearest = gaps.argmin(1)
         return np.where(gaps[np.arange(len(colours)), nearest] <= tolerance, ids[nearest], -1)
 
-    def _values_to_ids(self, band: np.ndarray, path: object, where: str) -> np.ndarray:
+    def _values_to_ids(self, band: np.ndarray, path: str | PathLike[str] | None, where: str) -> np.ndarray:
         if band.dtype != np.uint8:
             if not np.issubdtype(band.dtype, np.integer) or band.min() < 0 or band.max() > 255:
                 raise LabelColourError(

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
@@ -26,14 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
-from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from .. import __version__
 from ..card import ClassInfo
-from ..errors import AerialsegError, DatasetLayoutError, InputRasterError, OutputExistsError, OutputWriteError
+from ..errors import AerialsegError, DatasetLayoutError, OutputExistsError, OutputWriteError
+from ..raster import open_raster
 from .archives import IMAGE_KINDS, TileSource, find_tiles, pair_folder, split_by_fraction
 from .classes import IGNORE_INDEX, dataset_info
 from .labels import LabelTable, dataset_table, read_folder_classes
@@ -247,16 +245,6 @@ def _prepare(
     return replace(manifest, folder=out)
 
 
-def _open(path: Path) -> DatasetReader:
-    """Open a raster for reading; plain pictures (UAVid PNGs) are fine without georeferencing."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", NotGeoreferencedWarning)
-            return rasterio.open(path)
-    except RasterioIOError as exc:
-        raise InputRasterError(f"cannot open as a raster ({exc})", path=path) from exc
-
-
 def _georef(src: DatasetReader, window: Window | None = None) -> dict[str, Any]:
     """CRS and transform of ``src`` (or of a window of it) when it has them; nothing for plain pictures."""
     if src.crs is None and src.transform.is_identity:
@@ -267,7 +255,7 @@ def _georef(src: DatasetReader, window: Window | None = None) -> dict[str, Any]:
 def _prepare_tile(tile: TileSource, folder: Path, cut: _Cut) -> tuple[Scene, list[str], np.ndarray]:
     """Scene rasters and patches of one tile: ``(scene, patch names, label value counts (256,))``."""
     counts = np.zeros(256, np.int64)
-    with _open(tile.image) as image:
+    with open_raster(tile.image, plain_pictures=True) as image:  # UAVid frames are PNGs without georeferencing
         if image.count < len(cut.bands) or image.dtypes[0] != "uint8":
             raise DatasetLayoutError(
                 f"image is {image.count} band(s) of {image.dtypes[0]}; {len(cut.bands)} bands of uint8 expected "
@@ -280,9 +268,10 @@ def _prepare_tile(tile: TileSource, folder: Path, cut: _Cut) -> tuple[Scene, lis
         scene_dir = folder / "scenes" / tile.split
         scene_dir.mkdir(parents=True, exist_ok=True)
         label = f"scenes/{tile.split}/{tile.id}_label.tif"
-        eroded = f"scenes/{tile.split}/{tile.id}_label_eroded.tif" if tile.label_eroded else None
         _write_scene(image, tile.label, folder / label, cut)
+        eroded = None
         if tile.label_eroded:
+            eroded = f"scenes/{tile.split}/{tile.id}_label_eroded.tif"
             _write_scene(image, tile.label_eroded, folder / eroded, cut)
         eroded_path = folder / eroded if eroded else None
         names = _cut_patches(image, folder / label, eroded_path, folder / tile.split, tile.id, cut, counts)
@@ -291,7 +280,7 @@ def _prepare_tile(tile: TileSource, folder: Path, cut: _Cut) -> tuple[Scene, lis
 
 def _write_scene(image: DatasetReader, label_path: Path, dest: Path, cut: _Cut) -> None:
     """Convert a whole label raster to class ids strip by strip, on the image's grid."""
-    with _open(label_path) as label:
+    with open_raster(label_path, plain_pictures=True) as label:
         if (label.height, label.width) != (image.height, image.width):
             raise DatasetLayoutError(
                 f"label is {label.width}x{label.height} pixels, its image {image.width}x{image.height}",
@@ -310,7 +299,8 @@ def _write_scene(image: DatasetReader, label_path: Path, dest: Path, cut: _Cut) 
             blockxsize=256,
             blockysize=256,
         )
-        with rasterio.open(dest, "w", **profile, **_georef(image)) as dst:
+        geo = _georef(image)
+        with open_raster(dest, "w", plain_pictures=not geo, **profile, **geo) as dst:
             for row in range(0, image.height, _STRIP_ROWS):
                 window = Window(0, row, image.width, min(_STRIP_ROWS, image.height - row))
                 rows = (row, row + int(window.height) - 1)
@@ -330,9 +320,9 @@ def _cut_patches(
         path.mkdir(parents=True, exist_ok=True)
     names = []
     with ExitStack() as stack:
-        sources = {"labels": stack.enter_context(_open(label))}
+        sources = {"labels": stack.enter_context(open_raster(label, plain_pictures=True))}
         if eroded:
-            sources["eroded"] = stack.enter_context(_open(eroded))
+            sources["eroded"] = stack.enter_context(open_raster(eroded, plain_pictures=True))
         for row in patch_starts(image.height, size, cut.stride):
             for col in patch_starts(image.width, size, cut.stride):
                 window = Window(col, row, min(size, image.width - col), min(size, image.height - row))
@@ -364,7 +354,7 @@ def _write_patch(path: Path, array: np.ndarray, geo: dict[str, Any], bands: Sequ
     profile = dict(driver="GTiff", width=width, height=height, count=count, dtype=array.dtype, compress="deflate")
     if not bands:
         profile["nodata"] = IGNORE_INDEX
-    with rasterio.open(path, "w", **profile, **geo) as dst:
+    with open_raster(path, "w", plain_pictures=not geo, **profile, **geo) as dst:
         dst.write(array)
         for i, code in enumerate(bands, start=1):
             dst.set_band_description(i, code)

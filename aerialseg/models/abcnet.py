@@ -99,7 +99,7 @@ class OutputHead(nn.Module):
         self.conv_out = nn.Conv2d(mid_channels, num_classes * upscale * upscale, 1)
         self.up = nn.PixelShuffle(upscale)
         nn.init.kaiming_normal_(self.conv_out.weight, a=1)
-        nn.init.zeros_(self.conv_out.bias)
+        nn.init.zeros_(self.conv_out.get_parameter("bias"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, in, h, w) -> (B, K, r*h, r*w)."""

@@ -67,7 +67,7 @@ class ChannelAttention(nn.Module):
     when done in float32).
     """
 
-    def __init__(self):
+    def __init__(self) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.zeros(1))
 

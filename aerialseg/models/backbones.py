@@ -113,7 +113,7 @@ class ResNet(nn.Module):
         return [e1, e2, e3, e4]
 
 
-BACKBONES = {
+BACKBONES: dict[str, tuple[type[BasicBlock | Bottleneck], tuple[int, int, int, int]]] = {
     "resnet18": (BasicBlock, (2, 2, 2, 2)),
     "resnet34": (BasicBlock, (3, 4, 6, 3)),
     "resnet50": (Bottleneck, (3, 4, 6, 3)),

@@ -73,7 +73,10 @@ class SegmentationModel(nn.Module, ABC):
 
     def encoder(self) -> ResNet:
         """The ImageNet-initialisable ResNet trunk of this network."""
-        return self.get_submodule(self.encoder_prefix)
+        trunk = self.get_submodule(self.encoder_prefix)
+        if not isinstance(trunk, ResNet):
+            raise TypeError(f"{type(self).__name__}.{self.encoder_prefix} is not a ResNet trunk")
+        return trunk
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
         """(B, bands, H, W) -> logits (B, K, H, W); ABCNet in training mode returns a tuple."""

@@ -18,22 +18,27 @@ from torch import nn
 __all__ = ["fold_batchnorm"]
 
 _CONVS = (nn.Conv2d, nn.ConvTranspose2d)
+Conv = nn.Conv2d | nn.ConvTranspose2d
 
 
-def _pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Module, nn.BatchNorm2d]]:
-    """``(conv, bn)`` where the BatchNorm's input is the convolution's output, in call order."""
-    outputs: dict[int, tuple[nn.Module, torch.Tensor]] = {}  # tensors kept alive, so ids stay unique
-    pairs: list[tuple[nn.Module, nn.BatchNorm2d]] = []
+def _pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[Conv, nn.BatchNorm2d]]:
+    """``(conv, bn)`` where the BatchNorm's input is the convolution's output, in call order.
+
+    BatchNorms without running statistics normalise by the batch's own, which no
+    convolution can hold, so they are left out.
+    """
+    outputs: dict[int, tuple[Conv, torch.Tensor]] = {}  # tensors kept alive, so ids stay unique
+    pairs: list[tuple[Conv, nn.BatchNorm2d]] = []
     calls: dict[nn.Module, int] = {}
 
-    def after_conv(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+    def after_conv(module: Conv, _inputs: tuple, output: torch.Tensor) -> None:
         outputs[id(output)] = (module, output)
         calls[module] = calls.get(module, 0) + 1
 
     def before_bn(module: nn.BatchNorm2d, inputs: tuple) -> None:
         calls[module] = calls.get(module, 0) + 1
         found = outputs.get(id(inputs[0]))
-        if found is not None:
+        if found is not None and module.running_mean is not None:
             pairs.append((found[0], module))
 
     hooks = [m.register_forward_hook(after_conv) for m in model.modules() if isinstance(m, _CONVS)]
@@ -47,13 +52,16 @@ def _pairs(model: nn.Module, example: torch.Tensor) -> list[tuple[nn.Module, nn.
     return [(conv, bn) for conv, bn in pairs if calls[conv] == calls[bn] == 1]  # modules used twice stay
 
 
-def _fold(conv: nn.Module, bn: nn.BatchNorm2d) -> None:
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+def _fold(conv: Conv, bn: nn.BatchNorm2d) -> None:
+    mean, var = bn.running_mean, bn.running_var
+    if mean is None or var is None:
+        raise ValueError("a BatchNorm without running statistics cannot be folded")
+    scale = bn.weight / torch.sqrt(var + bn.eps)
     shape = [1] * conv.weight.dim()
     shape[1 if isinstance(conv, nn.ConvTranspose2d) else 0] = -1  # output channels
-    bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+    bias = conv.bias if conv.bias is not None else torch.zeros_like(mean)
     conv.weight = nn.Parameter(conv.weight * scale.view(shape), requires_grad=False)
-    conv.bias = nn.Parameter((bias - bn.running_mean) * scale + bn.bias, requires_grad=False)
+    conv.bias = nn.Parameter((bias - mean) * scale + bn.bias, requires_grad=False)
 
 
 def fold_batchnorm(model: nn.Module, bands: int, size: int = 64, tolerance: float = 1e-3) -> int:
@@ -83,7 +91,7 @@ def fold_batchnorm(model: nn.Module, bands: int, size: int = 64, tolerance: floa
     scale = float(expected.abs().max()) or 1.0
     if float((got - expected).abs().max()) <= tolerance * scale:
         return len(pairs)
-    for (conv, bn), (_, weight, bias) in zip(pairs, saved, strict=False):  # undo: keep the network as it was
+    for (conv, bn), (_, weight, bias) in zip(pairs, saved, strict=True):  # undo: keep the network as it was
         conv.weight, conv.bias = weight, bias
         parent, name = parents[bn]
         setattr(parent, name, bn)

@@ -9,7 +9,6 @@ flat ones (``decoder4``, ``finaldeconv1`` ...) so trained checkpoints load uncha
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
 import torch
@@ -24,7 +23,7 @@ __all__ = ["AttentionLinkNet"]
 class AttentionLinkNet(SegmentationModel):
     """ResNet encoder, one attention block per stage, LinkNet decoder, x2 head -> logits (B, K, H, W)."""
 
-    attention_block: ClassVar[Callable[[int], nn.Module]]
+    attention_block: ClassVar[type[nn.Module]]  # built with the stage's channel count
 
     def __init__(self, num_classes: int, backbone: str, in_channels: int = 3):
         super().__init__()

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from ..card import ModelCard
+from ..card import ModelCard, exported_precision, onnx_metadata, read_card
 from ..errors import AerialsegError, WeightsError
 from .choice import BACKENDS, PRECISIONS, EngineChoice, choose_engine
 from .gate import DEFAULT_MIN_AGREEMENT
@@ -42,12 +42,31 @@ __all__ = [
 
 
 class Runner(Protocol):
-    """Tiles in, probabilities out (see the module docstring)."""
+    """Tiles in, probabilities out (see the module docstring).
 
-    card: ModelCard
-    description: str
-    precision: str
-    gate: GatedRunner | None
+    The attributes are read-only to callers: a runner may compute them (TTA reports its
+    wrapped runner's) or fix them as plain attributes.
+    """
+
+    @property
+    def card(self) -> ModelCard:
+        """The network's model card."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """The engine, device and precision, for the summary and the output's tags."""
+        ...
+
+    @property
+    def precision(self) -> str:
+        """The precision that runs: fp32, bf16, fp16 or int8."""
+        ...
+
+    @property
+    def gate(self) -> GatedRunner | None:
+        """The accuracy gate of a reduced-precision runner; None for one that needs none."""
+        ...
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """``(N, bands, H, W)`` in [0, 1] -> ``(N, K, H, W)`` probabilities."""
@@ -56,9 +75,13 @@ class Runner(Protocol):
 
 @dataclass(frozen=True)
 class RunnerSpec:
-    """How to open a network: the model and the engine settings (the CLI, eval and cluster workers share it).
+    """How to open a network: the model and the engine settings, in one value.
 
-    ``backend``: auto, torch or onnx. ``precision``: auto, fp32, bf16, fp16 or int8.
+    The command line builds it from its options, and ``predict``'s runner, ``doctor``'s
+    engine report, ``evaluate`` and each cluster worker are opened from it, so they agree.
+    ``model``: a weights name or file, or an exported ``.onnx`` file. ``backend``: auto,
+    torch or onnx. ``device``: cpu, cuda, cuda:1 ... (None: CUDA when present). ``tta``:
+    flip or d4 (None: none). ``precision``: auto, fp32, bf16, fp16 or int8.
     ``min_agreement``: the accuracy gate's threshold for reduced precision. ``calibration``:
     a raster whose tiles calibrate int8 (default: the first input's own tiles).
     """
@@ -124,20 +147,18 @@ class RunnerSpec:
 
         return OnnxRunner(self._onnx_path(precision == "fp16"), self.device)
 
-    def _card(self) -> ModelCard:
-        """The model's card, read without loading the network."""
+    @property
+    def model_file(self) -> Path:
+        """The weights or ``.onnx`` file the model names (a weights name is looked up on the search path)."""
         if self.onnx_file:
-            card = _onnx_metadata(Path(self.model)).get("aerialseg.card")
-            if card is None:
-                raise WeightsError(
-                    "not an ONNX file with an aerialseg model card",
-                    path=self.model,
-                    hint="export it with 'aerialseg export'",
-                )
-            return ModelCard.from_json(card)
-        from ..weights import read_card, resolve_weights
+            return Path(self.model)
+        from ..weights import resolve_weights
 
-        return read_card(resolve_weights(self.model))
+        return resolve_weights(self.model)
+
+    def card(self) -> ModelCard:
+        """The model's card, read without loading the network (nor torch)."""
+        return read_card(self.model_file)
 
     def _onnx_path(self, fp16: bool = False) -> Path:
         from .onnx_runner import cached_export
@@ -166,7 +187,7 @@ class RunnerSpec:
             if self.calibration is not None:  # read first: a bad raster fails before the export and any input
                 from ..sampling import CalibrationRaster
 
-                calibration = CalibrationRaster(self.calibration, self._card())
+                calibration = CalibrationRaster(self.calibration, self.card())
                 if not calibration.tiles(CALIBRATION_TILES):
                     raise AerialsegError("no tile with data to calibrate int8 on", path=self.calibration)
             fp32_path = self._onnx_path()
@@ -208,20 +229,12 @@ def describe_precision(runner: Runner) -> str:
     return f"{precision} ({tested}accuracy gate: {result.describe()})"
 
 
-def _onnx_metadata(path: Path) -> dict[str, str]:
-    """The metadata of an ONNX file (empty when it cannot be read: the runner then says why)."""
-    import onnx
-
-    try:
-        graph = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 (onnx raises several types)
-        return {}
-    return {prop.key: prop.value for prop in graph.metadata_props}
-
-
 def _onnx_precision(path: Path) -> str:
-    """The precision an aerialseg ONNX file was exported at (fp32 when it does not say)."""
-    return _onnx_metadata(path).get("aerialseg.precision", "fp32")
+    """The precision an aerialseg ONNX file was exported at (fp32 when unreadable: the runner then says why)."""
+    try:
+        return exported_precision(onnx_metadata(path))
+    except WeightsError:
+        return "fp32"
 
 
 def open_runner(

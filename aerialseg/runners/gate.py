@@ -22,11 +22,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from ..errors import AerialsegError
+
+if TYPE_CHECKING:
+    from . import Runner as _Runner
 
 __all__ = [
     "DEFAULT_MIN_AGREEMENT",
@@ -90,14 +93,6 @@ class GateResult:
         return text + (", so fp32 ran instead" if self.fell_back else "")
 
 
-class _Runner(Protocol):
-    card: object
-    description: str
-    precision: str
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray: ...
-
-
 class GatedRunner:
     """A reduced-precision runner that runs only after passing the gate (see the module docstring).
 
@@ -140,6 +135,8 @@ class GatedRunner:
         """The active runner's, or what will run once the gate has passed."""
         if self._active is not None:
             return self._active.description
+        if self._reference is None:  # released by a strict gate that failed
+            return f"{self._wanted}, failed its accuracy gate"
         return f"{self._wanted}, pending its accuracy gate ({self._reference.description} as reference)"
 
     def settle(self, sample: TileSample) -> GateResult | None:
@@ -164,11 +161,12 @@ class GatedRunner:
             calibration: TileSample = _Fixed(sample.name, [t for t in tiles if id(t) not in chosen] or tiles)
         else:
             gate_tiles, calibration = tiles, self._calibration or sample
-        assert self._build is not None  # released only once a result exists
-        candidate = self._build(calibration)
+        reference, build = self._reference, self._build
+        assert reference is not None and build is not None  # released only once a result exists
+        candidate = build(calibration)
         agree = pixels = 0
         for data, valid in gate_tiles:
-            expected = self._reference(data[None])[0].argmax(0)
+            expected = reference(data[None])[0].argmax(0)
             got = candidate(data[None])[0].argmax(0)
             agree += int((expected == got)[valid].sum())
             pixels += int(valid.sum())

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..card import ModelCard
-from ..errors import AerialsegError, WeightsError
+from ..card import card_from_metadata, exported_precision, read_card
+from ..conventions import OUTPUT_KEY
+from ..errors import AerialsegError
 from ..onnxrt import import_onnxruntime, open_session
 
 __all__ = ["OnnxRunner", "cached_export", "onnx_cache_dir"]
@@ -23,7 +24,7 @@ def onnx_cache_dir() -> Path:
 def cached_export(weights: str | os.PathLike[str], fp16: bool = False) -> Path:
     """The ONNX file of a weights file (fp16 graph with ``fp16``), exported (parity-gated) on first use."""
     from ..export import DEFAULT_OPSET, export_onnx
-    from ..weights import read_card, resolve_weights
+    from ..weights import resolve_weights
 
     path = resolve_weights(weights)
     card = read_card(path)
@@ -51,13 +52,9 @@ class OnnxRunner:
     def __init__(self, path: Path, device: str | None = None) -> None:
         self.session = open_session(path, _providers(device))
         meta = self.session.get_modelmeta().custom_metadata_map
-        if "aerialseg.card" not in meta:
-            raise WeightsError(
-                "ONNX file has no aerialseg model card", path=path, hint="export it with 'aerialseg export'"
-            )
-        card = ModelCard.from_json(meta["aerialseg.card"])
-        self.precision = meta.get("aerialseg.precision", "fp32")  # files exported before it was recorded: fp32
-        self.logits = meta.get("aerialseg.output") == "logits"
+        card = card_from_metadata(meta, path)
+        self.precision = exported_precision(meta)
+        self.logits = meta.get(OUTPUT_KEY) == "logits"
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
         self.static_size = shape[2] if isinstance(shape[2], int) else None

@@ -7,7 +7,7 @@ the work, and leaving the attention products and the softmax in float32 kept arg
 agreement with fp32 at 99.6 % on the sample weights where quantizing every operator gave
 99.0 % for a few per cent more speed. The result is cached beside the exports, keyed by
 the float32 graph and the calibration pixels themselves (so the same raster reuses it),
-and carries the export's metadata with ``aerialseg.precision = int8``.
+and carries the export's metadata with its precision property set to ``int8``.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
+from ..conventions import PRECISION_KEY
 from ..errors import AerialsegError
 from ..onnxrt import import_onnxruntime
 
@@ -80,7 +81,7 @@ def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path) -> None:
     graph = onnx.load(str(dest))
     del graph.metadata_props[:]
     for prop in source.metadata_props:
-        graph.metadata_props.add(key=prop.key, value="int8" if prop.key == "aerialseg.precision" else prop.value)
-    if not any(prop.key == "aerialseg.precision" for prop in source.metadata_props):
-        graph.metadata_props.add(key="aerialseg.precision", value="int8")
+        graph.metadata_props.add(key=prop.key, value="int8" if prop.key == PRECISION_KEY else prop.value)
+    if not any(prop.key == PRECISION_KEY for prop in source.metadata_props):
+        graph.metadata_props.add(key=PRECISION_KEY, value="int8")
     onnx.save(graph, str(dest))

@@ -54,6 +54,7 @@ class TorchRunner:
         import torch
 
         from ..models.fold import fold_batchnorm
+        from ..models.standardize import Standardize
 
         self.card = card
         self.device = torch.device(pick_device(device))
@@ -79,8 +80,7 @@ class TorchRunner:
         elif precision != "fp32":
             self.autocast = torch.float16 if precision == "fp16" else torch.bfloat16
         self.model = model
-        self.mean = torch.tensor(card.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(card.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        self.standardize = Standardize(card.mean, card.std).to(self.device)  # float32 whatever the precision
         form = " autocast" if self.autocast is not None else " weights" if precision == "bf16" else ""
         self.description = (
             f"PyTorch {torch.__version__} on {self.device}, {precision}{form}, {self.folded} BatchNorms folded"
@@ -108,7 +108,7 @@ class TorchRunner:
         import torch
 
         x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-        x = ((x - self.mean) / self.std).to(self.input_dtype)
+        x = self.standardize(x).to(self.input_dtype)
         with torch.inference_mode():
             if self.autocast is not None:
                 with torch.autocast(self.device.type, dtype=self.autocast):

@@ -46,14 +46,16 @@ class TTARunner:
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         """Mean of the probabilities of every view, mapped back to the original orientation."""
-        square = batch.shape[2] == batch.shape[3]
-        total = None
-        views = self._views(square)
-        for axes, turns in views:
-            view = np.flip(batch, axes) if axes else batch
-            view = np.rot90(view, turns, axes=(2, 3)) if turns else view
-            out = self.runner(np.ascontiguousarray(view))
-            out = np.rot90(out, -turns, axes=(2, 3)) if turns else out
-            out = np.flip(out, axes) if axes else out
-            total = out.copy() if total is None else total + out
+        views = self._views(batch.shape[2] == batch.shape[3])
+        total = self._through(batch, *views[0]).copy()
+        for axes, turns in views[1:]:
+            total += self._through(batch, axes, turns)
         return total / len(views)
+
+    def _through(self, batch: np.ndarray, axes: tuple[int, ...], turns: int) -> np.ndarray:
+        """The runner's probabilities for one view of ``batch``, turned back to the batch's orientation."""
+        view = np.flip(batch, axes) if axes else batch
+        view = np.rot90(view, turns, axes=(2, 3)) if turns else view
+        out = self.runner(np.ascontiguousarray(view))
+        out = np.rot90(out, -turns, axes=(2, 3)) if turns else out
+        return np.flip(out, axes) if axes else out

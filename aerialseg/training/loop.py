@@ -27,15 +27,16 @@ from ..card import ModelCard
 from ..data.datasets import PatchDataset, TrainingView, collate
 from ..data.manifest import Manifest
 from ..errors import OutputExistsError, TrainingError
-from ..metrics import ConfusionMatrix
 from ..models import create_model, get_spec
+from ..models.standardize import Standardize
 from ..weights import save_weights, tensors_sha256
 from .checkpoint import CHECKPOINT_JSON, TrainState, load_checkpoint, save_checkpoint
-from .distributed import World, check_replicas, init_world, sum_array, sync_buffers
+from .distributed import World, check_replicas, init_world, sync_buffers
 from .losses import SegmentationLoss
 from .optim import Lookahead, lr_factor, parameter_groups, set_epoch_lr
 from .outputs import append_log, band_statistics, training_summary
 from .recipes import Recipe, recipe_for
+from .validation import global_scores, validate
 
 __all__ = ["TrainOptions", "TrainEvent", "TrainResult", "train"]
 
@@ -45,9 +46,9 @@ class TrainOptions:
     """Settings of a run. ``None`` fields take the dataset's recipe value (:mod:`.recipes`).
 
     ``batch_size`` is per process. ``train_split`` may name several splits, comma-separated
-    (UAVid's final models train on ``train,val``, as GeoSeg does). ``max_steps`` stops early (smoke runs, sample weights);
-    ``checkpoint_every`` saves the resume checkpoint every that many steps as well as at
-    each epoch end. ``half`` stores the weights files in float16.
+    (UAVid's final models train on ``train,val``, as GeoSeg does). ``max_steps`` stops early
+    (smoke runs, sample weights); ``checkpoint_every`` saves the resume checkpoint every that
+    many steps as well as at each epoch end. ``half`` stores the weights files in float16.
     """
 
     data: Path
@@ -174,13 +175,12 @@ class _Run:
             load_backbone_weights(model, options.pretrained_backbone, options.trust_pickle)
         self.model = model.to(world.device)
         self.encoder_prefix = model.encoder_prefix
-        self.net = self.model
+        self.ddp: torch.nn.parallel.DistributedDataParallel | None = None
         if world.distributed:
             ids = [world.device.index] if world.device.type == "cuda" else None
-            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
-        mean, std = band_statistics(manifest.bands)
-        self.mean = torch.tensor(mean, device=world.device).view(1, -1, 1, 1)
-        self.std = torch.tensor(std, device=world.device).view(1, -1, 1, 1)
+            self.ddp = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        self.net: torch.nn.Module = self.model if self.ddp is None else self.ddp  # what training steps call
+        self.standardize = Standardize(*band_statistics(manifest.bands)).to(world.device)
         groups = parameter_groups(self.model, self.encoder_prefix, recipe.lr, recipe.backbone_lr, recipe.weight_decay)
         self.optimizer = Lookahead(torch.optim.AdamW(groups), recipe.lookahead_k, recipe.lookahead_alpha)
         self.amp = options.amp and world.device.type == "cuda"
@@ -190,11 +190,16 @@ class _Run:
         patches = PatchDataset(pairs)
         if len(patches) == 0:
             raise TrainingError(f"split {options.train_split!r} has no patches", path=manifest.folder)
-        self.view = TrainingView(patches, recipe, manifest.ignore_index, options.seed)
+        self.view = TrainingView(patches, recipe.augmentation, manifest.ignore_index, options.seed)
         self.val_pairs = manifest.patch_pairs(options.val_split) if options.val_split else []
         self.state = TrainState()
         if options.resume:
             self.state, _ = load_checkpoint(out, self.model, self.optimizer, self.scaler)
+        k = len(manifest.classes)
+        # the epoch's pixel counts (label * K + prediction), on the device: a host copy of every
+        # batch's labels and argmax would stall a GPU each step
+        self.train_counts = torch.zeros(k * k, dtype=torch.int64, device=world.device)
+        self.last_loss = float("nan")  # of the latest optimizer step; nan until the first one
 
     # --- data order -------------------------------------------------------------------------------
     def batches(self, epoch: int) -> list[list[tuple[int, int]]]:
@@ -256,9 +261,7 @@ class _Run:
             # random stream by one draw per loader, so a resumed run would differ
             generator=torch.Generator().manual_seed(options.seed + epoch),
         )
-        k = len(self.manifest.classes)
-        # counted on the device: a host copy of every batch's labels and argmax would stall a GPU each step
-        self.train_counts = torch.zeros(k * k, dtype=torch.int64, device=self.world.device)
+        self.train_counts.zero_()
         self.net.train()
         losses = []
         for position, (images, labels) in enumerate(loader, start=state.batch):
@@ -287,9 +290,9 @@ class _Run:
         return False
 
     def forward_backward(self, images: torch.Tensor, labels: torch.Tensor, sync: bool) -> torch.Tensor:
-        images = (images.to(self.world.device) - self.mean) / self.std
+        images = self.standardize(images.to(self.world.device))
         labels = labels.to(self.world.device)
-        context = self.net.no_sync() if self.world.distributed and not sync else nullcontext()
+        context = self.ddp.no_sync() if self.ddp is not None and not sync else nullcontext()
         with context:
             with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
                 outputs = self.net(images)
@@ -316,23 +319,23 @@ class _Run:
     # --- end of an epoch ---------------------------------------------------------------------------
     def end_epoch(self, epoch: int) -> dict[str, float | int | str]:
         started = time.perf_counter()
+        train_loss = round(self.last_loss, 5)
         classes = self.manifest.classes
-        names, in_mean = [c.name for c in classes], [c.in_mean for c in classes]
         k = len(classes)
-        train_matrix = sum_array(self.world, self.train_counts.cpu().numpy().reshape(k, k))
-        train_scores = _scores_of(train_matrix, names, in_mean)
+        train_scores = global_scores(self.world, self.train_counts.cpu().numpy().reshape(k, k), classes)
         row: dict[str, float | int | str] = {
             "epoch": epoch + 1,
             "step": self.state.step,
             "lr": self.lr(),
-            "train_loss": round(getattr(self, "last_loss", float("nan")), 5),
+            "train_loss": train_loss,
             "train_miou": round(train_scores.miou, 5),
             "train_mean_f1": round(train_scores.mean_f1, 5),
         }
         metrics: dict[str, object] = {}
         sync_buffers(self.world, self.model)
         if self.val_pairs:
-            val = self.validate(names, in_mean)
+            ignore = self.manifest.ignore_index
+            val = validate(self.model, self.standardize, self.val_pairs, classes, ignore, self.world, self.amp)
             row |= {"val_miou": round(val.miou, 5), "val_mean_f1": round(val.mean_f1, 5), "val_oa": round(val.oa, 5)}
             metrics = {"split": self.options.val_split, "epoch": epoch + 1, **val.to_dict()}
             score = val.miou if self.recipe.monitor == "miou" else val.mean_f1
@@ -352,26 +355,12 @@ class _Run:
                 self.state.batch,
                 0,
                 self.state.step,
-                row["train_loss"],
+                train_loss,
                 self.lr(),
                 row,
             )
         )
         return row
-
-    @torch.no_grad()
-    def validate(self, names: list[str], in_mean: list[bool]):  # noqa: ANN201 (Scores)
-        """Whole validation patches, eval mode, one confusion matrix summed over processes."""
-        self.model.eval()
-        matrix = ConfusionMatrix(len(names), self.manifest.ignore_index)
-        data = PatchDataset(self.val_pairs[self.world.rank :: self.world.size])
-        for image, label in data:
-            x = (image[None].to(self.world.device) - self.mean) / self.std
-            with torch.autocast("cuda", dtype=torch.float16, enabled=self.amp):
-                logits = self.model(x)
-            matrix.update(label.numpy(), logits.argmax(1)[0].cpu().numpy())
-        self.model.train()
-        return _scores_of(sum_array(self.world, matrix.matrix), names, in_mean)
 
     def card(self, epoch: int, metrics: dict[str, object]) -> ModelCard:
         m = self.manifest
@@ -407,9 +396,3 @@ class _Run:
             save_checkpoint(self.out, self.model, self.optimizer, self.state, settings, self.scaler)
         if self.world.distributed:
             torch.distributed.barrier()
-
-
-def _scores_of(matrix: np.ndarray, names: list[str], in_mean: list[bool]):  # noqa: ANN202 (Scores)
-    cm = ConfusionMatrix(len(names))
-    cm.matrix = np.asarray(matrix, dtype=np.int64)
-    return cm.scores(names, in_mean)

@@ -85,7 +85,7 @@ class Lookahead:
             inner_step()
         self.steps += 1
         if self.steps % self.k == 0:
-            for slow, fast in zip(self.slow, self._params()):
+            for slow, fast in zip(self.slow, self._params(), strict=True):
                 slow.add_(fast.detach() - slow, alpha=self.alpha)
                 fast.copy_(slow)
 
@@ -98,7 +98,7 @@ class Lookahead:
         self.optimizer.load_state_dict(state["inner"])
         if len(state["slow"]) != len(self.slow):
             raise ValueError("Lookahead state has another number of parameters")
-        for mine, saved in zip(self.slow, state["slow"]):
+        for mine, saved in zip(self.slow, state["slow"], strict=True):
             mine.copy_(saved)
         self.steps = int(state["steps"])
 

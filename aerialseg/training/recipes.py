@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from ..data.augment import Augmentation
+
 __all__ = ["Recipe", "RECIPES", "recipe_for"]
 
 
@@ -35,6 +37,19 @@ class Recipe:
     lookahead_alpha: float = 0.5
     schedule: str = "cosine-restarts"
     monitor: str = "mean_f1"
+
+    @property
+    def augmentation(self) -> Augmentation:
+        """The fields the training dataset reads, handed down without the optimizer's settings."""
+        return Augmentation(
+            crop=self.crop,
+            scales=self.scales,
+            rotate90=self.rotate90,
+            flips=self.flips,
+            brightness_contrast=self.brightness_contrast,
+            mosaic=self.mosaic,
+            smart_crop_ratio=self.smart_crop_ratio,
+        )
 
     def replace(self, **changes: Any) -> Recipe:
         """A copy with the fields given not None changed."""

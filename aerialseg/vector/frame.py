@@ -7,12 +7,16 @@ in the UTM zone of the raster's centre, and results go back to longitude/latitud
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..errors import InputRasterError
+
+if TYPE_CHECKING:
+    from shapely import Geometry
 
 __all__ = ["Frame"]
 
@@ -29,16 +33,18 @@ class Frame:
     _unit: float = 1.0  # metres per CRS unit of a projected CRS
 
     @classmethod
-    def for_raster(cls, path, crs, transform, height: int, width: int) -> Frame:
+    def for_raster(cls, path: str | os.PathLike[str], crs: Any, transform: Any, height: int, width: int) -> Frame:
+        """The frame of a ``height`` x ``width`` raster at ``path``; refused without a CRS (nothing to measure in)."""
         from ..gsd import pixel_size_m
 
-        if crs is None:
+        size = pixel_size_m(crs, transform, height, width)  # None without a CRS
+        if size is None:
             raise InputRasterError(
                 "class raster has no CRS, so object sizes cannot be measured",
                 path=path,
                 hint="assign one first (gdal_edit.py -a_srs EPSG:xxxx)",
             )
-        sx, sy = pixel_size_m(crs, transform, height, width)
+        sx, sy = size
         frame = cls(transform, crs, float(np.sqrt(sx * sy)))
         if crs.is_geographic:
             from pyproj import CRS, Transformer
@@ -52,7 +58,7 @@ class Frame:
             frame._unit = float(crs.linear_units_factor[1])
         return frame
 
-    def pixel_to_world(self, geometry):
+    def pixel_to_world(self, geometry: Geometry) -> Geometry:
         """Pixel-space geometry (x = column, y = row) in the raster's CRS."""
         import shapely
 
@@ -60,16 +66,16 @@ class Frame:
         matrix = np.array([[t.a, t.d], [t.b, t.e]])
         return shapely.transform(geometry, lambda xy: xy @ matrix + (t.c, t.f))
 
-    def to_metric(self, geometry):
+    def to_metric(self, geometry: Geometry) -> Geometry:
         """CRS geometry in ground metres."""
         return _convert(geometry, self._to_metric, self._unit, inverse=False)
 
-    def from_metric(self, geometry):
+    def from_metric(self, geometry: Geometry) -> Geometry:
         """Metric geometry back in the raster's CRS."""
         return _convert(geometry, self._from_metric, self._unit, inverse=True)
 
 
-def _convert(geometry, transformer, unit: float, inverse: bool):
+def _convert(geometry: Geometry, transformer: Any, unit: float, inverse: bool) -> Geometry:
     """``geometry`` through a pyproj ``transformer`` if there is one, else times (or over) ``unit``."""
     import shapely
 

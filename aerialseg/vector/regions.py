@@ -16,10 +16,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, TypeAlias
 
 import numpy as np
 
-__all__ = ["Region", "iter_regions"]
+if TYPE_CHECKING:
+    from shapely import Geometry, Polygon
+
+__all__ = ["Region", "Strip", "iter_regions"]
+
+Strip: TypeAlias = tuple[int, np.ndarray, np.ndarray, np.ndarray | None]
+"""``(row_off, classes, nodata, confidence)``: one strip of rows, as :func:`iter_regions` takes it."""
 
 
 @dataclass
@@ -32,7 +39,7 @@ class Region:
     """
 
     class_id: int
-    geometry: object
+    geometry: Polygon
     pixels: int
     confidence_sum: float = 0.0
     confidence_max: float = 0.0
@@ -44,7 +51,7 @@ class _Open:
     """A region still growing downwards: its pieces so far and their merged statistics."""
 
     class_id: int
-    pieces: list = field(default_factory=list)
+    pieces: list[Polygon] = field(default_factory=list)
     pixels: int = 0
     confidence_sum: float = 0.0
     confidence_max: float = 0.0
@@ -68,7 +75,7 @@ class _Open:
         )
 
 
-def _polygon(geometry):
+def _polygon(geometry: Geometry) -> Polygon:
     """The largest polygon of a repaired geometry (a 4-connected region is one polygon)."""
     import shapely
 
@@ -84,7 +91,7 @@ def _find(parent: list[int], i: int) -> int:
 
 
 def iter_regions(
-    strips: Iterator[tuple[int, np.ndarray, np.ndarray, np.ndarray | None]],
+    strips: Iterator[Strip],
     class_ids: Sequence[int],
     height: int,
 ) -> Iterator[Region]:
@@ -127,8 +134,8 @@ def iter_regions(
         n = len(pieces) + 1
         flat = labels.ravel()
         pixels = np.bincount(flat, minlength=n)
-        conf_sum = np.zeros(n)
-        conf_max = np.zeros(n)
+        conf_sum: np.ndarray = np.zeros(n)
+        conf_max: np.ndarray = np.zeros(n)
         if confidence is not None and pieces:
             inside = np.flatnonzero(flat)  # only the pieces' pixels: sorting them is cheap
             ids, values = flat[inside], confidence.ravel()[inside].astype(np.float64)

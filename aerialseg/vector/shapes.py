@@ -1,17 +1,21 @@
-"""Polygon clean-up and measurement in a metric frame: holes, small objects, simplification,
-right-angle regularisation of buildings, oriented boxes of cars.
+"""Polygon clean-up and measurement in a metric frame.
 
-Everything here works on shapely polygons whose coordinates are ground metres with y
-pointing north (the :class:`~aerialseg.vector.frame.Frame` provides them), so areas are
-m², tolerances are metres and right angles are right angles on the ground.
+Holes, small objects, simplification, right-angle regularisation of buildings, oriented
+boxes of cars. Everything here works on shapely polygons whose coordinates are ground
+metres with y pointing north (the :class:`~aerialseg.vector.frame.Frame` provides them),
+so areas are m², tolerances are metres and right angles are right angles on the ground.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from shapely import Polygon
 
 __all__ = ["Cleanup", "canonical", "clean", "fill_holes", "regularize", "oriented_box", "DEFAULT_CLEANUP"]
 
@@ -42,7 +46,7 @@ DEFAULT_CLEANUP = {
 }
 
 
-def canonical(polygon):
+def canonical(polygon: Polygon) -> Polygon:
     """The same polygon however it was assembled: start vertex fixed, collinear vertices gone.
 
     A region merged from strips has extra vertices where the strip edges crossed it; after
@@ -54,7 +58,7 @@ def canonical(polygon):
     return shapely.normalize(shapely.simplify(shapely.normalize(polygon), 0.0, preserve_topology=False))
 
 
-def fill_holes(polygon, max_area: float):
+def fill_holes(polygon: Polygon, max_area: float) -> Polygon:
     """``polygon`` without the holes smaller than ``max_area``."""
     import shapely
 
@@ -64,7 +68,7 @@ def fill_holes(polygon, max_area: float):
     return shapely.Polygon(polygon.exterior, keep)
 
 
-def clean(polygon, cleanup: Cleanup, pixel_m: float):
+def clean(polygon: Polygon, cleanup: Cleanup, pixel_m: float) -> Polygon | None:
     """Apply ``cleanup`` to a metric polygon; None when it is too small to keep."""
     import shapely
 
@@ -102,19 +106,19 @@ def _square_ring(ring: np.ndarray) -> np.ndarray | None:
     d, starts, horizontal = d[order], starts[order], horizontal[order]
     bounds = np.flatnonzero(horizontal != np.roll(horizontal, 1)).tolist() + [len(d)]
     runs = []
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
         length = np.hypot(d[a:b, 0], d[a:b, 1])
         middle = starts[a:b] + d[a:b] / 2
         axis = 1 if horizontal[a] else 0  # a horizontal run sits at a y, a vertical one at an x
         runs.append((bool(horizontal[a]), float((middle[:, axis] * length).sum() / length.sum())))
     corners = []
-    for (h1, v1), (_, v2) in zip(runs, runs[1:] + runs[:1]):
+    for (h1, v1), (_, v2) in zip(runs, runs[1:] + runs[:1], strict=True):
         corners.append((v2, v1) if h1 else (v1, v2))
     corners.append(corners[0])
     return np.array(corners)
 
 
-def regularize(polygon, tolerance: float):
+def regularize(polygon: Polygon, tolerance: float) -> Polygon:
     """Square a building outline: every edge parallel or perpendicular to its dominant direction.
 
     The outline (simplified by ``tolerance`` metres) is rotated so its dominant direction
@@ -148,13 +152,13 @@ def regularize(polygon, tolerance: float):
 class OrientedBox:
     """Minimum-area rectangle: its polygon, long side, short side (metres), heading of the long side."""
 
-    polygon: object
+    polygon: Polygon
     length_m: float
     width_m: float
     heading_deg: float
 
 
-def oriented_box(polygon) -> OrientedBox:
+def oriented_box(polygon: Polygon) -> OrientedBox:
     """The minimum rotated rectangle; heading in degrees clockwise from north, 0-180 (a car's axis)."""
     import shapely
 

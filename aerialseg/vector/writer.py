@@ -10,10 +10,14 @@ driver. Writing happens in a temporary file renamed by the caller.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import AerialsegError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["VectorWriter", "FORMATS", "format_for"]
 
@@ -41,10 +45,17 @@ def format_for(path: Path) -> str:
 
 
 class VectorWriter:
-    """Collect feature rows per layer and append them to ``path`` in batches."""
+    """Collect feature rows per layer and append them to ``path`` in batches.
 
-    def __init__(self, path: Path, crs: Any, metadata: dict[str, str], work_gpkg: Path | None = None):
+    ``name`` is the layer name of single-layer formats (FlatGeobuf, GeoJSON): the final
+    file's stem, since ``path`` is usually a temporary name that would otherwise end up inside.
+    """
+
+    def __init__(
+        self, path: Path, crs: Any, metadata: dict[str, str], work_gpkg: Path | None = None, name: str | None = None
+    ):
         self.path = path
+        self.name = name or path.stem
         self.format = format_for(path)
         self.crs = crs.to_wkt() if crs is not None else None
         self.metadata = metadata
@@ -111,12 +122,12 @@ class VectorWriter:
             self.gpkg.unlink(missing_ok=True)
         Path(f"{self.gpkg}.aux.xml").unlink(missing_ok=True)
 
-    def _batches(self):
+    def _batches(self) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
         """Record batches of every layer in one schema: columns missing in a layer are null, geometry last."""
         import pyarrow as pa
         import pyogrio
 
-        def layers():
+        def layers() -> Iterator[tuple[str, pa.RecordBatchReader]]:
             for layer in self.layers:
                 with pyogrio.open_arrow(self.gpkg, layer=layer, batch_size=8192, use_pyarrow=True) as (meta, reader):
                     yield meta["geometry_name"] or "wkb_geometry", reader
@@ -130,7 +141,7 @@ class VectorWriter:
                     fields[f.name] = f
         schema = pa.schema([f for name, f in fields.items() if name != "geometry"] + [fields["geometry"]])
 
-        def generate():
+        def generate() -> Iterator[pa.RecordBatch]:
             for geometry_name, reader in layers():
                 for batch in reader:
                     names = {("geometry" if n == geometry_name else n): n for n in batch.schema.names}
@@ -158,13 +169,14 @@ class VectorWriter:
             reader,
             self.path,
             driver=self.format,
+            layer=self.name,
             geometry_name="geometry",
             geometry_type="Polygon",
             crs=self.crs,
             layer_metadata=self.metadata if self.format == "FlatGeobuf" else None,
         )
 
-    def _write_parquet(self, schema, batches) -> None:
+    def _write_parquet(self, schema: pa.Schema, batches: Iterator[pa.RecordBatch]) -> None:
         import pyarrow.parquet as pq
         from pyproj import CRS
 

@@ -8,7 +8,6 @@ import sys
 
 import pytest
 import torch
-from conftest import run_cli as run
 
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
@@ -32,7 +31,8 @@ def test_commands_that_run_no_network_do_not_import_torch(weights_file):
         "import sys\n"
         "from aerialseg.cli.main import main\n"
         f"for argv in (['--help'], ['models'], ['weights', 'info', {str(weights_file)!r}], ['export', '--help'],\n"
-        "             ['vectorize', '--help']):\n"
+        "             ['vectorize', '--help'], ['predict', '--help'], ['doctor', '--help'], ['eval', '--help'],\n"
+        "             ['train', '--help'], ['prepare', '--help']):\n"
         "    try:\n"
         "        main(argv)\n"
         "    except SystemExit as e:\n"
@@ -43,13 +43,13 @@ def test_commands_that_run_no_network_do_not_import_torch(weights_file):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 
-def test_version(capsys):
-    code, out, _ = run(["--version"], capsys)
+def test_version(cli):
+    code, out, _ = cli(["--version"])
     assert code == 0 and out.startswith("aerialseg 0.")
 
 
-def test_models_lists_every_architecture_with_reference_counts(capsys):
-    code, out, _ = run(["models", "--json"], capsys)
+def test_models_lists_every_architecture_with_reference_counts(cli):
+    code, out, _ = cli(["models", "--json"])
     data = json.loads(out)
     assert code == 0
     assert {a["name"]: a["params_6_classes"] for a in data["architectures"]} == {
@@ -59,45 +59,71 @@ def test_models_lists_every_architecture_with_reference_counts(capsys):
         "maresunet-resnet18": 16_168_350,
         "abcnet-resnet18": 13_666_563,
     }
-    code, out, _ = run(["models"], capsys)
+    code, out, _ = cli(["models"])
     assert code == 0 and "35,860,622" in out and "MAResU-Net" in out
 
 
-def test_models_shows_weights_installed_by_name(capsys, tmp_path, monkeypatch, weights_file):
+def test_models_shows_weights_installed_by_name(cli, tmp_path, monkeypatch, weights_file):
     monkeypatch.setenv("AERIALSEG_WEIGHTS", str(weights_file.parent))
-    code, out, _ = run(["models", "--json"], capsys)
+    code, out, _ = cli(["models", "--json"])
     entry = next(w for w in json.loads(out)["weights"] if w["name"] == "abc")
     assert entry["card"]["dataset"] == "potsdam"
 
 
-def test_weights_info_prints_the_card(capsys, weights_file):
-    code, out, _ = run(["weights", "info", str(weights_file), "--json"], capsys)
+def test_weights_info_prints_the_card(cli, weights_file):
+    code, out, _ = cli(["weights", "info", str(weights_file), "--json"])
     assert code == 0 and json.loads(out)["bands"] == ["R", "G", "B"]
-    code, out, _ = run(["weights", "info", str(weights_file)], capsys)
+    code, out, _ = cli(["weights", "info", str(weights_file)])
     assert code == 0 and "impervious_surfaces" in out and "#0000ff" in out
 
 
-def test_errors_are_one_line_with_exit_code_1(capsys, tmp_path):
-    code, out, err = run(["weights", "info", "no-such-model"], capsys)
-    assert code == 1
-    assert err.strip().count("\n") == 0
-    assert err.startswith("error: no weights named 'no-such-model'")
+def test_errors_are_one_line_with_exit_code_1(cli, tmp_path):
+    code, out, err = cli(["weights", "info", "no-such-model"])
+    assert code == 1 and out == ""
+    assert len(err.splitlines()) == 1 and err.startswith("error: no weights named 'no-such-model'")
 
 
-def test_usage_errors_exit_2(capsys):
-    code, _, err = run(["export"], capsys)
-    assert code == 2 and "Missing argument" in err
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["export"], "error: Missing argument 'weights'. (see 'aerialseg export --help')"),
+        (["weights"], "error: Missing command. (see 'aerialseg weights --help')"),
+        (["models", "--colour"], "error: No such option: --colour"),
+        (["eval", "--data", ".", "-m", "m", "--precision", "fp8"], "'fp8' is not one of 'auto', 'fp32', 'bf16'"),
+        (["weights", "import", "x.ckpt", "-o", "y", "--arch", "unet"], "'unet' is not one of 'manet'"),
+        (["train", "--data", ".", "--out", "r", "--workers", "-1"], "--workers"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(cli, argv, message):
+    code, out, err = cli(argv)
+    assert code == 2 and out == ""
+    assert len(err.splitlines()) == 1 and message in err
 
 
-def test_export_refuses_an_existing_output(capsys, tmp_path, weights_file):
+def test_bare_command_prints_the_help(cli):
+    code, out, _ = cli([])
+    assert code == 2 and "Usage: aerialseg" in out and "predict" in out
+
+
+def test_api_functions_are_not_hidden_by_modules_of_the_same_name():
+    import aerialseg
+    from aerialseg.doctor import doctor
+    from aerialseg.evaluate import evaluate
+
+    assert aerialseg.doctor is doctor and aerialseg.evaluate is evaluate
+    assert aerialseg.PredictOptions().tiling == aerialseg.TilingOptions()
+    assert callable(aerialseg.predict_on_cluster) and aerialseg.RunnerSpec("m").backend == "auto"
+
+
+def test_export_refuses_an_existing_output(cli, tmp_path, weights_file):
     target = tmp_path / "m.onnx"
     target.write_bytes(b"old")
-    code, _, err = run(["export", str(weights_file), "-o", str(target)], capsys)
-    assert code == 1 and "output exists; pass --overwrite" in err
+    code, _, err = cli(["export", str(weights_file), "-o", str(target)])
+    assert code == 1 and len(err.splitlines()) == 1 and "output exists; pass --overwrite" in err
     assert target.read_bytes() == b"old"
 
 
-def test_export_forwards_options(capsys, tmp_path, weights_file, monkeypatch):
+def test_export_forwards_options(cli, tmp_path, weights_file, monkeypatch):
     seen = {}
 
     def fake_export(weights, output_path, **options):
@@ -105,7 +131,7 @@ def test_export_forwards_options(capsys, tmp_path, weights_file, monkeypatch):
         raise SystemExit(0)
 
     monkeypatch.setattr("aerialseg.export.export_onnx", fake_export)
-    run(
+    cli(
         [
             "export",
             str(weights_file),
@@ -122,19 +148,18 @@ def test_export_forwards_options(capsys, tmp_path, weights_file, monkeypatch):
             "0.95",
             "--overwrite",
         ],
-        capsys,
     )
     assert seen["opset"] == 17 and seen["fp16"] and seen["static_size"] == 512
     assert seen["output"] == "logits" and seen["min_agreement"] == 0.95 and seen["overwrite"]
 
 
-def test_export_writes_a_checked_file(capsys, tmp_path, weights_file):
-    code, out, _ = run(["export", str(weights_file), "-o", str(tmp_path / "m.onnx"), "--opset", "17"], capsys)
+def test_export_writes_a_checked_file(cli, tmp_path, weights_file):
+    code, out, _ = cli(["export", str(weights_file), "-o", str(tmp_path / "m.onnx"), "--opset", "17"])
     assert code == 0 and "argmax agreement" in out and "wrote" in out
     assert (tmp_path / "m.onnx").stat().st_size > 1_000_000
 
 
-def test_weights_import_from_a_geoseg_style_checkpoint(capsys, tmp_path):
+def test_weights_import_from_a_geoseg_style_checkpoint(cli, tmp_path):
     state = create_model("manet", "resnet18", num_classes=6).state_dict()
     torch.save(
         {"state_dict": {f"net.{k}": v for k, v in state.items()}, "pytorch-lightning_version": "2.6.6"},
@@ -156,7 +181,7 @@ def test_weights_import_from_a_geoseg_style_checkpoint(capsys, tmp_path):
         "-o",
         str(out_file),
     ]
-    code, out, _ = run(argv, capsys)
+    code, out, _ = cli(argv)
     assert code == 0 and "bands NIR-R-G" in out and out_file.exists()
-    code, _, err = run(argv, capsys)
-    assert code == 1 and "--overwrite" in err
+    code, _, err = cli(argv)
+    assert code == 1 and len(err.splitlines()) == 1 and "--overwrite" in err

@@ -1,23 +1,41 @@
-"""`aerialseg predict` on bad inputs: one line naming the file and the problem, exit 1, nothing written."""
+"""`aerialseg predict`: the rasters a folder or glob names, the options reaching the outputs, one-line errors."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import rasterio
-from conftest import run_cli as run
+
+from aerialseg.runners import RunnerSpec
 
 
-def errors(err):
-    return [line for line in err.splitlines() if line.startswith("error:")]
+def only_line(err):
+    """The one line a failing command prints on stderr."""
+    lines = err.splitlines()
+    assert len(lines) == 1, lines
+    return lines[0]
 
 
 @pytest.fixture
 def workdir(tmp_path):
     (tmp_path / "out").mkdir()
     return tmp_path
+
+
+@pytest.fixture
+def opened(monkeypatch, context_runner):
+    """RunnerSpec.open gives the fast stand-in network; the specification the command built is kept."""
+    specs = []
+
+    def fake_open(spec, choice=None):
+        specs.append(spec)
+        return context_runner()
+
+    monkeypatch.setattr(RunnerSpec, "open", fake_open)
+    return specs
 
 
 def bad_inputs(tmp_path, rasters):
@@ -41,42 +59,42 @@ def bad_inputs(tmp_path, rasters):
 
 
 @pytest.mark.parametrize("case", ["not a raster", "truncated", "zero bands", "one band for a three-band model"])
-def test_bad_input_gives_one_line_and_writes_nothing(capsys, workdir, rasters, abcnet_weights, case):
+def test_bad_input_gives_one_line_and_writes_nothing(cli, workdir, rasters, abcnet_weights, case):
     path, message = bad_inputs(workdir, rasters)[case]
-    code, _, err = run(["predict", str(path), "-m", str(abcnet_weights), "--out-dir", str(workdir / "out")], capsys)
+    argv = ["predict", str(path), "-m", str(abcnet_weights), "--out-dir", str(workdir / "out"), "--json"]
+    code, _, err = cli(argv)
     assert code == 1
-    lines = errors(err)
-    assert len(lines) == 1 and str(path) in lines[0] and message in lines[0]
+    line = only_line(err)
+    assert line.startswith(f"error: {path}: ") and message in line
     assert list((workdir / "out").iterdir()) == []
 
 
-def test_output_folder_not_writable(capsys, workdir, rasters, abcnet_weights):
+def test_output_folder_not_writable(cli, workdir, rasters, abcnet_weights):
     blocker = workdir / "a-file"
     blocker.write_text("x")
-    code, _, err = run(
-        ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(blocker / "out.tif")], capsys
+    code, _, err = cli(
+        ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(blocker / "out.tif"), "--json"]
     )
-    assert code == 1
-    assert "output folder does not exist" in errors(err)[0]
+    assert code == 1 and "output folder does not exist" in only_line(err)
 
 
-def test_existing_output_needs_overwrite(capsys, workdir, rasters, abcnet_weights):
+def test_existing_output_needs_overwrite(cli, workdir, rasters, abcnet_weights):
     target = workdir / "out" / "classes.tif"
     target.write_bytes(b"earlier result")
-    argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(target)]
-    code, _, err = run(argv, capsys)
-    assert code == 1 and "output exists; pass --overwrite" in errors(err)[0]
+    argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(target), "--json"]
+    code, _, err = cli(argv)
+    assert code == 1 and "output exists; pass --overwrite" in only_line(err)
     assert target.read_bytes() == b"earlier result"
-    code, _, _ = run([*argv, "--overwrite"], capsys)
+    code, _, _ = cli([*argv, "--overwrite"])
     assert code == 0
     with rasterio.open(target) as out:
         assert out.width == 400
 
 
-def test_batch_reports_each_file_and_fails_the_exit_code(capsys, workdir, rasters, abcnet_weights):
+def test_batch_reports_each_file_and_fails_the_exit_code(cli, workdir, rasters, abcnet_weights):
     broken = workdir / "broken.tif"
     broken.write_text("nope")
-    code, out, err = run(
+    code, out, err = cli(
         [
             "predict",
             str(rasters["striped"]),
@@ -86,34 +104,46 @@ def test_batch_reports_each_file_and_fails_the_exit_code(capsys, workdir, raster
             "--out-dir",
             str(workdir / "out"),
             "--json",
-        ],
-        capsys,
+        ]
     )
     results = json.loads(out)
     assert code == 1
     assert [r["status"] for r in results] == ["ok", "failed"]
     assert (workdir / "out" / "OSBS_029_classes.tif").exists()
-    assert len(errors(err)) == 1 and "broken.tif" in errors(err)[0]
+    assert "broken.tif" in only_line(err)
 
 
-def test_folder_input_and_options_reach_the_pipeline(capsys, workdir, rasters, abcnet_weights, monkeypatch):
+def test_a_folder_and_a_glob_name_the_rasters_in_them(cli, workdir, rasters, abcnet_weights, opened):
     folder = workdir / "in"
     folder.mkdir()
     for name in ("striped", "nodata"):
         shutil.copy(rasters[name], folder / rasters[name].name)
-    seen = {}
+    (folder / "notes.txt").write_text("not a raster")
+    (folder / "nested").mkdir()
+    found = ["OSBS_029.tif", "RGB.byte.tif"]
+    model, out_dir = str(abcnet_weights), str(workdir / "out")
 
-    def fake(inputs, runner, options, **kwargs):
-        seen.update(inputs=list(inputs), options=options, **kwargs)
-        return []
+    code, out, err = cli(["predict", str(folder), "-m", model, "--out-dir", out_dir, "--json"])
+    assert code == 0, err
+    assert [Path(r["input"]).name for r in json.loads(out)] == found
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["OSBS_029_classes.tif", "RGB.byte_classes.tif"]
 
-    monkeypatch.setattr("aerialseg.pipeline.predict_many", fake)
-    code, _, err = run(
+    # the same files by pattern; --resume leaves the finished ones alone
+    code, out, err = cli(["predict", str(folder / "*.tif"), "-m", model, "--out-dir", out_dir, "--resume", "--json"])
+    assert code == 0, err
+    assert [(Path(r["input"]).name, r["status"]) for r in json.loads(out)] == [(name, "skipped") for name in found]
+
+
+def test_options_reach_the_outputs_and_the_runner(cli, workdir, rasters, abcnet_weights, opened):
+    target = workdir / "out" / "classes.tif"
+    code, _, err = cli(
         [
             "predict",
-            str(folder),
+            str(rasters["striped"]),
             "-m",
             str(abcnet_weights),
+            "-o",
+            str(target),
             "--tile-size",
             "256",
             "--overlap",
@@ -124,27 +154,52 @@ def test_folder_input_and_options_reach_the_pipeline(capsys, workdir, rasters, a
             "3,2,1",
             "--batch-size",
             "4",
-            "--scale",
-            "4095",
-        ],
-        capsys,
+            "--tta",
+            "flip",
+            "--backend",
+            "torch",
+            "--precision",
+            "fp32",
+            "--min-agreement",
+            "0.95",
+            "--json",
+        ]
     )
-    options = seen["options"]
-    assert (options.tile_size, options.overlap, options.blend, options.bands) == (256, 48, "center", (3, 2, 1))
-    assert options.batch_size == 4 and options.scale == 4095
-    assert code == 1 and "no input rasters found" in err  # the fake found nothing
+    assert code == 0, err
+    assert opened == [RunnerSpec(str(abcnet_weights), "torch", None, "flip", "fp32", 0.95, None)]
+    with rasterio.open(target) as out:
+        tags = out.tags()
+    assert tags["AERIALSEG_TILING"] == "tile 256, overlap 48, blend center"
+    assert tags["AERIALSEG_BANDS"] == "3,2,1" and tags["AERIALSEG_TTA"] == "flip"
 
 
-def test_missing_onnxruntime_names_the_extra(capsys, workdir, rasters, abcnet_weights, monkeypatch):
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--blend", "feather"], "'feather' is not one of 'cosine', 'linear', 'center'"),
+        (["--tile-size", "0"], "--tile-size"),
+        (["--tta", "rot90"], "'rot90' is not one of 'flip', 'd4'"),
+        (["--bands", "4;1;2"], "give 1-based band numbers separated by commas"),
+        (["--calibration", "ortho.tif"], "calibrates int8 only; add --precision int8"),
+    ],
+)
+def test_usage_errors_are_one_line_with_exit_code_2(cli, workdir, rasters, abcnet_weights, extra, message):
+    code, out, err = cli(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), *extra])
+    line = only_line(err)
+    assert code == 2 and line.startswith("error: ") and message in line and "aerialseg predict --help" in line
+    assert out == "" and list((workdir / "out").iterdir()) == []
+
+
+def test_missing_onnxruntime_names_the_extra(cli, workdir, rasters, abcnet_weights, monkeypatch):
     import sys
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # what a missing package looks like to import
-    code, _, err = run(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--backend", "onnx"], capsys)
-    assert code == 1 and "pip install 'aerialseg[cpu]'" in err
+    code, _, err = cli(["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--backend", "onnx"])
+    assert code == 1 and "pip install 'aerialseg[cpu]'" in only_line(err)
 
 
-def test_extra_outputs_from_the_command_line(capsys, workdir, rasters, abcnet_weights):
-    code, _, _ = run(
+def test_extra_outputs_from_the_command_line(cli, workdir, rasters, abcnet_weights):
+    code, _, _ = cli(
         [
             "predict",
             str(rasters["striped"]),
@@ -154,8 +209,7 @@ def test_extra_outputs_from_the_command_line(capsys, workdir, rasters, abcnet_we
             str(workdir / "out"),
             "--probabilities",
             "--uncertainty",
-        ],
-        capsys,
+        ]
     )
     assert code == 0
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [

@@ -9,7 +9,6 @@ import sys
 import numpy as np
 import pytest
 import rasterio
-from conftest import run_cli as run
 from rasterio.transform import from_origin
 
 COLOURS = np.array([(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)], np.uint8)
@@ -43,10 +42,9 @@ def raw(tmp_path):
     return tmp_path / "raw"
 
 
-def test_prepare_prints_the_manifest_as_json(tmp_path, raw, capsys):
-    code, out, err = run(
+def test_prepare_prints_the_manifest_as_json(tmp_path, raw, cli):
+    code, out, err = cli(
         ["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data"), "--patch-size", "32", "--json"],
-        capsys,
     )
     data = json.loads(out)
     assert code == 0 and err == ""
@@ -55,30 +53,28 @@ def test_prepare_prints_the_manifest_as_json(tmp_path, raw, capsys):
     assert sum(data["splits"]["val"]["class_pixels"]) == 64 * 64
 
 
-def test_prepare_prints_a_summary_table(tmp_path, raw, capsys):
-    code, out, _ = run(
-        ["prepare", "Vaihingen", "--root", str(raw), "-o", str(tmp_path / "data"), "--patch-size", "64"], capsys
-    )
+def test_prepare_prints_a_summary_table(tmp_path, raw, cli):
+    code, out, _ = cli(["prepare", "Vaihingen", "--root", str(raw), "-o", str(tmp_path / "data"), "--patch-size", "64"])
     assert code == 0
     assert "impervious_surfaces" in out and "train" in out and "%" in out
 
 
-def test_existing_output_is_one_line_with_exit_1(tmp_path, raw, capsys):
+def test_existing_output_is_one_line_with_exit_1(tmp_path, raw, cli):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "keep.txt").write_text("x")
-    code, _, err = run(["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data")], capsys)
-    assert code == 1 and len(err.strip().splitlines()) == 1
+    code, _, err = cli(["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data")])
+    assert code == 1 and len(err.splitlines()) == 1
     assert "output folder exists and is not empty; pass --overwrite to replace it" in err
 
 
-def test_unknown_colour_is_one_line_naming_it(tmp_path, raw, capsys):
+def test_unknown_colour_is_one_line_naming_it(tmp_path, raw, cli):
     label = raw / "gts_for_participants" / "top_mosaic_09cm_area30.tif"
     with rasterio.open(label, "r+") as dst:
         rgb = dst.read()
         rgb[:, 0, 0] = (12, 34, 56)
         dst.write(rgb)
-    code, _, err = run(["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data")], capsys)
-    assert code == 1 and "(12, 34, 56) in 1 pixels" in " ".join(err.split())
+    code, _, err = cli(["prepare", "vaihingen", "--root", str(raw), "--out", str(tmp_path / "data")])
+    assert code == 1 and len(err.splitlines()) == 1 and "(12, 34, 56) in 1 pixels" in err
     assert not (tmp_path / "data").exists()
 
 
@@ -97,19 +93,20 @@ def test_unknown_colour_is_one_line_naming_it(tmp_path, raw, capsys):
         (["prepare", "potsdam", "--root", "r", "--out", "o", "--patch-size", "0"], "--patch-size"),
     ],
 )
-def test_usage_errors_exit_2(argv, message, capsys):
-    code, _, err = run(argv, capsys)
-    assert code == 2 and message in " ".join(err.split())
+def test_usage_errors_are_one_line_with_exit_code_2(argv, message, cli):
+    code, out, err = cli(argv)
+    assert code == 2 and out == "" and len(err.splitlines()) == 1 and message in err
 
 
-def test_api_errors_exit_1(tmp_path, capsys):
-    code, _, err = run(
-        ["prepare", "potsdam", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--image-kind", "CIR"], capsys
+def test_api_errors_exit_1(tmp_path, cli):
+    code, _, err = cli(
+        ["prepare", "potsdam", "--root", str(tmp_path), "--out", str(tmp_path / "o"), "--image-kind", "CIR"]
     )
-    assert code == 1 and "unknown image kind 'CIR'; choose one of RGB, IRRG, RGBIR" in err
+    assert code == 1 and len(err.splitlines()) == 1
+    assert "unknown image kind 'CIR'; choose one of RGB, IRRG, RGBIR" in err
 
 
-def test_options_are_forwarded(tmp_path, monkeypatch, capsys):
+def test_options_are_forwarded(tmp_path, monkeypatch, cli):
     calls = {}
 
     def fake(*args, **kwargs):
@@ -122,7 +119,7 @@ def test_options_are_forwarded(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr("aerialseg.data.prepare.prepare_dataset", fake)
     monkeypatch.setattr("aerialseg.data.prepare.prepare_folder", fake_folder)
-    run(
+    cli(
         [
             "prepare",
             "potsdam",
@@ -140,7 +137,6 @@ def test_options_are_forwarded(tmp_path, monkeypatch, capsys):
             "3",
             "--overwrite",
         ],
-        capsys,
     )
     args, kwargs = calls["dataset"]
     assert [str(a) for a in args] == ["potsdam", "r", "o"]
@@ -151,7 +147,7 @@ def test_options_are_forwarded(tmp_path, monkeypatch, capsys):
         "colour_tolerance": 3,
         "overwrite": True,
     }
-    run(
+    cli(
         [
             "prepare",
             "folder",
@@ -168,11 +164,11 @@ def test_options_are_forwarded(tmp_path, monkeypatch, capsys):
             "--seed",
             "5",
         ],
-        capsys,
     )
     args, kwargs = calls["folder"]
     assert [str(a) for a in args] == ["i", "l", "c.toml", "o"]
-    assert kwargs["val_fraction"] == 0.2 and kwargs["test_fraction"] == 0.0 and kwargs["seed"] == 5
+    assert kwargs["val_fraction"] == 0.2 and kwargs["seed"] == 5
+    assert "test_fraction" not in kwargs  # left to the library's default
 
 
 def test_prepare_help_loads_neither_torch_nor_rasterio():

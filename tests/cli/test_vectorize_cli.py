@@ -8,7 +8,6 @@ import numpy as np
 import pyogrio
 import pytest
 import rasterio
-from conftest import run_cli as run
 from rasterio.transform import from_origin
 
 
@@ -34,8 +33,8 @@ def classes(tmp_path):
     return path
 
 
-def test_vectorize_writes_a_layer_per_class(tmp_path, classes, capsys):
-    code, out, _ = run(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), "--json"], capsys)
+def test_vectorize_writes_a_layer_per_class(tmp_path, classes, cli):
+    code, out, _ = cli(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), "--json"])
     assert code == 0 and json.loads(out)["counts"] == {"building": 1, "car": 1}
     assert sorted(pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0]) == ["building", "car"]
 
@@ -45,11 +44,11 @@ def test_vectorize_writes_a_layer_per_class(tmp_path, classes, capsys):
     [
         (["--classes", "road"], "no class 'road' (classes: 0=imp, 1=building"),
         (["--simplify", "much"], "give a tolerance like 1px or 0.3m"),
-        (["--car-geometry", "circle"], "unknown car geometry"),
+        (["--car-geometry", "circle"], "'circle' is not one of 'outline', 'box'"),
     ],
 )
-def test_bad_requests_exit_1_with_one_line(tmp_path, classes, capsys, extra, message):
-    code, _, err = run(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), *extra], capsys)
+def test_bad_requests_exit_1_with_one_line(tmp_path, classes, cli, extra, message):
+    code, _, err = cli(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), *extra])
     assert code in (1, 2) and message in " ".join(err.split())
     assert not (tmp_path / "o.gpkg").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map_classes.tif"]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import rasterio
-from conftest import DATA
 from hypothesis import given
 from hypothesis import strategies as st
 from rasterio.transform import from_origin
@@ -21,21 +20,10 @@ from aerialseg.data.manifest import Manifest
 from aerialseg.data.prepare import patch_starts, prepare_dataset, prepare_folder
 from aerialseg.errors import DatasetLayoutError, LabelColourError, OutputExistsError
 
-FIXTURES = DATA / "isprs-mmseg-fixtures"
 ISPRS_RGB = np.array([(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)], np.uint8)
 UAVID_RGB = np.array([(128, 0, 0), (128, 64, 128), (0, 128, 0), (128, 128, 0), (64, 0, 128), (192, 0, 192)], np.uint8)
 GSD = 0.05
 ORIGIN = (500_000.0, 5_800_000.0)
-
-
-def sample(dataset):
-    """(3, 512, 512) image and (512, 512) mmseg annotation of the shared ISPRS patch."""
-    name = "2_10_0_0_512_512.png" if dataset == "potsdam" else "area1_0_0_512_512.png"
-    with rasterio.open(FIXTURES / dataset / "img" / name) as src:
-        image = src.read()
-    with rasterio.open(FIXTURES / dataset / "ann" / name) as src:
-        ann = src.read(1)
-    return image, ann
 
 
 def full_ids(ann):
@@ -75,9 +63,14 @@ def write(path, array, row=0, col=0, georef=True, driver="GTiff"):
 QUADRANTS = {"potsdam": ("2_11", "2_10", "2_13", "7_10"), "vaihingen": ("area1", "area30", "area2", "area39")}
 
 
-def isprs_archive(root, dataset, size=256, vaihingen_folders=("top", "ground_truth_COMPLETE", "ground_truth_eroded")):
-    """The sample cut into four tiles named as train, val, test and (Potsdam) excluded / (Vaihingen) unlisted."""
-    image, ann = sample(dataset)
+def isprs_archive(
+    isprs_sample, root, dataset, size=256, vaihingen_folders=("top", "ground_truth_COMPLETE", "ground_truth_eroded")
+):
+    """The sample cut into four tiles named as train, val, test and (Potsdam) excluded / (Vaihingen) unlisted.
+
+    ``isprs_sample`` is the fixture reading the shared ISPRS patch: (image, mmseg annotation).
+    """
+    image, ann = isprs_sample(dataset)
     tiles = {}
     for i, tile in enumerate(QUADRANTS[dataset]):
         r, c = (i // 2) * size, (i % 2) * size
@@ -106,9 +99,9 @@ def read(path):
 
 
 @pytest.fixture(scope="module")
-def potsdam(tmp_path_factory):
+def potsdam(isprs_sample, tmp_path_factory):
     root = tmp_path_factory.mktemp("raw")
-    tiles = isprs_archive(root, "potsdam")
+    tiles = isprs_archive(isprs_sample, root, "potsdam")
     out = tmp_path_factory.mktemp("prepared") / "potsdam"
     return tiles, root, prepare_dataset("potsdam", root, out, patch_size=128)
 
@@ -167,8 +160,8 @@ def test_manifest_round_trips_through_load(potsdam):
     assert loaded.created.endswith("+00:00") and loaded.aerialseg_version
 
 
-def test_potsdam_rgbir_writes_four_bands(tmp_path):
-    tiles = isprs_archive(tmp_path / "raw", "potsdam")
+def test_potsdam_rgbir_writes_four_bands(isprs_sample, tmp_path):
+    tiles = isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
     manifest = prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256, image_kind="rgbir")
     assert manifest.bands == ("R", "G", "B", "NIR") and manifest.sources["image_kind"] == "RGBIR"
     image_path = manifest.patch_pairs("val")[0][0]
@@ -189,8 +182,8 @@ def test_potsdam_rgbir_writes_four_bands(tmp_path):
         ("top", "gts_for_participants", "gts_eroded_for_participants"),
     ],
 )
-def test_vaihingen_tells_labels_from_images_by_folder(tmp_path, folders):
-    tiles = isprs_archive(tmp_path / "raw", "vaihingen", vaihingen_folders=folders)
+def test_vaihingen_tells_labels_from_images_by_folder(isprs_sample, tmp_path, folders):
+    tiles = isprs_archive(isprs_sample, tmp_path / "raw", "vaihingen", vaihingen_folders=folders)
     manifest = prepare_dataset("vaihingen", tmp_path / "raw", tmp_path / "out", patch_size=128, stride=128)
     assert {name: s.tiles for name, s in manifest.splits.items()} == {
         "train": ("area1",),
@@ -208,8 +201,8 @@ def test_vaihingen_tells_labels_from_images_by_folder(tmp_path, folders):
     np.testing.assert_array_equal(read(lab_path)[0][0], full_ids(ann)[128:, 128:])
 
 
-def test_last_window_shifts_inward_and_small_tiles_are_padded(tmp_path):
-    image, ann = sample("vaihingen")
+def test_last_window_shifts_inward_and_small_tiles_are_padded(isprs_sample, tmp_path):
+    image, ann = isprs_sample("vaihingen")
     gt = tmp_path / "raw" / "gt"
     shapes = {"area1": (200, 300), "area3": (100, 90)}  # one taller/wider than a patch, one smaller
     for tile, (h, w) in shapes.items():
@@ -257,8 +250,8 @@ def test_patch_starts_cover_every_pixel_and_stay_inside(length, size, stride):
             assert covered.all()
 
 
-def test_unknown_colour_names_colour_and_file_and_leaves_nothing(tmp_path):
-    isprs_archive(tmp_path / "raw", "potsdam")
+def test_unknown_colour_names_colour_and_file_and_leaves_nothing(isprs_sample, tmp_path):
+    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
     label = tmp_path / "raw" / "5_Labels_all" / "top_potsdam_2_10_label.tif"
     with rasterio.open(label, "r+") as dst:
         rgb = dst.read()
@@ -271,8 +264,8 @@ def test_unknown_colour_names_colour_and_file_and_leaves_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
-def test_colour_tolerance_snaps_noisy_labels(tmp_path):
-    tiles = isprs_archive(tmp_path / "raw", "potsdam")
+def test_colour_tolerance_snaps_noisy_labels(isprs_sample, tmp_path):
+    tiles = isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
     noise = np.random.default_rng(0)
     for path in (tmp_path / "raw" / "5_Labels_all").glob("*.tif"):
         with rasterio.open(path, "r+") as dst:
@@ -285,8 +278,8 @@ def test_colour_tolerance_snaps_noisy_labels(tmp_path):
     np.testing.assert_array_equal(read(manifest.resolve(scene.label))[0][0], full_ids(tiles["2_11"][1]))
 
 
-def test_output_folder_needs_overwrite(tmp_path):
-    isprs_archive(tmp_path / "raw", "potsdam")
+def test_output_folder_needs_overwrite(isprs_sample, tmp_path):
+    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("x")
     with pytest.raises(OutputExistsError, match="pass --overwrite"):
@@ -329,8 +322,8 @@ def duplicate(root):
         (lambda root: None, "IRRG", "no potsdam images of kind IRRG found (16 files recognised)"),
     ],
 )
-def test_layout_errors_name_the_file(tmp_path, damage, kind, message):
-    isprs_archive(tmp_path / "raw", "potsdam")
+def test_layout_errors_name_the_file(isprs_sample, tmp_path, damage, kind, message):
+    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
     damage(tmp_path / "raw")
     with pytest.raises(DatasetLayoutError) as info:
         prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256, image_kind=kind)
@@ -338,8 +331,8 @@ def test_layout_errors_name_the_file(tmp_path, damage, kind, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_a_split_without_eroded_labels_has_none(tmp_path):
-    isprs_archive(tmp_path / "raw", "potsdam")
+def test_a_split_without_eroded_labels_has_none(isprs_sample, tmp_path):
+    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
     (tmp_path / "raw" / "5_Labels_all_noBoundary" / "top_potsdam_2_10_label_noBoundary.tif").unlink()
     manifest = prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256)
     assert {n: s.has_eroded for n, s in manifest.splits.items()} == {"train": True, "val": False, "test": True}
@@ -355,8 +348,8 @@ def test_nothing_recognised_names_root_and_expected_names(tmp_path):
     assert str(tmp_path / "raw") in str(info.value) and "top_mosaic_09cm_area1.tif" in str(info.value)
 
 
-def test_uavid_splits_from_folders_and_test_without_labels(tmp_path):
-    image, ann = sample("potsdam")
+def test_uavid_splits_from_folders_and_test_without_labels(isprs_sample, tmp_path):
+    image, ann = isprs_sample("potsdam")
     ids = full_ids(ann)[:200, :300].copy()
     ids[:, 280:] = 255  # padding, white in UAVid labels
     ids[190:, :] = 7  # clutter, black
@@ -415,8 +408,8 @@ in_mean = false
 """
 
 
-def folder_dataset(tmp_path, with_ids):
-    image, ann = sample("potsdam")
+def folder_dataset(isprs_sample, tmp_path, with_ids):
+    image, ann = isprs_sample("potsdam")
     ids = {"tree": 40, "building": 20, "ground": 10, "grass": 30, "car": 50}
     text = CLASSES_TOML.format(
         ignore="0" if with_ids else "[0, 0, 0]", **{f"{k}_id": f"id = {v}" if with_ids else "" for k, v in ids.items()}
@@ -438,8 +431,8 @@ def folder_dataset(tmp_path, with_ids):
 
 
 @pytest.mark.parametrize("with_ids", [False, True])
-def test_folder_remaps_classes_in_toml_order(tmp_path, with_ids):
-    expected = folder_dataset(tmp_path, with_ids)
+def test_folder_remaps_classes_in_toml_order(isprs_sample, tmp_path, with_ids):
+    expected = folder_dataset(isprs_sample, tmp_path, with_ids)
     manifest = prepare_folder(
         tmp_path / "images",
         tmp_path / "labels",
@@ -459,8 +452,8 @@ def test_folder_remaps_classes_in_toml_order(tmp_path, with_ids):
             np.testing.assert_array_equal(read(label)[0][0], expected[tile])
 
 
-def test_folder_split_is_deterministic_per_seed(tmp_path):
-    folder_dataset(tmp_path, False)
+def test_folder_split_is_deterministic_per_seed(isprs_sample, tmp_path):
+    folder_dataset(isprs_sample, tmp_path, False)
     args = (tmp_path / "images", tmp_path / "labels", tmp_path / "classes.toml")
     splits = [
         {
@@ -475,8 +468,8 @@ def test_folder_split_is_deterministic_per_seed(tmp_path):
     assert len({str(s) for s in splits}) > 1
 
 
-def test_folder_image_without_label_is_an_error(tmp_path):
-    folder_dataset(tmp_path, False)
+def test_folder_image_without_label_is_an_error(isprs_sample, tmp_path):
+    folder_dataset(isprs_sample, tmp_path, False)
     (tmp_path / "labels" / "c_mask.tif").unlink()
     with pytest.raises(DatasetLayoutError, match=r"c\.tif: image has no label"):
         prepare_folder(tmp_path / "images", tmp_path / "labels", tmp_path / "classes.toml", tmp_path / "out")

@@ -6,7 +6,6 @@ import copy
 
 import pytest
 import torch
-from conftest import attention_on
 from torch import nn
 
 from aerialseg.models import create_model, list_models
@@ -30,7 +29,7 @@ def trained_looking(model: nn.Module) -> nn.Module:
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
-def test_folded_network_equals_the_original(spec):
+def test_folded_network_equals_the_original(spec, attention_on):
     torch.manual_seed(0)
     model = trained_looking(attention_on(create_model(spec.arch, spec.backbone, num_classes=6))).eval()
     original = copy.deepcopy(model)

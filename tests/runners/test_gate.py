@@ -9,6 +9,7 @@ import rasterio
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import AerialsegError
+from aerialseg.options import TilingOptions
 from aerialseg.pipeline import PredictOptions, predict, predict_many
 from aerialseg.runners.gate import GatedRunner, PrecisionGateError, gate_tile_count
 
@@ -103,7 +104,7 @@ def test_agreement_is_measured_on_valid_pixels_only(tmp_path, rasters):
             return np.where(black, np.roll(out, 1, axis=1), out)
 
     runner = gated(WrongOnNodata("bf16"), strict=True)
-    predict(rasters["nodata"], tmp_path / "out.tif", runner, PredictOptions(tile_size=256, overlap=32))
+    predict(rasters["nodata"], tmp_path / "out.tif", runner, PredictOptions(TilingOptions(tile_size=256, overlap=32)))
     result = runner.result
     assert result.tiles == 2 and result.agreement == 1.0
     assert 0 < result.pixels < 2 * 256 * 256  # the tiles hold collar pixels, which were not counted

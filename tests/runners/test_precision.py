@@ -17,8 +17,6 @@ import numpy as np
 import pytest
 import rasterio
 import torch
-from conftest import ROOT, requires_cuda
-from conftest import run_cli as run
 from torch import nn
 
 from aerialseg.conventions import SAMPLE_ORTHOPHOTO
@@ -68,10 +66,10 @@ def test_bf16_inference_form_agrees_with_fp32_on_real_imagery():
     assert pixels > 400_000 and agree / pixels >= 0.99
 
 
-def test_auto_on_a_cpu_with_native_bf16_runs_bf16_gated_and_tags_it(tmp_path, capsys, cpu):
+def test_auto_on_a_cpu_with_native_bf16_runs_bf16_gated_and_tags_it(tmp_path, cli, cpu):
     cpu(WITH_BF16)
     out = tmp_path / "neon_classes.tif"
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "-o", str(out)], capsys)
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "-o", str(out)])
     assert code == 0, err
     assert "engine: PyTorch bf16 on cpu (this CPU has native bf16, avx512_bf16" in err
     assert "bf16 accuracy gate: " in err
@@ -91,44 +89,46 @@ def test_auto_on_a_cpu_with_native_bf16_runs_bf16_gated_and_tags_it(tmp_path, ca
         (WITH_BF16, ["--device", "cuda"], ["no CUDA GPU", "--device cpu"]),
     ],
 )
-def test_impossible_precisions_are_one_line_and_write_nothing(tmp_path, capsys, cpu, hardware, argv, words):
+def test_impossible_precisions_are_one_line_and_write_nothing(tmp_path, cli, cpu, hardware, argv, words):
     cpu(hardware)
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), *argv], capsys)
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), *argv])
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 1 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert all(word in lines[0] for word in words), lines[0]
     assert list(tmp_path.iterdir()) == []
 
 
-def test_int8_without_onnxruntime_names_the_extra(tmp_path, capsys, monkeypatch):
+def test_int8_without_onnxruntime_names_the_extra(tmp_path, cli, monkeypatch):
     monkeypatch.setattr("aerialseg.runners.choice.onnxruntime_installed", lambda: False)
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--precision", "int8"], capsys)
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--precision", "int8"])
     assert code == 1 and "ONNX Runtime is not installed (int8 runs on it)" in err and "aerialseg[cpu]" in err
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_bad_precision_or_threshold_is_a_usage_error(capsys):
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--precision", "half"], capsys)
+def test_a_bad_precision_or_threshold_is_a_usage_error(cli):
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "--precision", "half"])
     assert code == 2 and "'half' is not one of 'auto', 'fp32', 'bf16', 'fp16', 'int8'" in err
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "--min-agreement", "99"], capsys)
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "--min-agreement", "99"])
     assert code == 2 and "--min-agreement" in err
 
 
-def test_doctor_states_the_engine_and_why(capsys, cpu):
+def test_doctor_states_the_engine_and_why(cli, cpu):
     cpu(WITHOUT_BF16)
-    code, out, _ = run(["doctor", str(NEON), "-m", SAMPLE, "--json"], capsys)
+    code, out, _ = cli(["doctor", str(NEON), "-m", SAMPLE, "--json"])
     report = json.loads(out)
     assert code == 0 and report["facts"]["hardware"].startswith("test CPU without bf16, 2 cores, native fp32 only")
     assert report["facts"]["engine"].startswith("ONNX Runtime fp32 on cpu (no native bf16 on this CPU")
-    code, out, _ = run(["doctor", str(NEON), "-m", SAMPLE, "--precision", "bf16", "--json"], capsys)
+    code, out, _ = cli(["doctor", str(NEON), "-m", SAMPLE, "--precision", "bf16", "--json"])
     report = json.loads(out)
     assert code == 1 and any("no native bf16" in f["message"] for f in report["findings"])
 
 
 @pytest.mark.slow
-def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gated_and_cached(tmp_path, capsys, cpu):
+def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gated_and_cached(
+    tmp_path, cli, cpu, rasters
+):
     cpu(WITHOUT_BF16)
-    code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "-o", str(tmp_path / "fp32.tif")], capsys)
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "-o", str(tmp_path / "fp32.tif")])
     assert code == 0, err
     with rasterio.open(tmp_path / "fp32.tif") as dst:
         assert dst.tags()["AERIALSEG_BACKEND"].startswith("ONNX Runtime (CPUExecutionProvider), fp32")
@@ -137,7 +137,7 @@ def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gate
     cache = Path(os.environ["XDG_CACHE_HOME"]) / "aerialseg" / "onnx"
     for attempt in range(2):
         out = tmp_path / f"int8_{attempt}.tif"
-        code, _, err = run(["predict", str(NEON), "-m", SAMPLE, "-o", str(out), "--precision", "int8"], capsys)
+        code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "-o", str(out), "--precision", "int8"])
         assert code == 0, err
         quantized = sorted(cache.glob("*-int8-*.onnx"))
         assert len(quantized) == 1  # made on the first run, reused on the second
@@ -151,7 +151,7 @@ def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gate
     valid = fp32 != 255
     assert (int8[valid] == fp32[valid]).mean() >= 0.97
     # a calibration raster of the user's makes (and caches) its own int8 model
-    other = ROOT.parent / "shared" / "data" / "rasterio-testdata" / "RGB.byte.tif"
+    other = rasters["nodata"]
     argv = [
         "predict",
         str(NEON),
@@ -166,15 +166,13 @@ def test_auto_on_a_cpu_without_bf16_runs_onnxruntime_and_int8_is_calibrated_gate
         "--min-agreement",
         "0.9",
     ]
-    code, _, err = run(argv, capsys)
+    code, _, err = cli(argv)
     assert code == 0, err
     assert len(list(cache.glob("*-int8-*.onnx"))) == 2
 
 
-def test_calibration_is_checked_before_any_work(tmp_path, capsys):
-    code, _, err = run(
-        ["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--calibration", str(NEON)], capsys
-    )
+def test_calibration_is_checked_before_any_work(tmp_path, cli):
+    code, _, err = cli(["predict", str(NEON), "-m", SAMPLE, "--out-dir", str(tmp_path), "--calibration", str(NEON)])
     assert code == 2 and "--calibration" in err and "--precision int8" in err
     broken = tmp_path / "calibration.tif"
     broken.write_bytes(b"not a raster")
@@ -191,7 +189,7 @@ def test_calibration_is_checked_before_any_work(tmp_path, capsys):
         "--calibration",
         str(broken),
     ]
-    code, _, err = run(argv, capsys)
+    code, _, err = cli(argv)
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert code == 1 and len(lines) == 1 and "calibration.tif" in lines[0], err
     assert list((tmp_path / "out").iterdir()) == []
@@ -231,7 +229,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert faults["plain"] > 2000 and faults["runner"] < faults["plain"] / 4, faults
 
 
-@requires_cuda
+@pytest.mark.cuda
 @pytest.mark.parametrize("precision", ["auto", "bf16"])
 def test_cuda_runs_reduced_precision_gated_and_agrees_with_fp32_on_real_imagery(tmp_path, precision):
     if precision == "bf16" and not torch.cuda.is_bf16_supported():

@@ -1,4 +1,4 @@
-"""Losses, Lookahead, schedules and augmentations against direct computations."""
+"""Losses, Lookahead, schedules, augmentations and standardisation against direct computations."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from aerialseg.data.augment import flip_rotate, mosaic, random_scale, smart_crop
 from aerialseg.models import create_model
+from aerialseg.models.standardize import Standardize
 from aerialseg.training.losses import SegmentationLoss, dice_loss, soft_cross_entropy
 from aerialseg.training.optim import Lookahead, lr_factor, parameter_groups
 
@@ -112,11 +113,19 @@ def test_mosaic_stitches_four_aligned_quadrants():
     assert i.shape == pairs[0][0].shape and torch.equal((i[0] * 10).round().long(), lab)
 
 
-def test_random_scale_resizes_labels_by_nearest():
-    image, label = _aligned_pair(40, 40)
-    i, lab = random_scale(image, label, (0.5,), np.random.default_rng(0))
-    assert i.shape == (3, 20, 20) and lab.shape == (20, 20)
-    assert set(lab.unique().tolist()) <= set(label.unique().tolist())
+@pytest.mark.parametrize("factor", [0.5, 2.0])
+def test_random_scale_resizes_labels_by_nearest(factor):
+    # ids 0, 3 and the ignore index side by side: any blend of neighbours (1, 2, 127, 129 ...) is not a label
+    label = torch.from_numpy(np.random.default_rng(2).choice(np.array([0, 3, IGNORE]), size=(40, 40)))
+    image = torch.rand(3, 40, 40)
+    blended = torch.nn.functional.interpolate(label[None, None].float(), scale_factor=factor, mode="bilinear")
+    assert not set(blended.long().unique().tolist()) <= {0, 3, IGNORE}  # so this test would catch a bilinear resize
+    i, lab = random_scale(image, label, (factor,), np.random.default_rng(0))
+    side = int(40 * factor)
+    assert i.shape == (3, side, side) and lab.shape == (side, side) and lab.dtype == torch.int64
+    assert set(lab.unique().tolist()) <= {0, 3, IGNORE}
+    source = np.floor(np.arange(side) / factor).astype(int)  # nearest: output pixel i takes input pixel floor(i / f)
+    assert torch.equal(lab, label[source][:, source])
 
 
 def test_band_statistics_follow_the_bands():
@@ -126,3 +135,15 @@ def test_band_statistics_follow_the_bands():
     assert band_statistics(("NIR", "R", "G")) == ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
     # Potsdam RGBIR: R, G, B by name, NIR neutral
     assert band_statistics(("R", "G", "B", "NIR")) == ((0.485, 0.456, 0.406, 0.5), (0.229, 0.224, 0.225, 0.25))
+
+
+def test_standardize_by_band_as_float32_buffers():
+    standardize = Standardize([0.5, 0.25], [0.25, 0.5])
+    buffers = dict(standardize.named_buffers())
+    assert set(buffers) == {"mean", "std"} and all(b.dtype == torch.float32 for b in buffers.values())
+    assert buffers["mean"].shape == (1, 2, 1, 1) and list(standardize.parameters()) == []
+    x = torch.rand(3, 2, 4, 5)
+    expected = torch.stack([(x[:, 0] - 0.5) / 0.25, (x[:, 1] - 0.25) / 0.5], 1)
+    assert torch.allclose(standardize(x), expected)
+    with pytest.raises(ValueError, match="bands"):
+        Standardize([0.5, 0.5], [0.25])

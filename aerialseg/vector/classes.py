@@ -1,0 +1,93 @@
+"""Which classes become layers: the class raster's names, and a user's request resolved against them.
+
+Users name classes as they think of them (``building``, ``car``, an id, ``roof=1`` for a
+raster without names), while models name them as their data set did (UAVid has
+``moving_car`` and ``static_car``, ISPRS ``building`` and ``car``). :func:`class_kind` bridges
+the two, so the default (every building and car class) and ``--classes car`` mean the same
+on every model's output.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..conventions import CLASS_NAMES_TAG
+from ..errors import AerialsegError
+
+__all__ = ["class_kind", "class_names", "resolve_classes"]
+
+
+def class_kind(name: str) -> str | None:
+    """``building``, ``car`` or None, from a class name (``static_car`` is a car)."""
+    lower = name.lower().replace("-", "_").replace(" ", "_")
+    if "building" in lower:
+        return "building"
+    if lower == "car" or lower.endswith("_car") or lower.startswith("car_") or lower == "cars":
+        return "car"
+    return None
+
+
+def class_names(dataset: Any) -> list[str] | None:
+    """The class names a class raster records (index = class id), or None when it has none or they are garbled."""
+    tags = dataset.tags(1)
+    if CLASS_NAMES_TAG in tags:
+        try:
+            names = json.loads(tags[CLASS_NAMES_TAG])
+        except ValueError:
+            names = None
+        if isinstance(names, list) and all(isinstance(n, str) for n in names):
+            return names
+    return None
+
+
+def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, path: Path) -> list[tuple[int, str]]:
+    """``(class id, layer name)`` for each requested class of the raster at ``path``."""
+    available = ", ".join(f"{i}={n}" for i, n in enumerate(names)) if names else "none recorded"
+    if requested is None:
+        if names is None:
+            raise AerialsegError(
+                "class raster has no class names in its metadata",
+                path=path,
+                hint="name the classes by id, e.g. --classes building=1,car=4",
+            )
+        chosen = [(i, n) for i, n in enumerate(names) if class_kind(n)]
+        if not chosen:
+            raise AerialsegError(
+                f"no building or car class (classes: {available})", path=path, hint="choose with --classes"
+            )
+        return chosen
+    out: list[tuple[int, str]] = []
+    for item in requested:
+        item = item.strip()
+        name, _, number = item.partition("=")
+        if number:
+            if not number.strip().isdigit():
+                raise AerialsegError(f"class {item!r}: the id after '=' must be a number", path=path)
+            out.append((int(number), name.strip()))
+        elif item.isdigit():
+            class_id = int(item)
+            if names is not None and class_id >= len(names):
+                raise AerialsegError(f"no class id {class_id} (classes: {available})", path=path)
+            out.append((class_id, names[class_id] if names else f"class_{class_id}"))
+        elif names is None:
+            raise AerialsegError(
+                f"class {item!r} cannot be found: the raster has no class names",
+                path=path,
+                hint=f"give its id instead, e.g. --classes {item}=1",
+            )
+        else:
+            matches = [i for i, n in enumerate(names) if n.lower() == item.lower()]
+            if not matches and class_kind(item) == "car":  # "car" also means UAVid's moving/static cars
+                matches = [i for i, n in enumerate(names) if class_kind(n) == "car"]
+            if not matches:
+                raise AerialsegError(
+                    f"no class {item!r} (classes: {available})", path=path, hint="choose among the classes listed"
+                )
+            out += [(i, names[i]) for i in matches]
+    unique = list(dict.fromkeys(out))
+    if len({i for i, _ in unique}) != len(unique):
+        raise AerialsegError("a class id is requested under two names", path=path)
+    return unique

@@ -1,0 +1,80 @@
+"""The settings of one vectorization, and the clean-up each class gets from them.
+
+One options object serves the CLI, ``predict --vectorize`` and the API, so all three clean
+the same class the same way: the class's kind picks the defaults
+(:data:`~.shapes.DEFAULT_CLEANUP`), and the options a user gave override them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from ..errors import AerialsegError
+from .classes import class_kind
+from .shapes import DEFAULT_CLEANUP, Cleanup
+
+__all__ = ["VectorizeOptions", "STRIP_ROWS", "CAR_GEOMETRIES", "check_car_geometry", "cleanup_for"]
+
+STRIP_ROWS = 512
+"""Rows of the class raster read and polygonised at once (memory is one strip plus the open regions)."""
+
+CAR_GEOMETRIES = ("outline", "box")
+"""What a car's polygon is: its outline, or its oriented minimum rectangle."""
+
+
+@dataclass(frozen=True)
+class VectorizeOptions:
+    """Settings of one vectorization (shared by the CLI, ``predict --vectorize`` and the API).
+
+    ``classes``: names, ids, or ``name=id`` (None: every building and car class). The
+    clean-up defaults depend on the class (:data:`~.shapes.DEFAULT_CLEANUP`); ``min_area_m2``,
+    ``fill_holes_m2``, ``simplify`` (with ``simplify_unit`` px or m) and ``regularize``
+    override them for every class, ``cleanup`` per class name. ``car_geometry``: ``outline``
+    or ``box`` (the oriented rectangle). ``confidence``: a probability raster (band per
+    class) or uncertainty raster (``confidence`` band) of the same grid, for mean/max
+    confidence attributes.
+    """
+
+    classes: tuple[str, ...] | None = None
+    confidence: str | os.PathLike[str] | None = None
+    min_area_m2: float | None = None
+    fill_holes_m2: float | None = None
+    simplify: float | None = None
+    simplify_unit: str = "px"
+    regularize: bool = False
+    car_geometry: str = "outline"
+    cleanup: dict[str, Cleanup] = field(default_factory=dict)
+    strip_rows: int = STRIP_ROWS
+    overwrite: bool = False
+
+
+def check_car_geometry(options: VectorizeOptions) -> None:
+    """Refuse an unknown ``car_geometry`` before any work."""
+    if options.car_geometry not in CAR_GEOMETRIES:
+        raise AerialsegError(
+            f"unknown car geometry {options.car_geometry!r}", hint=f"use {' or '.join(CAR_GEOMETRIES)}"
+        )
+
+
+def cleanup_for(name: str, options: VectorizeOptions) -> Cleanup:
+    """The clean-up of class ``name``: its own or its kind's defaults, overridden by ``options``."""
+    kind = class_kind(name)
+    base = options.cleanup.get(name) or DEFAULT_CLEANUP.get(kind or "", Cleanup())
+    changes: dict[str, Any] = {
+        key: value
+        for key, value in (
+            ("min_area_m2", options.min_area_m2),
+            ("fill_holes_m2", options.fill_holes_m2),
+            ("simplify", options.simplify),
+        )
+        if value is not None
+    }
+    if options.simplify is not None:
+        changes["simplify_unit"] = options.simplify_unit
+    if options.regularize and kind == "building":
+        changes["regularize"] = True
+    if kind == "car":
+        changes["box"] = options.car_geometry == "box"
+    return replace(base, **changes)

@@ -1,0 +1,113 @@
+"""Reading the class raster, and the confidence raster beside it, strip by strip.
+
+:func:`~.regions.iter_regions` needs each strip's classes and nodata with one halo row
+above and below (to join regions across strips and to see nodata next to a pixel) and
+the confidence of the strip's own rows. The confidence raster is one predict wrote with
+the class raster: a probability raster (a ``p(name)`` band per class) or an uncertainty
+raster (one ``confidence`` band), both uint8 in units of :data:`PROBABILITY_SCALE`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..conventions import PROBABILITY_SCALE
+from ..errors import InputRasterError
+from ..raster import open_raster
+from .regions import Strip
+
+__all__ = ["strip_height", "open_confidence", "confidence_bands", "read_strips", "reporting"]
+
+
+def strip_height(dataset: Any, requested: int) -> int:
+    """Rows per strip: ``requested`` (at least 1), rounded down to whole blocks when it spans several."""
+    rows = max(1, requested)
+    block = dataset.block_shapes[0][0]
+    if block > 1 and rows > block:
+        rows -= rows % block
+    return rows
+
+
+def open_confidence(
+    path: str | os.PathLike[str], classes_ds: Any, classes: list[tuple[int, str]]
+) -> tuple[Any, dict[int, int]]:
+    """The confidence raster at ``path``, open, and its band for each class id; refused if its grid differs."""
+    dataset = open_raster(path)
+    try:
+        if (dataset.width, dataset.height) != (classes_ds.width, classes_ds.height):
+            raise InputRasterError(
+                f"is {dataset.width}x{dataset.height}, the class raster {classes_ds.width}x{classes_ds.height}",
+                path=path,
+                hint="use the confidence raster written with this class raster",
+            )
+        return dataset, confidence_bands(dataset, classes, Path(path))
+    except BaseException:
+        dataset.close()
+        raise
+
+
+def confidence_bands(dataset: Any, classes: list[tuple[int, str]], path: Path) -> dict[int, int]:
+    """Band (1-based) of the confidence raster holding each class's confidence."""
+    descriptions = [d or "" for d in dataset.descriptions]
+    if "confidence" in descriptions:
+        band = descriptions.index("confidence") + 1
+        return {class_id: band for class_id, _ in classes}
+    bands = {}
+    for class_id, name in classes:
+        label = f"p({name})"
+        if label in descriptions:
+            bands[class_id] = descriptions.index(label) + 1
+        elif class_id < dataset.count and len(descriptions) > class_id and descriptions[class_id].startswith("p("):
+            bands[class_id] = class_id + 1
+        else:
+            raise InputRasterError(
+                f"has no band for class {name!r} (bands: {', '.join(descriptions)})",
+                path=path,
+                hint="pass the _probabilities.tif or _uncertainty.tif written by predict with this class raster",
+            )
+    return bands
+
+
+def read_strips(dataset: Any, confidence_ds: Any, bands: dict[int, int], rows_per_strip: int) -> Iterator[Strip]:
+    """``(row_off, classes with halo, nodata with halo, confidence)`` for consecutive strips.
+
+    Halo rows outside the raster are padding (class 0, not nodata); ``confidence`` is
+    None without a confidence raster, else each pixel's confidence in its own class (0 for
+    the classes not vectorized).
+    """
+    from rasterio.windows import Window
+
+    height, width = dataset.height, dataset.width
+    for row_off in range(0, height, rows_per_strip):
+        rows = min(rows_per_strip, height - row_off)
+        top, bottom = max(row_off - 1, 0), min(row_off + rows + 1, height)
+        window = Window(0, top, width, bottom - top)
+        classes = dataset.read(1, window=window)
+        nodata = dataset.read_masks(1, window=window) == 0
+        pad = ((row_off - top == 0) * 1, (row_off + rows + 1 - bottom))
+        classes = np.pad(classes, (pad, (0, 0)))
+        nodata = np.pad(nodata, (pad, (0, 0)))
+        confidence = None
+        if confidence_ds is not None:
+            inner = classes[1:-1]
+            confidence = np.zeros(inner.shape, np.float32)
+            own = Window(0, row_off, width, rows)
+            for band in sorted(set(bands.values())):
+                values = confidence_ds.read(band, window=own).astype(np.float32) / PROBABILITY_SCALE
+                where = np.isin(inner, [c for c, b in bands.items() if b == band])
+                confidence[where] = values[where]
+        yield row_off, classes, nodata, confidence
+
+
+def reporting(
+    strips: Iterator[Strip], rows_per_strip: int, height: int, progress: Callable[[int, int], None]
+) -> Iterator[Strip]:
+    """``strips`` unchanged, calling ``progress(rows_done, height)`` after each."""
+    for strip in strips:
+        yield strip
+        progress(min(strip[0] + rows_per_strip, height), height)
