@@ -5,15 +5,13 @@ onnxruntime, so the command line answers ``--help`` at once.
 
 ``aerialseg.doctor`` and ``aerialseg.evaluate`` are the functions, although modules of
 those names exist: importing a submodule binds it on its package, which here would replace
-the function by the module the moment anything imported it (``from aerialseg.doctor import
+the function by the module the moment anything imported it (``from aerialseg.diagnosis import
 doctor`` still reads the module).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -37,7 +35,7 @@ _API = {
     "InputOptions": "aerialseg.options",
     "OutputOptions": "aerialseg.options",
     "predict_on_cluster": "aerialseg.cluster",
-    "doctor": "aerialseg.doctor",
+    "doctor": "aerialseg.diagnosis",
     "open_runner": "aerialseg.runners",
     "RunnerSpec": "aerialseg.runners",
     "detect_hardware": "aerialseg.hardware",
@@ -48,24 +46,12 @@ _API = {
     "Manifest": "aerialseg.data.manifest",
     "train": "aerialseg.training.loop",
     "TrainOptions": "aerialseg.training.loop",
-    "evaluate": "aerialseg.evaluate",
-    "EvalOptions": "aerialseg.evaluate",
+    "evaluate": "aerialseg.evaluation",
+    "EvalOptions": "aerialseg.evaluation",
     "ConfusionMatrix": "aerialseg.metrics",
 }
 
 __all__ = ["__version__", *_API]
-
-
-class _Package(types.ModuleType):
-    """The package module of aerialseg: a submodule is not bound over the API function it is named after."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and _API.get(name) == value.__name__:
-            return  # the import system binding aerialseg.doctor / aerialseg.evaluate
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

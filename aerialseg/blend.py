@@ -7,7 +7,7 @@ sums only for the rows that a future tile can still touch: when a tile row start
 
 A pixel's weight is the tile plan's blend weight times the input's validity, so nodata
 pixels contribute nothing; a pixel whose weights sum to zero (invalid in every tile that
-covers it) becomes ``NODATA``. The class is the argmax of the weighted sum, which equals
+covers it) becomes ``NODATA_CLASS``. The class is the argmax of the weighted sum, which equals
 the argmax of the weighted mean since the divisor is positive.
 """
 
@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .conventions import NODATA_CLASS
 from .tiling import TilePlan, Window
 
-__all__ = ["StripAccumulator", "LeanStripAccumulator", "Strip", "NODATA", "first_argmax"]
-
-NODATA = 255
+__all__ = ["StripAccumulator", "LeanStripAccumulator", "Strip", "first_argmax"]
 _CHUNK_COLS = 2048
 
 
@@ -42,7 +41,7 @@ def first_argmax(scores: np.ndarray) -> np.ndarray:
 class Strip:
     """Finished rows starting at raster row ``row_off``.
 
-    ``classes`` ``(rows, width)`` uint8 with ``NODATA``; with probabilities requested also
+    ``classes`` ``(rows, width)`` uint8 with ``NODATA_CLASS``; with probabilities requested also
     the weighted mean ``probabilities`` ``(K, rows, width)`` and ``valid`` ``(rows, width)``.
     """
 
@@ -56,8 +55,8 @@ class StripAccumulator:
     """See the module docstring."""
 
     def __init__(self, plan: TilePlan, num_classes: int, probabilities: bool = False, start_row: int = 0):
-        if num_classes >= NODATA:
-            raise ValueError(f"at most {NODATA - 1} classes fit a uint8 class raster with nodata {NODATA}")
+        if num_classes >= NODATA_CLASS:
+            raise ValueError(f"at most {NODATA_CLASS - 1} classes fit a uint8 class raster with nodata {NODATA_CLASS}")
         self.plan = plan
         self.capacity = plan.tile_shape[0]
         self.scores = np.zeros((num_classes, self.capacity, plan.width), np.float32)
@@ -98,7 +97,7 @@ class StripAccumulator:
         for c in range(0, self.plan.width, _CHUNK_COLS):  # bounded temporaries on wide rasters
             classes[:, c : c + _CHUNK_COLS] = first_argmax(self.scores[:, :rows, c : c + _CHUNK_COLS])
         valid = self.weights[:rows] > 0
-        classes[~valid] = NODATA
+        classes[~valid] = NODATA_CLASS
         if not self.keep_probabilities:
             return Strip(self.top, classes)
         probabilities = self.scores[:, :rows] / np.where(valid, self.weights[:rows], 1.0)
@@ -208,6 +207,6 @@ class LeanStripAccumulator:
             self._enter(end)
             span = slice(0, end - self.final_c)
             classes = first_argmax(self.window[: self.k, : self.upper, span])
-            classes[self.window[self.k, : self.upper, span] <= 0] = NODATA
+            classes[self.window[self.k, : self.upper, span] <= 0] = NODATA_CLASS
             self.classes[:, self.final_c : end] = classes
             self.final_c = end

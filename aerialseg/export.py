@@ -33,6 +33,7 @@ from .card import ModelCard
 from .conventions import CARD_KEY, OUTPUT_KEY, PRECISION_KEY, SAMPLE_ORTHOPHOTO
 from .errors import AerialsegError, ExportParityError, InputRasterError
 from .onnxrt import open_session
+from .raster import first_line, open_raster
 
 if TYPE_CHECKING:
     import torch
@@ -122,12 +123,12 @@ def parity_inputs(
     import rasterio
 
     path = Path(image) if image else PARITY_IMAGE
-    try:
-        with rasterio.open(path) as src:
+    with open_raster(path) as src:
+        try:
             data = src.read(masked=False).astype(np.float32)
-            scale = 255.0 if src.dtypes[0] == "uint8" else max(float(data.max()), 1.0)
-    except rasterio.errors.RasterioError as exc:
-        raise InputRasterError(f"cannot read parity image ({exc})", path=path) from exc
+        except rasterio.errors.RasterioError as exc:
+            raise InputRasterError(f"cannot read parity image ({first_line(exc)})", path=path) from exc
+        scale = 255.0 if src.dtypes[0] == "uint8" else max(float(data.max()), 1.0)
     data /= scale
     bands = len(card.bands)
     data = data[[i % data.shape[0] for i in range(bands)]]

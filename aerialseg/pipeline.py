@@ -36,7 +36,8 @@ from .batch import (
     start_file,
     vectorize_outputs,
 )
-from .blend import NODATA, LeanStripAccumulator, Strip, StripAccumulator
+from .blend import LeanStripAccumulator, Strip, StripAccumulator
+from .conventions import NODATA_CLASS
 from .errors import AerialsegError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .options import PredictOptions
@@ -279,7 +280,7 @@ class _StripWriter:
             return
         for out in self.resampler.push(strip):
             native = self.source.native_valid(out.row_off, out.classes.shape[0])
-            out.classes[~native] = NODATA
+            out.classes[~native] = NODATA_CLASS
             if out.valid is not None:
                 out.valid[~native] = False
             self._write(out)

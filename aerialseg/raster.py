@@ -27,11 +27,19 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def open_raster(path: str | os.PathLike[str], mode: str = "r", *, plain_pictures: bool = False, **options: Any) -> Any:  # noqa: ANN401 (a rasterio dataset)
+def open_raster(  # noqa: ANN401 (returns a rasterio dataset)
+    path: str | os.PathLike[str],
+    mode: str = "r",
+    *,
+    plain_pictures: bool = False,
+    named: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> Any:
     """Open ``path`` with rasterio (``mode`` r, r+ or w; ``options`` as rasterio takes them).
 
     ``plain_pictures`` silences the warning for files without georeferencing (PNG patches,
-    UAVid frames) where none is expected.
+    UAVid frames) where none is expected. ``named`` is the path errors name when it is not
+    ``path``: the final name of a file written under a temporary one.
     """
     import rasterio
 
@@ -41,11 +49,11 @@ def open_raster(path: str | os.PathLike[str], mode: str = "r", *, plain_pictures
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
             return rasterio.open(path, mode, **options)
     except (rasterio.errors.RasterioError, OSError) as exc:
+        shown = path if named is None else named
         if mode == "r":
-            raise InputRasterError(f"cannot open as a raster ({first_line(exc)})", path=path) from exc
-        raise OutputWriteError(
-            f"cannot {'create' if mode == 'w' else 'update'} ({first_line(exc)})", path=path
-        ) from exc
+            raise InputRasterError(f"cannot open as a raster ({first_line(exc)})", path=shown) from exc
+        action = "create" if mode == "w" else "update"
+        raise OutputWriteError(f"cannot {action} ({first_line(exc)})", path=shown) from exc
 
 
 def read_bands(dataset: Any, indexes: tuple[int, ...] | list[int], **options: Any) -> np.ndarray:  # noqa: ANN401

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .blend import NODATA, Strip, first_argmax
+from .blend import Strip, first_argmax
+from .conventions import NODATA_CLASS
 
 __all__ = ["ScoreResampler"]
 
@@ -98,7 +99,7 @@ class ScoreResampler:
         v = v[:, self.x0] * (1 - wx) + v[:, self.x1] * wx
         classes = first_argmax(p)
         valid = v > 0
-        classes[~valid] = NODATA
+        classes[~valid] = NODATA_CLASS
         if self.keep_probabilities:
             return Strip(start, classes, p / np.where(valid, v, 1.0), valid)
         return Strip(start, classes, None, valid)

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 
 from .atomic import atomic_output
-from .blend import NODATA, Strip
+from .blend import Strip
 from .card import ModelCard
+from .conventions import CLASS_NAMES_TAG, NODATA_CLASS, PROBABILITY_NODATA, PROBABILITY_SCALE
 from .errors import OutputWriteError
 from .journal import partial_paths
 from .raster import open_raster
@@ -50,11 +51,9 @@ __all__ = [
     "encode_probabilities",
     "encode_uncertainty",
     "BLOCK",
-    "SCALE",
 ]
 
 BLOCK = 512
-SCALE = 254  # probabilities 0..1 are stored as 0..254; 255 is nodata
 _MIN_OVERVIEW = 256
 
 
@@ -77,7 +76,7 @@ class SinkLayout:
 def class_raster(card: ModelCard) -> SinkLayout:
     """Class ids with a palette and class names."""
     colors = {i: (*c.color, 255) for i, c in enumerate(card.classes)}
-    colors[NODATA] = (0, 0, 0, 0)
+    colors[NODATA_CLASS] = (0, 0, 0, 0)
     names = {f"CLASS_{i}": name for i, name in enumerate(card.class_names)}
     return SinkLayout(
         "classes",
@@ -85,7 +84,7 @@ def class_raster(card: ModelCard) -> SinkLayout:
         "mode",
         lambda strip: strip.classes[None],
         colors,
-        {"CLASS_NAMES": json.dumps(card.class_names), **names},
+        {CLASS_NAMES_TAG: json.dumps(card.class_names), **names},
     )
 
 
@@ -96,7 +95,7 @@ def probability_raster(card: ModelCard) -> SinkLayout:
         tuple(f"p({name})" for name in card.class_names),
         "average",
         lambda strip: encode_probabilities(*_scores(strip)),
-        scale=1 / SCALE,
+        scale=1 / PROBABILITY_SCALE,
     )
 
 
@@ -114,7 +113,7 @@ def uncertainty_raster(card: ModelCard) -> SinkLayout:
         ("confidence", "margin", "entropy"),
         "average",
         lambda strip: encode_uncertainty(*_scores(strip)),
-        scale=1 / SCALE,
+        scale=1 / PROBABILITY_SCALE,
     )
 
 
@@ -143,7 +142,6 @@ class RasterSink:
         resume: bool = False,
         cog: bool = True,
     ):
-        import rasterio
 
         self.cog = cog
         self.path = Path(path)
@@ -162,7 +160,7 @@ class RasterSink:
             dtype="uint8",
             crs=crs,
             transform=transform,
-            nodata=NODATA,
+            nodata=NODATA_CLASS,
             tiled=True,
             blockxsize=BLOCK,
             blockysize=BLOCK,
@@ -172,10 +170,7 @@ class RasterSink:
             compress="zstd",
             zstd_level=1,
         )
-        try:
-            self._dataset = rasterio.open(self.stream_path, "w", **profile)
-        except rasterio.errors.RasterioError as exc:
-            raise OutputWriteError(f"cannot create ({exc})", path=self.path) from exc
+        self._dataset = open_raster(self.stream_path, "w", named=self.path, **profile)
         ds = self._dataset
         if layout.colormap:
             ds.write_colormap(1, layout.colormap)
@@ -188,11 +183,10 @@ class RasterSink:
         ds.update_tags(**tags)
 
     def _reopen(self, width: int, height: int, count: int) -> bool:
-        import rasterio
 
         try:
-            self._dataset = rasterio.open(self.stream_path, "r+")
-        except rasterio.errors.RasterioError:
+            self._dataset = open_raster(self.stream_path, "r+")
+        except OutputWriteError:
             return False  # unreadable leftover: start over
         if (self._dataset.width, self._dataset.height, self._dataset.count) != (width, height, count):
             self._dataset.close()
@@ -326,8 +320,8 @@ def assemble_bands(parts: Sequence[tuple[int, Path]], target: Path, layout: Sink
 
 def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """``(K, rows, width)`` probabilities -> uint8 x 254 with nodata 255 where not ``valid``."""
-    out = np.rint(probabilities * SCALE).astype(np.uint8)
-    out[:, ~valid] = NODATA
+    out = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)
+    out[:, ~valid] = PROBABILITY_NODATA
     return out
 
 

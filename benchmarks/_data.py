@@ -40,7 +40,7 @@ def _block() -> np.ndarray:
         block[:, 2048:, i * 1024 : (i + 1) * 1024] = image
     block[:, :1024, 2048:] = loveda[0][:, :, ::-1]
     potsdam = _read(DATA / "isprs-mmseg-fixtures" / "potsdam" / "img" / "2_10_0_0_512_512.png")
-    osbs = _read(DATA / "neon-deepforest" / "OSBS_029.tif")
+    osbs = _read(NEON_TILE)
     osbs = np.pad(osbs, ((0, 0), (0, 112), (0, 112)), mode="symmetric")
     block[:, 1024:1536, 2048:2560] = potsdam
     block[:, 1024:1536, 2560:3072] = potsdam[:, ::-1]

@@ -32,7 +32,7 @@ import rasterio
 
 from aerialseg.data.classes import DATASETS
 from aerialseg.data.prepare import prepare_dataset
-from aerialseg.evaluate import EvalOptions, evaluate
+from aerialseg.evaluation import EvalOptions, evaluate
 from aerialseg.runners import RunnerSpec
 from aerialseg.training.loop import TrainOptions, train
 from aerialseg.weights import read_weights, save_weights

@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 
 pytest_plugins = ["isprs_samples", "fake_runners"]
 
@@ -73,21 +76,26 @@ def private_cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def rasters() -> dict[str, Path]:
+def rasters(neon_tif) -> dict[str, Path]:
     """Real georeferenced inputs carried by the repository, by the property each one tests."""
     return {
         "nodata": _CARRIED / "rasterio" / "RGB.byte.tif",
         "alpha": _CARRIED / "rasterio" / "RGBA.byte.tif",
         "jpeg_3857": _CARRIED / "rasterio" / "cogeo.tif",
-        "striped": _CARRIED / "neon" / "OSBS_029.tif",
+        "striped": neon_tif,
         "uint16_single": _CARRIED / "spacenet" / "sample_geotiff.tif",
     }
 
 
 @pytest.fixture(scope="session")
-def neon_tif() -> Path:
-    """A 10 cm RGB orthophoto (NEON, CC0), the parity image of exports."""
-    return _CARRIED / "neon" / "OSBS_029.tif"
+def neon_tif(tmp_path_factory) -> Path:
+    """The package's sample orthophoto: 10 cm RGB (NEON, CC0), striped, nodata 255; the parity image of exports.
+
+    A copy in a temporary folder, so outputs written beside their input never land in the package.
+    """
+    path = tmp_path_factory.mktemp("neon") / SAMPLE_ORTHOPHOTO.name
+    shutil.copyfile(SAMPLE_ORTHOPHOTO, path)
+    return path
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from aerialseg.blend import NODATA, LeanStripAccumulator, StripAccumulator, first_argmax
+from aerialseg.blend import LeanStripAccumulator, StripAccumulator, first_argmax
+from aerialseg.conventions import NODATA_CLASS
 from aerialseg.tiling import plan_tiles
 
 
@@ -52,7 +53,7 @@ def test_lean_strips_equal_dense_strips(height, width, tile, data, blend, align)
     assert lean.shape == (height, width)
     assert [s.row_off for s in strips] == list(np.cumsum([0] + [s.classes.shape[0] for s in strips[:-1]]))
     np.testing.assert_array_equal(lean, dense)
-    np.testing.assert_array_equal(lean == NODATA, nodata)
+    np.testing.assert_array_equal(lean == NODATA_CLASS, nodata)
 
 
 def test_lean_accumulator_resumes_at_a_tile_row():

@@ -129,7 +129,7 @@ def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters,
     options = PredictOptions(TilingOptions(tile_size=256, overlap=64))
     first = predict_on_cluster([rasters["striped"], bad], spec, options, client, out_dir=tmp_path / "out")
     assert [r.status for r in first] == ["ok", "failed"] and "bad.tif" in first[1].error
-    stamp = (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns
+    stamp = (tmp_path / "out" / "neon_osbs_029_classes.tif").stat().st_mtime_ns
     again = predict_on_cluster(
         [rasters["striped"]],
         spec,
@@ -138,8 +138,8 @@ def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters,
         out_dir=tmp_path / "out",
     )
     assert again[0].status == "skipped"
-    assert (tmp_path / "out" / "OSBS_029_classes.tif").stat().st_mtime_ns == stamp
-    with rasterio.open(tmp_path / "out" / "OSBS_029_classes.tif") as src:
+    assert (tmp_path / "out" / "neon_osbs_029_classes.tif").stat().st_mtime_ns == stamp
+    with rasterio.open(tmp_path / "out" / "neon_osbs_029_classes.tif") as src:
         assert np.isin(src.read(1), list(range(6)) + [255]).all()
 
 
@@ -201,6 +201,6 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
     assert same_file(tmp_path / "local" / result.output.name, result.output)
     vectorize(result.output, tmp_path / "direct.gpkg", objects)
     for layer in ("low_vegetation", "impervious_surfaces"):
-        got = pyogrio.read_dataframe(tmp_path / "OSBS_029_objects.gpkg", layer=layer)
+        got = pyogrio.read_dataframe(tmp_path / "neon_osbs_029_objects.gpkg", layer=layer)
         want = pyogrio.read_dataframe(tmp_path / "direct.gpkg", layer=layer)
         assert len(got) > 0 and sorted(got.geometry.to_wkb()) == sorted(want.geometry.to_wkb())

@@ -11,7 +11,7 @@ from rasterio.enums import Resampling
 from rasterio.transform import from_bounds
 from rasterio.warp import reproject, transform_bounds
 
-from aerialseg.blend import NODATA
+from aerialseg.conventions import NODATA_CLASS
 from aerialseg.errors import GSDMismatchError
 from aerialseg.gsd import model_grid, pixel_size_m
 from aerialseg.options import InputOptions
@@ -89,7 +89,7 @@ def test_prediction_at_model_gsd_equals_whole_raster_resample_then_upsample(
     weights = rows @ valid.astype(float) @ cols.T
     scores = np.stack([rows @ (p * valid) @ cols.T for p in probabilities])
     expected = scores.argmax(0).astype(np.uint8)
-    expected[(weights <= 0) | ~native_valid] = NODATA
+    expected[(weights <= 0) | ~native_valid] = NODATA_CLASS
     with rasterio.open(tmp_path / "auto.tif") as out:
         assert (out.width, out.height) == (400, 400)
         assert "predicted at the model's 0.2 m" in out.tags()["AERIALSEG_GSD"]

@@ -12,7 +12,7 @@ from affine import Affine
 from rasterio.windows import Window as RioWindow
 
 from aerialseg.batch import OutputSet
-from aerialseg.blend import NODATA
+from aerialseg.conventions import NODATA_CLASS
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import AerialsegError
 from aerialseg.options import InputOptions, OutputOptions, TilingOptions
@@ -38,7 +38,7 @@ def crop(src_path, tmp_path, height, width, name="crop.tif", **profile_changes):
 def naive_prediction(naive_probabilities, path, runner, tile, overlap, blend):
     probabilities, valid = naive_probabilities(path, runner, tile, overlap, blend)
     classes = probabilities.argmax(0).astype(np.uint8)
-    classes[~valid] = NODATA
+    classes[~valid] = NODATA_CLASS
     return classes
 
 
@@ -82,14 +82,14 @@ def test_output_lines_up_with_the_input(tmp_path, rasters, abcnet_weights, kind)
         assert out.crs == src.crs
         assert out.transform == src.transform
         assert (out.width, out.height) == (src.width, src.height)
-        assert out.count == 1 and out.dtypes[0] == "uint8" and out.nodata == NODATA
+        assert out.count == 1 and out.dtypes[0] == "uint8" and out.nodata == NODATA_CLASS
         assert out.block_shapes == [(512, 512)] and out.compression.name.lower() == "deflate"
         assert out.colormap(1)[1][:3] == DATASETS["potsdam"].classes[1].color
         assert out.tags(1)["CLASS_4"] == "car"
         tags = out.tags()
         assert tags["AERIALSEG_WEIGHTS_SHA256"] == runner.card.sha256 and "tile 128" in tags["AERIALSEG_TILING"]
         classes = out.read(1)
-        assert set(np.unique(classes)) <= set(range(6)) | {NODATA}
+        assert set(np.unique(classes)) <= set(range(6)) | {NODATA_CLASS}
         if min(src.width, src.height) >= 512:
             assert out.overviews(1)[0] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # no temporary left
@@ -105,7 +105,7 @@ def test_nodata_is_nodata_in_the_output_and_empty_tiles_never_reach_the_model(tm
     )
     with rasterio.open(tmp_path / "out.tif") as out:
         classes = out.read(1)
-    np.testing.assert_array_equal(classes == NODATA, ~valid)
+    np.testing.assert_array_equal(classes == NODATA_CLASS, ~valid)
     plan = plan_tiles(*valid.shape, 96, 16, align=TILE_ALIGN)
     tiles_with_data = sum(valid[w.as_slices()].any() for w in plan.windows())
     assert 0 < tiles_with_data < len(plan)  # the collar really empties some tiles
@@ -162,7 +162,7 @@ def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters, context_runne
     )
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "notes.tif: cannot open as a raster" in results[1].error
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["OSBS_029_classes.tif", "cogeo_classes.tif"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cogeo_classes.tif", "neon_osbs_029_classes.tif"]
 
 
 @pytest.fixture
@@ -343,8 +343,8 @@ def test_probability_and_uncertainty_outputs_agree_with_the_class_map(
     with rasterio.open(tmp_path / "map_uncertainty.tif") as src:
         assert src.descriptions == ("confidence", "margin", "entropy")
         confidence, margin, entropy = src.read().astype(int)
-    valid = classes != NODATA
-    assert ((probabilities == NODATA).all(axis=0) == ~valid).all()
+    valid = classes != NODATA_CLASS
+    assert ((probabilities == NODATA_CLASS).all(axis=0) == ~valid).all()
     assert np.abs(probabilities[:, valid].sum(axis=0) - 254).max() <= 3  # rounding of six bands
     assert np.abs(confidence[valid] - probabilities[:, valid].max(axis=0)).max() <= 1
     agrees = probabilities[:, valid].argmax(axis=0) == classes[valid]

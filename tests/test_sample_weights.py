@@ -10,7 +10,7 @@ import rasterio
 
 from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 from aerialseg.data.prepare import prepare_dataset
-from aerialseg.evaluate import EvalOptions, evaluate
+from aerialseg.evaluation import EvalOptions, evaluate
 from aerialseg.runners import RunnerSpec
 from aerialseg.weights import read_card, resolve_weights
 

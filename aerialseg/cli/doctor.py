@@ -44,7 +44,7 @@ def doctor_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Layout, CRS, GSD vs the model, band mapping, nodata share, memory and time; exits 1 on errors."""
-    from ..doctor import doctor
+    from ..diagnosis import doctor
 
     options = PredictOptions(
         tiling=TilingOptions(tile_size, overlap),

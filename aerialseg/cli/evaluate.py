@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..evaluate import EvalOptions
+from ..evaluation import EvalOptions
 from ..options import TilingOptions
 from ..runners import RunnerSpec
 from . import console
@@ -71,7 +71,7 @@ def evaluate_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Per-class F1 and IoU, mean F1, OA and mIoU over the full test tiles, through predict's tiled path."""
-    from ..evaluate import evaluate
+    from ..evaluation import evaluate
 
     labels = EvalOptions.labels if eroded is None else ("eroded" if eroded else "full")
     options = EvalOptions(

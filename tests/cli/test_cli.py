@@ -107,8 +107,8 @@ def test_bare_command_prints_the_help(cli):
 
 def test_api_functions_are_not_hidden_by_modules_of_the_same_name():
     import aerialseg
-    from aerialseg.doctor import doctor
-    from aerialseg.evaluate import evaluate
+    from aerialseg.diagnosis import doctor
+    from aerialseg.evaluation import evaluate
 
     assert aerialseg.doctor is doctor and aerialseg.evaluate is evaluate
     assert aerialseg.PredictOptions().tiling == aerialseg.TilingOptions()

@@ -109,7 +109,7 @@ def test_batch_reports_each_file_and_fails_the_exit_code(cli, workdir, rasters, 
     results = json.loads(out)
     assert code == 1
     assert [r["status"] for r in results] == ["ok", "failed"]
-    assert (workdir / "out" / "OSBS_029_classes.tif").exists()
+    assert (workdir / "out" / "neon_osbs_029_classes.tif").exists()
     assert "broken.tif" in only_line(err)
 
 
@@ -120,13 +120,13 @@ def test_a_folder_and_a_glob_name_the_rasters_in_them(cli, workdir, rasters, abc
         shutil.copy(rasters[name], folder / rasters[name].name)
     (folder / "notes.txt").write_text("not a raster")
     (folder / "nested").mkdir()
-    found = ["OSBS_029.tif", "RGB.byte.tif"]
+    found = ["RGB.byte.tif", "neon_osbs_029.tif"]
     model, out_dir = str(abcnet_weights), str(workdir / "out")
 
     code, out, err = cli(["predict", str(folder), "-m", model, "--out-dir", out_dir, "--json"])
     assert code == 0, err
     assert [Path(r["input"]).name for r in json.loads(out)] == found
-    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["OSBS_029_classes.tif", "RGB.byte_classes.tif"]
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["RGB.byte_classes.tif", "neon_osbs_029_classes.tif"]
 
     # the same files by pattern; --resume leaves the finished ones alone
     code, out, err = cli(["predict", str(folder / "*.tif"), "-m", model, "--out-dir", out_dir, "--resume", "--json"])
@@ -213,7 +213,7 @@ def test_extra_outputs_from_the_command_line(cli, workdir, rasters, abcnet_weigh
     )
     assert code == 0
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [
-        "OSBS_029_classes.tif",
-        "OSBS_029_classes_probabilities.tif",
-        "OSBS_029_classes_uncertainty.tif",
+        "neon_osbs_029_classes.tif",
+        "neon_osbs_029_classes_probabilities.tif",
+        "neon_osbs_029_classes_uncertainty.tif",
     ]

@@ -120,7 +120,7 @@ def test_a_passing_gate_runs_the_candidate_releases_the_reference_and_runs_once_
     assert [r.status for r in results] == ["ok"] * 3
     assert built == ["RGB.byte.tif"] and runner._reference is None
     assert runner.result.agreement == 1.0 and runner.precision == "bf16"
-    for name in ("RGB.byte_classes.tif", "OSBS_029_classes.tif"):
+    for name in ("RGB.byte_classes.tif", "neon_osbs_029_classes.tif"):
         with rasterio.open(tmp_path / name) as out:
             tags = out.tags()
         assert tags["AERIALSEG_PRECISION"].startswith("bf16 (accuracy gate: 100.000% of ")

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from aerialseg.doctor import doctor
+from aerialseg.diagnosis import doctor
 from aerialseg.options import OutputOptions, PredictOptions, TilingOptions
 from aerialseg.runners import RunnerSpec
 

@@ -10,7 +10,7 @@ import torch
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import AerialsegError, DatasetLayoutError
-from aerialseg.evaluate import EvalOptions, evaluate
+from aerialseg.evaluation import EvalOptions, evaluate
 from aerialseg.models import create_model
 from aerialseg.options import InputOptions, PredictOptions, TilingOptions
 from aerialseg.pipeline import predict
