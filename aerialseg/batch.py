@@ -1,17 +1,22 @@
 """The batch layer shared by the local path (``predict_many``) and the Dask path (``predict_on_cluster``).
 
 A batch is many inputs, each predicted into a set of outputs; both paths must agree on which
-files an input gives (:class:`OutputSet`), what is checked before any work (the target and
-every output of the set: :func:`start_file`), when an input needs no work (``skip_finished``
-and a class raster already there), what follows the rasters (the objects file:
-:func:`vectorize_outputs`) and how each input is reported (one :class:`PredictResult` row,
-a failed file being a failed row while the others go on). Keeping this in one module lets
+files a folder or pattern names (:func:`expand_inputs`: never the tool's own earlier outputs,
+so a rerun sees the same inputs), which files an input gives (:class:`OutputSet`), what is
+checked before any work (:meth:`Batch.start_file`: no output may be an input of the batch,
+through whatever spelling or link, nor another input's output; then the target and every
+output of the set), whether the settings suit the model (:func:`check_settings`, once per
+batch), when an input needs no work (``skip_finished`` and a class raster already there),
+what follows the rasters (the objects file: :func:`vectorize_outputs`) and how each input is
+reported (one :class:`PredictResult` row; any error of one file, expected or not, is that
+file's failed row while the others go on: :func:`failure`). Keeping this in one module lets
 the two paths differ only in how the rasters get computed.
 """
 
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -20,24 +25,39 @@ from pathlib import Path
 from .atomic import check_output
 from .card import ModelCard
 from .errors import AerialsegError, InputRasterError, OutputWriteError
+from .journal import scratch_paths
 from .options import OutputOptions
+from .raster import first_line, open_raster
 from .sink import SinkLayout, class_raster, probability_raster, uncertainty_raster
 
 __all__ = [
     "RASTER_SUFFIXES",
+    "PRODUCT_SUFFIXES",
+    "Batch",
+    "InputFiles",
     "OutputSet",
     "PredictResult",
     "expand_inputs",
+    "is_product",
     "output_for",
     "batch_targets",
-    "start_file",
+    "check_settings",
     "vectorize_outputs",
     "failed",
+    "failure",
     "skipped",
 ]
 
+_log = logging.getLogger(__name__)
+
 RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
 """The files a folder given as input contributes."""
+
+PRODUCT_SUFFIXES = ("_classes", "_probabilities", "_uncertainty")
+"""Name endings (before the extension) of the rasters aerialseg writes; ``_classes_probabilities`` ends so too."""
+
+_PROVENANCE_TAG = "AERIALSEG_VERSION"
+"""The tag every raster aerialseg writes carries (see :mod:`aerialseg.provenance`)."""
 
 
 @dataclass(frozen=True)
@@ -106,10 +126,34 @@ class OutputSet:
         """The raster the objects take their confidence from: probabilities, else uncertainty."""
         return self.probabilities or self.uncertainty
 
+    @property
+    def products(self) -> list[Path]:
+        """The rasters, then the objects file when there is one."""
+        return [*self.rasters, *([self.objects] if self.objects is not None else [])]
+
+    @property
+    def written(self) -> list[Path]:
+        """Every file a run of this set writes or deletes: the products, and each raster's scratch files."""
+        return [*self.products, *(path for raster in self.rasters for path in scratch_paths(raster))]
+
+    def refuse_inputs(self, inputs: InputFiles) -> None:
+        """Refuse, whatever ``overwrite`` says, an output or scratch file that is one of ``inputs``."""
+        for path in self.written:
+            source = inputs.find(path)
+            if source is None:
+                continue
+            role = "output" if path in self.products else "scratch file of the output"
+            raise OutputWriteError(
+                f"this {role} is the input {source}; writing it would destroy the input",
+                path=path,
+                hint="choose another -o or --out-dir",
+            )
+
     def check(self, overwrite: bool) -> None:
         """Refuse before any work: an existing output (without ``overwrite``), one that cannot be written.
 
-        An objects file of an unknown format is refused too.
+        An objects file of an unknown format is refused too. Call :meth:`refuse_inputs` first:
+        this refusal suggests ``--overwrite``, which must never be suggested for an input.
         """
         for path in self.rasters:
             check_output(path, overwrite)
@@ -119,19 +163,166 @@ class OutputSet:
             format_for(check_output(self.objects, overwrite))
 
 
+def _name_key(path: Path) -> str:
+    """A path with links, ``..`` and (on a case-insensitive system) case resolved, for comparing spellings."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Device and inode of the file ``path`` leads to (through links), or None when there is none."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+class InputFiles:
+    """The inputs of a batch, recognised under any spelling: ``..``, a symbolic or hard link, another case.
+
+    An existing file is the same file when device and inode agree (as :func:`os.path.samefile`
+    decides); a path that does not exist is compared by its resolved, case-normalised name.
+    """
+
+    def __init__(self, paths: Iterable[Path]):
+        self._by_id: dict[tuple[int, int], Path] = {}
+        self._by_name: dict[str, Path] = {}
+        for path in paths:
+            file_id = _file_id(path)
+            if file_id is not None:
+                self._by_id.setdefault(file_id, path)
+            self._by_name.setdefault(_name_key(path), path)
+
+    def find(self, path: Path) -> Path | None:
+        """The input ``path`` is (as the batch spells it), or None."""
+        file_id = _file_id(path)
+        if file_id is not None and file_id in self._by_id:
+            return self._by_id[file_id]
+        return self._by_name.get(_name_key(path))
+
+    def inside(self, folder: Path) -> Path | None:
+        """An input within ``folder`` (a folder about to be emptied), or None."""
+        prefix = _name_key(folder) + os.sep
+        return next((path for key, path in self._by_name.items() if key.startswith(prefix)), None)
+
+
+class Batch:
+    """The inputs of one batch with their class rasters, and the checks that span the whole batch.
+
+    Outputs are checked against every input, not only their own, and against the outputs of
+    the inputs started before them: one file's map must neither replace another input before
+    it is read nor replace another file's map.
+    """
+
+    def __init__(self, files: list[tuple[Path, Path]], output: OutputOptions):
+        self.files = files
+        self.output = output
+        self.inputs = InputFiles(path for path, _ in files)
+        self._claimed: dict[str, Path] = {}
+
+    def start_file(self, path: Path, target: Path) -> OutputSet | None:
+        """The checks before one input's work: its outputs, or None when ``skip_finished`` finds its class raster.
+
+        Raises :class:`~aerialseg.errors.AerialsegError` for a missing input, an output that is
+        an input of the batch or another input's output, or one that may not be written (see
+        :meth:`OutputSet.check`).
+        """
+        if not path.exists():
+            raise InputRasterError("no such file", path=path)
+        outputs = OutputSet.for_target(target, self.output)
+        outputs.refuse_inputs(self.inputs)
+        for product in outputs.products:
+            owner = self._claimed.setdefault(_name_key(product), path)
+            if owner != path:
+                raise OutputWriteError(
+                    f"is also the output of {owner} in this batch",
+                    path=product,
+                    hint="inputs with the same name need separate runs with different --out-dir",
+                )
+        if self.output.skip_finished and outputs.classes.exists():
+            return None
+        outputs.check(self.output.overwrite)
+        return outputs
+
+
+def check_settings(output: OutputOptions, card: ModelCard) -> None:
+    """Refuse before any file is predicted what the model's class map cannot give: ``--vectorize``'s classes.
+
+    The classes are resolved against the card's names as :func:`aerialseg.vector.vectorize` will
+    resolve them against the class raster's, and the car geometry and clean-up sizes are
+    checked, so a typo fails the batch at once instead of every file after its class map is written.
+    """
+    if output.vectorize is None:
+        return
+    from .vector import resolve_classes
+    from .vector.settings import check_car_geometry, check_sizes
+
+    check_car_geometry(output.vectorize)
+    check_sizes(output.vectorize)
+    try:
+        resolve_classes(output.vectorize.classes, card.class_names, Path(f"{card.arch}-{card.backbone}"))
+    except AerialsegError as exc:
+        raise AerialsegError(f"--vectorize, for this model: {exc.message}", hint=exc.hint) from exc
+
+
+def is_product(path: Path) -> bool:
+    """Whether ``path`` is a file aerialseg wrote (a folder or pattern then leaves it out).
+
+    Known by its name: hidden (scratch files, a cluster's band folders), a raster ending in
+    :data:`PRODUCT_SUFFIXES`, an objects file; else, for a GeoTIFF, by aerialseg's provenance tag.
+    """
+    from .vector.writer import FORMATS
+
+    if path.name.startswith(".") or (path.parent.name.startswith(".") and path.parent.name.endswith(".bands")):
+        return True
+    if path.stem.endswith("_objects") and path.suffix.lower() in FORMATS:
+        return True
+    if path.suffix.lower() not in RASTER_SUFFIXES:
+        return False
+    if path.stem.endswith(PRODUCT_SUFFIXES):
+        return True
+    return path.suffix.lower() in (".tif", ".tiff") and _has_provenance(path)
+
+
+def _has_provenance(path: Path) -> bool:
+    """Whether the GeoTIFF carries aerialseg's provenance tag (an unreadable file does not: it is reported later)."""
+    try:
+        with open_raster(path, plain_pictures=True) as dataset:
+            return _PROVENANCE_TAG in dataset.tags()
+    except AerialsegError:
+        return False
+
+
 def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files, folders (their rasters, sorted) and glob patterns, in the order given, without repeats."""
+    """Files, folders (their rasters, sorted) and glob patterns, in the order given, without repeats.
+
+    Folders and patterns leave out aerialseg's own outputs (:func:`is_product`), so a rerun
+    beside earlier results sees the same inputs; a file named explicitly is taken as given.
+    """
     paths: list[Path] = []
     for item in items:
         text = str(item)
         if Path(text).is_dir():
-            found = sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
-        elif any(ch in text for ch in "*?["):
-            found = sorted(Path(p) for p in glob.glob(text, recursive=True))
+            found = _without_products(
+                sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
+            )
+        elif any(ch in text for ch in "*?[") and not Path(text).exists():  # a file may have [ in its name
+            found = _without_products(sorted(Path(p) for p in glob.glob(text, recursive=True)))
         else:
             found = [Path(text)]
         paths += [p for p in found if p not in paths]
     return paths
+
+
+def _without_products(found: list[Path]) -> list[Path]:
+    """``found`` without aerialseg's outputs, each one left out logged (``-v`` shows them)."""
+    kept = []
+    for path in found:
+        if is_product(path):
+            _log.info("%s: left out, an output of aerialseg", path)
+        else:
+            kept.append(path)
+    return kept
 
 
 def output_for(input_path: Path, out_dir: Path) -> Path:
@@ -162,21 +353,6 @@ def batch_targets(
     ]
 
 
-def start_file(path: Path, target: Path, output: OutputOptions) -> OutputSet | None:
-    """The checks before one input's work: its outputs, or None when ``skip_finished`` finds its class raster.
-
-    Raises :class:`~aerialseg.errors.AerialsegError` for a missing input or an output that may
-    not be written (see :meth:`OutputSet.check`).
-    """
-    if not path.exists():
-        raise InputRasterError("no such file", path=path)
-    outputs = OutputSet.for_target(target, output)
-    if output.skip_finished and outputs.classes.exists():
-        return None
-    outputs.check(output.overwrite)
-    return outputs
-
-
 def vectorize_outputs(outputs: OutputSet, output: OutputOptions) -> None:
     """The finished class raster into the objects file, when ``output.vectorize`` asks for one.
 
@@ -194,6 +370,19 @@ def vectorize_outputs(outputs: OutputSet, output: OutputOptions) -> None:
 def failed(path: Path, message: str) -> PredictResult:
     """The row of an input that failed with ``message`` (one line naming the file)."""
     return PredictResult(path, None, "failed", error=message)
+
+
+def failure(path: Path, exc: Exception) -> PredictResult:
+    """The row of an input whose work raised ``exc``: aerialseg's one line, or an unexpected error.
+
+    An unexpected error (a bug, or a library's error aerialseg does not word) keeps its
+    traceback in the log, which ``-v`` shows; the row says so in one line.
+    """
+    if isinstance(exc, AerialsegError):
+        return failed(path, str(exc))
+    _log.info("the unexpected error on %s", path, exc_info=exc)
+    detail = f"{type(exc).__name__}: {first_line(exc)}" if str(exc) else type(exc).__name__
+    return failed(path, f"{path}: unexpected error ({detail}); rerun with -v for the traceback")
 
 
 def skipped(path: Path, target: Path) -> PredictResult:

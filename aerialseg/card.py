@@ -9,15 +9,21 @@ the tensors. Torch-free, so the command line can list weights without loading to
 
 :func:`read_card` is the one reader of both containers: every caller (weights loading,
 the runners, ``doctor``, the command line) gets the same errors for a missing or damaged card.
+Files are untrusted input: the safetensors header is checked entry by entry, every card field
+for its JSON type, class and band counts against the tensors' shapes, and text for control
+characters, so a bad file is one :class:`WeightsError` line and never a traceback, nor escape
+codes on the reader's terminal (:func:`printable` makes what is echoed safe).
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import struct
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -29,7 +35,12 @@ __all__ = [
     "ModelCard",
     "BAND_NAMES",
     "CARD_SCHEMA",
+    "TensorEntry",
+    "SafetensorsHeader",
     "read_card",
+    "read_safetensors_header",
+    "fit_problems",
+    "printable",
     "card_from_metadata",
     "onnx_metadata",
     "exported_precision",
@@ -38,6 +49,8 @@ __all__ = [
 CARD_SCHEMA = 1
 _MAX_SAFETENSORS_HEADER = 100_000_000
 _EXPORT_HINT = "export it with 'aerialseg export'"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 BAND_NAMES = {
     "R": "red",
@@ -47,6 +60,30 @@ BAND_NAMES = {
     "PAN": "panchromatic",
     "DSM": "digital surface model",
 }
+
+# Bytes per element of the safetensors dtype codes, and their torch names (which the tensors' sha256 hashes).
+SAFETENSORS_DTYPES = {
+    "BOOL": (1, "bool"),
+    "U8": (1, "uint8"),
+    "I8": (1, "int8"),
+    "F8_E5M2": (1, "float8_e5m2"),
+    "F8_E4M3": (1, "float8_e4m3fn"),
+    "I16": (2, "int16"),
+    "U16": (2, "uint16"),
+    "F16": (2, "float16"),
+    "BF16": (2, "bfloat16"),
+    "I32": (4, "int32"),
+    "U32": (4, "uint32"),
+    "F32": (4, "float32"),
+    "I64": (8, "int64"),
+    "U64": (8, "uint64"),
+    "F64": (8, "float64"),
+}
+
+# The tensors whose shapes say what a card says: the first convolution reads the bands, the
+# classifier writes the classes (ABCNet's writes an 8 x 8 sub-pixel block, 64 channels, per class).
+_FIRST_CONVOLUTIONS = ("backbone.conv1.weight", "cp.resnet.conv1.weight")
+_CLASSIFIERS = {"finalconv3.weight": 1, "conv_out.conv_out.weight": 64}
 
 
 @dataclass(frozen=True)
@@ -103,12 +140,17 @@ class ModelCard:
         return [c.name for c in self.classes]
 
     def problems(self) -> list[str]:
-        """Everything inconsistent in the card, as sentences (empty when valid)."""
+        """Everything inconsistent in the card, as sentences (empty when valid); echoed text is escaped."""
         found = []
+        if not self.arch or not self.backbone:
+            found.append("arch and backbone must be named")
         if not self.classes:
             found.append("no classes")
         if len({c.name for c in self.classes}) != len(self.classes):
             found.append("class names repeat")
+        unfit = list(dict.fromkeys(c.name for c in self.classes if not c.name.strip() or _CONTROL.search(c.name)))
+        if unfit:
+            found.append(f"class names {unfit} are empty or hold control characters")
         for c in self.classes:
             if len(c.color) != 3 or not all(0 <= v <= 255 for v in c.color):
                 found.append(f"class {c.name!r} colour {c.color} is not RGB 0-255")
@@ -119,12 +161,19 @@ class ModelCard:
             found.append(f"unknown band codes {unknown} (known: {', '.join(BAND_NAMES)})")
         if len(self.mean) != len(self.bands) or len(self.std) != len(self.bands):
             found.append(f"mean/std need one value per band ({len(self.bands)})")
+        numbers = (*self.mean, *self.std, self.pixel_max, *([] if self.gsd_m is None else [self.gsd_m]))
+        if not all(math.isfinite(v) for v in numbers):
+            found.append("mean, std, pixel_max and gsd_m must be finite")
         if any(s <= 0 for s in self.std) or self.pixel_max <= 0:
             found.append("std and pixel_max must be positive")
         if self.gsd_m is not None and self.gsd_m <= 0:
             found.append("gsd_m must be positive")
         if self.tile_size < 1 or not 0 <= self.overlap < self.tile_size:
             found.append("need tile_size >= 1 and 0 <= overlap < tile_size")
+        if self.sha256 and not _SHA256.fullmatch(self.sha256):
+            found.append("sha256 is not 64 lowercase hexadecimal digits")
+        texts = ("arch", "backbone", "bands", "dataset", "training", "source", "aerialseg_version", "metrics")
+        found += [f"{name} holds control characters" for name in texts if _holds_control(getattr(self, name))]
         return found
 
     def replace(self, **changes: Any) -> ModelCard:
@@ -143,31 +192,31 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelCard:
-        """Build from a dict as written by :meth:`to_dict`; unknown keys are an error."""
+        """Build from a dict as written by :meth:`to_dict`: every field of its JSON type, none unknown."""
         if not isinstance(data, dict):
             raise WeightsError("model card is not a JSON object")
-        if data.get("schema", CARD_SCHEMA) > CARD_SCHEMA:
+        schema = data.get("schema", CARD_SCHEMA)
+        if _is_int(schema) and schema > CARD_SCHEMA:
             raise WeightsError(
-                f"model card schema {data['schema']} is newer than this aerialseg understands",
-                hint="upgrade aerialseg",
+                f"model card schema {schema} is newer than this aerialseg understands", hint="upgrade aerialseg"
             )
-        known = set(cls.__dataclass_fields__)
-        extra = sorted(set(data) - known)
+        extra = sorted(set(data) - set(_FIELD_TYPES))
         if extra:
-            raise WeightsError(f"model card has unknown fields {extra}")
-        try:
-            classes = tuple(
-                ClassInfo(c["name"], _color(c["color"]), bool(c.get("in_mean", True))) for c in data["classes"]
-            )
-            fields = dict(data, classes=classes)
-            for key in ("bands", "mean", "std"):
-                if key in fields:
-                    fields[key] = tuple(fields[key])
-            return cls(**fields)
-        except (KeyError, TypeError, ValueError) as exc:
-            if isinstance(exc, WeightsError):
-                raise
-            raise WeightsError(f"model card is malformed ({exc})") from exc
+            raise WeightsError(f"model card has unknown fields {_shown(extra)}")
+        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [name for name in required if name not in data]
+        if missing:
+            raise WeightsError(f"model card lacks the fields {missing}")
+        for key, value in data.items():
+            expected, check = _FIELD_TYPES[key]
+            if not check(value):
+                raise WeightsError(f"model card field {key!r} must be {expected}, not {_shown(value)}")
+        classes = tuple(_class_info(index, entry) for index, entry in enumerate(data["classes"]))
+        values = dict(data, classes=classes)
+        for key in ("bands", "mean", "std"):
+            if key in values:
+                values[key] = tuple(values[key])
+        return cls(**values)
 
     @classmethod
     def from_json(cls, text: str) -> ModelCard:
@@ -179,24 +228,141 @@ class ModelCard:
         return cls.from_dict(data)
 
 
-def _color(values: list[int]) -> tuple[int, int, int]:
-    """A colour as read from JSON; one of another length is reported by :meth:`ModelCard.problems`."""
-    return cast("tuple[int, int, int]", tuple(int(v) for v in values))
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_text(value: object) -> bool:
+    return isinstance(value, str)
+
+
+def _list_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
+    return lambda value: isinstance(value, list) and all(check(item) for item in value)
+
+
+# Each card field's JSON type, as said in errors, and its test (classes' entries are checked by _class_info).
+_FIELD_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
+    "arch": ("a string", _is_text),
+    "backbone": ("a string", _is_text),
+    "classes": ("a list of classes", lambda value: isinstance(value, list)),
+    "bands": ("a list of band codes", _list_of(_is_text)),
+    "mean": ("a list of finite numbers", _list_of(_is_number)),
+    "std": ("a list of finite numbers", _list_of(_is_number)),
+    "pixel_max": ("a finite number", _is_number),
+    "gsd_m": ("a finite number or null", lambda value: value is None or _is_number(value)),
+    "tile_size": ("an integer", _is_int),
+    "overlap": ("an integer", _is_int),
+    "dataset": ("a string or null", lambda value: value is None or _is_text(value)),
+    "training": ("a string", _is_text),
+    "metrics": ("an object", lambda value: isinstance(value, dict)),
+    "source": ("a string", _is_text),
+    "aerialseg_version": ("a string", _is_text),
+    "sha256": ("a string", _is_text),
+    "schema": ("an integer", _is_int),
+}
+
+
+def _class_info(index: int, entry: object) -> ClassInfo:
+    """One class as read from JSON; a colour of another length is reported by :meth:`ModelCard.problems`."""
+    if (
+        not isinstance(entry, dict)
+        or not set(entry) >= {"name", "color"}
+        or not set(entry) <= {"name", "color", "in_mean"}
+        or not _is_text(entry["name"])
+        or not _list_of(_is_int)(entry["color"])
+        or not isinstance(entry.get("in_mean", True), bool)
+    ):
+        raise WeightsError(
+            f'model card classes[{index}] must be {{"name": text, "color": [r, g, b], "in_mean": true or false}}, '
+            f"not {_shown(entry)}"
+        )
+    return ClassInfo(entry["name"], cast("tuple[int, int, int]", tuple(entry["color"])), entry.get("in_mean", True))
+
+
+def _holds_control(value: object) -> bool:
+    """Whether a string, or any key or string inside lists and objects, holds a control character."""
+    if isinstance(value, str):
+        return _CONTROL.search(value) is not None
+    if isinstance(value, dict):
+        return any(_holds_control(k) or _holds_control(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_control(v) for v in value)
+    return False
+
+
+def printable(text: str) -> str:
+    r"""``text`` with every non-printable character escaped (``\x1b``), safe to echo on a terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def _shown(value: object, limit: int = 60) -> str:
+    """A value from a file as JSON, escaped and shortened, for an error message."""
+    text = json.dumps(value, default=str)  # ensure_ascii: control characters come out as \u escapes
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def fit_problems(card: ModelCard, shapes: Mapping[str, Sequence[int]]) -> list[str]:
+    """What the card says that its tensors' shapes contradict: the class count, the band count.
+
+    Only the tensors of the networks aerialseg builds are looked at; others are left to loading.
+    """
+    found = []
+    for name, per_class in _CLASSIFIERS.items():
+        shape = shapes.get(name)
+        if shape and shape[0] != card.num_classes * per_class:
+            written = f"{shape[0]} output channels" + (f" ({shape[0] / per_class:g} classes)" if per_class > 1 else "")
+            found.append(f"the card lists {card.num_classes} classes but {name} has {written}")
+    for name in _FIRST_CONVOLUTIONS:
+        shape = shapes.get(name)
+        if shape and len(shape) > 1 and shape[1] != len(card.bands):
+            found.append(f"the card lists {len(card.bands)} bands but {name} reads {shape[1]}")
+    return found
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor as a safetensors header places it: dtype code, shape, byte range in the data section."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    """A checked safetensors header: the metadata, the tensors, and where their data section starts."""
+
+    metadata: dict[str, str]
+    tensors: dict[str, TensorEntry]
+    data_start: int
 
 
 def read_card(path: str | os.PathLike[str]) -> ModelCard:
-    """The card of a safetensors weights file or of an exported ``.onnx`` file, without tensors or torch."""
+    """The card of a safetensors weights file or of an exported ``.onnx`` file, without tensors or torch.
+
+    A weights file's card is checked against its tensors' shapes too (see :func:`fit_problems`).
+    """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
         return card_from_metadata(onnx_metadata(path), path)
-    text = _safetensors_metadata(path).get(CARD_KEY)
+    header = read_safetensors_header(path)
+    text = header.metadata.get(CARD_KEY)
     if text is None:
         raise WeightsError(
             "has no aerialseg model card",
             path=path,
             hint="convert foreign checkpoints with 'aerialseg weights import'",
         )
-    return _parse(text, path)
+    card = _parse(text, path)
+    problems = fit_problems(card, {name: entry.shape for name, entry in header.tensors.items()})
+    if problems:
+        raise WeightsError("model card does not fit the tensors: " + "; ".join(problems), path=path)
+    return card
 
 
 def card_from_metadata(metadata: Mapping[str, str], path: str | os.PathLike[str]) -> ModelCard:
@@ -223,12 +389,17 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
         graph = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 (protobuf and onnx raise several types)
         reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
-        raise WeightsError(f"not a readable ONNX file ({reason})", path=path, hint=_EXPORT_HINT) from exc
+        raise WeightsError(f"not a readable ONNX file ({printable(reason)})", path=path, hint=_EXPORT_HINT) from exc
     return {prop.key: prop.value for prop in graph.metadata_props}
 
 
-def _safetensors_metadata(path: Path) -> dict[str, str]:
-    """The ``__metadata__`` of a safetensors header: plain JSON behind an 8-byte little-endian length."""
+def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
+    """A safetensors file's header, every entry checked: plain JSON behind an 8-byte little-endian length.
+
+    The tensors must tile the data section exactly (no gap, no overlap, nothing missing at the end),
+    each as many bytes as its dtype and shape say, so a truncated file is caught without reading it.
+    """
+    path = Path(path)
     try:
         with path.open("rb") as fh:
             raw = fh.read(8)
@@ -237,12 +408,55 @@ def _safetensors_metadata(path: Path) -> dict[str, str]:
             (size,) = struct.unpack("<Q", raw)
             if size > _MAX_SAFETENSORS_HEADER:
                 raise WeightsError("not a safetensors file (header size implausible)", path=path)
-            header = json.loads(fh.read(size))
+            text = fh.read(size)
+            file_size = os.fstat(fh.fileno()).st_size
     except OSError as exc:
-        raise WeightsError(f"cannot read ({exc.strerror or exc})", path=path) from exc
+        raise WeightsError(f"cannot read ({printable(exc.strerror or str(exc))})", path=path) from exc
+    if len(text) != size:
+        raise WeightsError("not a safetensors file (header cut short)", path=path)
+    try:
+        header = json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise WeightsError("not a safetensors file (header is not JSON)", path=path) from exc
-    return header.get("__metadata__") or {}
+    if not isinstance(header, dict):
+        raise WeightsError("not a safetensors file (header is not a JSON object)", path=path)
+    metadata = header.pop("__metadata__", None) or {}
+    if not isinstance(metadata, dict) or not all(_is_text(k) and _is_text(v) for k, v in metadata.items()):
+        raise WeightsError("damaged safetensors header (__metadata__ is not an object of strings)", path=path)
+    tensors = {name: _tensor_entry(name, entry, path) for name, entry in header.items()}
+    data_start = 8 + size
+    position = 0
+    for name, entry in sorted(tensors.items(), key=lambda item: item[1].begin):
+        if entry.begin != position:
+            raise WeightsError(
+                f"damaged safetensors header (tensor {_shown(name)} overlaps or leaves a gap)", path=path
+            )
+        position = entry.end
+    if data_start + position != file_size:
+        state = "truncated" if data_start + position > file_size else "longer than its header says"
+        raise WeightsError(
+            f"damaged safetensors file ({state}: {file_size} bytes, header needs {data_start + position})", path=path
+        )
+    return SafetensorsHeader(metadata, tensors, data_start)
+
+
+def _tensor_entry(name: str, entry: object, path: Path) -> TensorEntry:
+    """One tensor's header entry, refused unless its dtype is known and its byte range fits its shape."""
+    problem = f"damaged safetensors header (tensor {_shown(name)}: {_shown(entry)})"
+    if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
+        raise WeightsError(problem, path=path)
+    dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+    if (
+        dtype not in SAFETENSORS_DTYPES
+        or not _list_of(_is_int)(shape)
+        or any(n < 0 for n in shape)
+        or not _list_of(_is_int)(offsets)
+        or len(offsets) != 2
+        or not 0 <= offsets[0] <= offsets[1]
+        or offsets[1] - offsets[0] != SAFETENSORS_DTYPES[dtype][0] * math.prod(shape)
+    ):
+        raise WeightsError(problem, path=path)
+    return TensorEntry(dtype, tuple(shape), offsets[0], offsets[1])
 
 
 def _parse(text: str, path: str | os.PathLike[str]) -> ModelCard:

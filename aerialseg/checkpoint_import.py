@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .card import ModelCard
+from .card import ModelCard, printable
 from .data.classes import dataset_info, generic_classes
 from .errors import AerialsegWarning, WeightsError
 from .models import get_spec
@@ -60,7 +60,7 @@ def read_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as exc:
-            raise WeightsError(f"not a readable safetensors file ({exc})", path=path) from exc
+            raise WeightsError(f"not a readable safetensors file ({printable(str(exc))})", path=path) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -74,7 +74,8 @@ def read_checkpoint(path: str | os.PathLike[str], trust_pickle: bool = False) ->
                 hint="only if you trust where it came from, pass --trust-pickle",
             ) from exc
     except Exception as exc:  # zip, EOF, magic-number errors all mean "not a checkpoint"
-        raise WeightsError(f"not a readable checkpoint ({type(exc).__name__}: {exc})", path=path) from exc
+        reason = printable(f"{type(exc).__name__}: {exc}")
+        raise WeightsError(f"not a readable checkpoint ({reason})", path=path) from exc
     warnings.warn(f"{path}: unpickling with arbitrary code allowed (--trust-pickle)", AerialsegWarning, stacklevel=2)
     return torch.load(path, map_location="cpu", weights_only=False)
 

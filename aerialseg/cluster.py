@@ -29,15 +29,26 @@ from pathlib import Path
 from typing import Any
 
 from .allocator import keep_freed_memory
-from .batch import OutputSet, PredictResult, batch_targets, failed, skipped, start_file, vectorize_outputs
-from .errors import AerialsegError, MissingDependencyError
+from .batch import (
+    Batch,
+    InputFiles,
+    OutputSet,
+    PredictResult,
+    batch_targets,
+    check_settings,
+    failure,
+    skipped,
+    vectorize_outputs,
+)
+from .card import read_card
+from .errors import AerialsegError, MissingDependencyError, OutputWriteError
 from .options import PredictOptions
 from .pipeline import predict
 from .raster import open_raster
 from .runners import Runner, RunnerSpec
 from .sink import assemble_bands
 
-__all__ = ["RunnerSpec", "open_client", "close_client", "predict_on_cluster", "DEFAULT_SPLIT_ROWS"]
+__all__ = ["RunnerSpec", "check_address", "open_client", "close_client", "predict_on_cluster", "DEFAULT_SPLIT_ROWS"]
 
 DEFAULT_SPLIT_ROWS = 4096
 THREADS_ENV = "AERIALSEG_THREADS"
@@ -73,8 +84,19 @@ def _worker_device() -> str | None:
     return f"cuda:{index % torch.cuda.device_count()}"
 
 
+def check_address(address: str) -> None:
+    """Refuse a malformed local cluster (``local:two``, ``local:0``) before anything starts."""
+    if address == "local" or address.startswith("local:"):
+        count = address.partition(":")[2]
+        if count and (not count.isdigit() or int(count) < 1):
+            raise AerialsegError(
+                f"bad cluster {address!r}", hint="use local, local:N with N workers (1 or more) or tcp://host:port"
+            )
+
+
 def open_client(address: str) -> Any:  # noqa: ANN401 (dask.distributed.Client)
     """``local`` / ``local:N`` start a local cluster of N single-threaded worker processes; else an address."""
+    check_address(address)
     try:
         from dask.distributed import Client, LocalCluster
     except ImportError as exc:
@@ -83,9 +105,7 @@ def open_client(address: str) -> Any:  # noqa: ANN401 (dask.distributed.Client)
         ) from exc
     if address == "local" or address.startswith("local:"):
         count = address.partition(":")[2]
-        if count and not count.isdigit():
-            raise AerialsegError(f"bad cluster {address!r}", hint="use local, local:N or tcp://host:port")
-        workers = int(count) if count else _default_local_workers()
+        workers = int(count) if count else max(1, _default_local_workers())
         threads = max(1, (os.cpu_count() or 1) // workers)
         cluster = LocalCluster(
             n_workers=workers,
@@ -125,7 +145,7 @@ def _predict_file(spec: RunnerSpec, path: Path, target: Path, options: PredictOp
     try:
         return predict(path, target, _runner(spec), options)
     except AerialsegError as exc:
-        return failed(path, str(exc))
+        return failure(path, exc)
 
 
 def _predict_rows(spec: RunnerSpec, path: Path, target: Path, options: PredictOptions) -> tuple[Any, PredictResult]:
@@ -169,27 +189,35 @@ def predict_on_cluster(
     ``options.output.resume`` continues a whole-file task's partial raster as the local path
     does (the bands of a split raster are small and always start over).
     ``progress(name, tasks_done, tasks_total)`` follows the cluster's tasks as they finish.
+    The batch layer's checks run here, before any task: the settings against the model's card
+    (read from its file on this machine), each file's outputs against every input.
     """
     from dask.distributed import as_completed
 
-    files = batch_targets(inputs, out_dir=out_dir, output=output)
+    if split_rows < 1:
+        raise AerialsegError(f"split_rows {split_rows} is not positive", hint="pass --split-rows 1 or more")
+    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output)
+    if options.output.vectorize is not None:
+        check_settings(options.output, read_card(spec.model_file))
     results: dict[Path, PredictResult] = {}
     futures: dict[Any, tuple[str, Path, _Split | None]] = {}
     splits: dict[Path, _Split] = {}
-    for path, target in files:
+    for path, target in batch.files:
         try:
-            if start_file(path, target, options.output) is None:
+            if batch.start_file(path, target) is None:
                 results[path] = skipped(path, target)
                 continue
             height = _height(path)
-        except AerialsegError as exc:
-            results[path] = failed(path, str(exc))
-            continue
-        if height <= split_rows:
-            future = client.submit(_predict_file, spec, path, target, options, pure=False)
-            futures[future] = ("file", path, None)
-        else:
-            splits[path] = _submit_split(client, spec, path, target, options, height, split_rows, futures)
+            if height <= split_rows:
+                future = client.submit(_predict_file, spec, path, target, options, pure=False)
+                futures[future] = ("file", path, None)
+            else:
+                splits[path] = _Split(path, target, _band_folder(target, batch.inputs), time.perf_counter())
+                _submit_bands(client, spec, splits[path], options, height, split_rows, futures)
+        except Exception as exc:  # one file's error, of whatever kind, is that file's row
+            results[path] = failure(path, exc)
+            if path in splits:  # its bands already sent are ignored as they finish
+                shutil.rmtree(splits.pop(path).folder, ignore_errors=True)
     total, done = len(futures), 0
     try:
         for future in as_completed(list(futures)):
@@ -206,7 +234,7 @@ def predict_on_cluster(
         for started in splits.values():
             shutil.rmtree(started.folder, ignore_errors=True)
         raise
-    ordered = [results[path] for path, _ in files]
+    ordered = [results[path] for path, _ in batch.files]
     if on_result:
         for result in ordered:
             on_result(result)
@@ -219,35 +247,51 @@ def _height(path: Path) -> int:
         return src.height
 
 
-def _submit_split(
+def _band_folder(target: Path, inputs: InputFiles) -> Path:
+    """The empty hidden folder beside ``target`` for its bands' rasters (leftovers of an interrupted run go).
+
+    Refused when it would empty a folder that holds an input.
+    """
+    folder = target.with_name(f".{target.name}.bands")
+    inside = inputs.inside(folder)
+    if inside is not None:
+        raise OutputWriteError(
+            f"the cluster's folder for the bands of this output holds the input {inside}",
+            path=folder,
+            hint="move the input elsewhere, or choose another -o or --out-dir",
+        )
+    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        folder.mkdir()
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create the folder for the bands ({exc.strerror})", path=folder) from exc
+    return folder
+
+
+def _submit_bands(
     client: Any,  # noqa: ANN401
     spec: RunnerSpec,
-    path: Path,
-    target: Path,
+    split: _Split,
     options: PredictOptions,
     height: int,
     split_rows: int,
     futures: dict,
-) -> _Split:
-    folder = target.with_name(f".{target.name}.bands")
-    shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted run
-    folder.mkdir()
+) -> None:
+    """One task per band of ``split_rows`` rows, each writing its rasters into the split's folder."""
     band_output = replace(options.output, vectorize=None, resume=False, skip_finished=False, overwrite=True, cog=False)
-    split = _Split(path, target, folder, time.perf_counter())
     for start, stop in _bands(height, split_rows):
-        part = folder / f"{start:010d}.tif"
+        part = split.folder / f"{start:010d}.tif"
         band_options = replace(options, input=replace(options.input, rows=(start, stop)), output=band_output)
-        future = client.submit(_predict_rows, spec, path, part, band_options, pure=False)
-        futures[future] = ("band", path, split)
+        future = client.submit(_predict_rows, spec, split.path, part, band_options, pure=False)
+        futures[future] = ("band", split.path, split)
         split.bands.append((start, part))
-    return split
 
 
 def _outcome(future: Any, path: Path) -> PredictResult:  # noqa: ANN401
     try:
         return future.result()
-    except Exception as exc:  # a task's unexpected error fails its file only
-        return failed(path, f"{path}: {exc}")
+    except Exception as exc:  # a task's error, of whatever kind, fails its file only
+        return failure(path, exc)
 
 
 def _band_done(future: Any, split: _Split, options: PredictOptions, results: dict) -> None:  # noqa: ANN401
@@ -255,17 +299,15 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
         split.card, result = future.result()
     except Exception as exc:
         shutil.rmtree(split.folder, ignore_errors=True)
-        results[split.path] = failed(
-            split.path, str(exc) if isinstance(exc, AerialsegError) else f"{split.path}: {exc}"
-        )
+        results[split.path] = failure(split.path, exc)
         return
     split.results.append(result)
     if len(split.results) < len(split.bands):
         return
     try:
         _assemble(split, options)
-    except AerialsegError as exc:
-        results[split.path] = failed(split.path, str(exc))
+    except Exception as exc:
+        results[split.path] = failure(split.path, exc)
         return
     finally:
         shutil.rmtree(split.folder, ignore_errors=True)

@@ -83,6 +83,8 @@ def _layout(report: DoctorReport, ds: Any) -> None:  # noqa: ANN401 (a rasterio 
         source = "alpha band"
     elif "per_dataset" in flags:
         source = "internal mask"
+    elif any(np.dtype(dtype).kind == "f" for dtype in ds.dtypes):
+        source = "NaN and infinite values (no nodata value declared)"
     else:
         source = "none (every pixel is data)"
     report.facts["nodata"] = source
@@ -119,7 +121,7 @@ def doctor(
     the tiling, how the input is read, and which outputs are written (they decide how much
     memory the blending takes); None: predict's defaults.
     """
-    from .source import BandAssumptionWarning, RasterSource
+    from .source import BandAssumptionWarning, RasterSource, valid_pixels
 
     spec = model if isinstance(model, RunnerSpec) else RunnerSpec(str(model))
     options = options or PredictOptions()
@@ -136,8 +138,8 @@ def doctor(
         _layout(report, ds)
         _resolution(report, ds, card)
         factor = max(1, int(np.ceil(max(ds.height, ds.width) / 1024)))
-        mask = ds.dataset_mask(out_shape=(max(1, ds.height // factor), max(1, ds.width // factor)))
-    valid_share = float((mask > 0).mean())
+        shape = (max(1, ds.height // factor), max(1, ds.width // factor))
+        valid_share = float(valid_pixels(ds, tuple(range(1, ds.count + 1)), out_shape=shape).mean())
     report.facts["valid pixels"] = f"{valid_share:.1%}"
     reading = options.input
     with warnings.catch_warnings(record=True) as caught:

@@ -147,8 +147,7 @@ def evaluate(
     from .pipeline import predict
 
     manifest = Manifest.load(options.data)
-    runner = opened or options.runner.open()
-    card = runner.card
+    card = opened.card if opened is not None else options.runner.card()  # the network loads once all is checked
     names = [c.name for c in manifest.classes]
     if card.class_names != names:
         raise AerialsegError(f"model classes {card.class_names} differ from the dataset's {names}", path=options.data)
@@ -156,6 +155,7 @@ def evaluate(
         raise AerialsegError(f"model bands {card.bands} differ from the dataset's {manifest.bands}", path=options.data)
     items, kind = _items(manifest, options.split, options.labels, options.patches)
     tiling = options.tiling.resolve(card)
+    runner = opened or options.runner.open()
     predict_options = PredictOptions(
         tiling=options.tiling,
         input=InputOptions(

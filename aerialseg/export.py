@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -234,8 +235,12 @@ def export_onnx(
     max_abs_diff: float | None = None,
     min_agreement: float | None = None,
     overwrite: bool = False,
+    extra_metadata: Mapping[str, str] | None = None,
 ) -> ExportResult:
-    """Export a weights file (name or path) to one self-contained ONNX file, gated on parity."""
+    """Export a weights file (name or path) to one self-contained ONNX file, gated on parity.
+
+    ``extra_metadata`` adds properties to the graph's metadata (the export cache records its key there).
+    """
     import onnx
 
     from .weights import load_model
@@ -270,7 +275,7 @@ def export_onnx(
                 hint="try another --opset, or drop --fp16",
             )
         graph = onnx.load(str(tmp))
-        for key, value in _metadata(card, output, checks, fp16).items():
+        for key, value in (_metadata(card, output, checks, fp16) | dict(extra_metadata or {})).items():
             graph.metadata_props.add(key=key, value=value)
         graph.doc_string = f"aerialseg {card.arch}-{card.backbone}, {card.num_classes} classes"
         onnx.save(graph, str(tmp))

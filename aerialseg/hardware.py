@@ -6,7 +6,10 @@ from ``/proc/cpuinfo`` (Linux; elsewhere the set is empty and every rule falls b
 fp32). CUDA is asked of torch when the caller is about to run torch anyway
 (``use_torch=True``); otherwise it is inferred without torch: a torch build with CUDA
 (``torch/version.py``) and an NVIDIA driver on the machine, unless
-``CUDA_VISIBLE_DEVICES`` hides every device.
+``CUDA_VISIBLE_DEVICES`` hides every device. The Linux driver lists its GPUs under
+``/proc/driver/nvidia/gpus``, so ``--device cuda:3`` on a machine with two is refused
+without torch too; where that list is missing, the number stays unknown
+(``cuda_count_known``) until torch says.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ __all__ = ["Hardware", "detect_hardware", "parse_cpuinfo"]
 _BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # int8 dot products (VNNI, AMX-INT8, Arm dot product): what ONNX Runtime's int8 kernels use.
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
+_NVIDIA_PROC = Path("/proc/driver/nvidia")
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,7 @@ class Hardware:
     cores: int
     cpu_flags: frozenset[str]
     cuda_devices: tuple[str, ...] = ()
+    cuda_count_known: bool = True  # False: CUDA is there, but how many GPUs only torch can say
 
     @property
     def native_bf16(self) -> bool:
@@ -75,19 +80,55 @@ def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
     )
 
 
-def _cuda_without_torch() -> tuple[str, ...]:
+def _driver_gpus() -> list[str] | None:
+    """The GPUs the NVIDIA driver lists (model names, in bus order), or None where it lists none."""
+    folders = sorted(_NVIDIA_PROC.joinpath("gpus").glob("*/information"))
+    names = []
+    for information in folders:
+        try:
+            model = re.search(r"^Model:\s*(.+)$", information.read_text(), re.MULTILINE)
+        except OSError:
+            return None
+        names.append(model.group(1).strip() if model else "CUDA GPU")
+    return names or None
+
+
+def _visible(gpus: list[str]) -> tuple[tuple[str, ...], bool]:
+    """The driver's ``gpus`` that ``CUDA_VISIBLE_DEVICES`` leaves, and whether their number is sure.
+
+    CUDA takes the listed indexes in order and stops at the first that names no GPU; entries
+    given by UUID (``GPU-...``, ``MIG-...``) are left for torch to count.
+    """
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is None:
+        return tuple(gpus), True
+    visible = []
+    for entry in (e.strip() for e in listed.split(",")):
+        if entry.startswith(("GPU-", "MIG-")):
+            return ("CUDA GPU",), False
+        if not (entry.isdigit() and int(entry) < len(gpus)):
+            break
+        visible.append(gpus[int(entry)])
+    return tuple(visible), True
+
+
+def _cuda_without_torch() -> tuple[tuple[str, ...], bool]:
+    """``(GPU names, whether their number is known)``, read without torch."""
     if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
-        return ()
+        return (), True
     spec = importlib.util.find_spec("torch")
     if spec is None or not spec.submodule_search_locations:
-        return ()
+        return (), True
     version = Path(next(iter(spec.submodule_search_locations))) / "version.py"
     try:
         built_with_cuda = re.search(r"^cuda\s*(?::[^=]*)?=\s*['\"]", version.read_text(), re.MULTILINE)
     except OSError:
-        return ()
-    driver = Path("/proc/driver/nvidia/version").exists() or shutil.which("nvidia-smi") is not None
-    return ("CUDA GPU",) if built_with_cuda and driver else ()
+        return (), True
+    driver = _NVIDIA_PROC.joinpath("version").exists() or shutil.which("nvidia-smi") is not None
+    if not (built_with_cuda and driver):
+        return (), True
+    gpus = _driver_gpus()
+    return (("CUDA GPU",), False) if gpus is None else _visible(gpus)
 
 
 def _cuda_with_torch() -> tuple[str, ...]:
@@ -105,5 +146,5 @@ def detect_hardware(use_torch: bool = False) -> Hardware:
         cpu, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         cpu, flags = platform.processor() or platform.machine(), frozenset()
-    cuda = _cuda_with_torch() if use_torch else _cuda_without_torch()
-    return Hardware(cpu=cpu, cores=os.cpu_count() or 1, cpu_flags=flags, cuda_devices=cuda)
+    cuda, counted = (_cuda_with_torch(), True) if use_torch else _cuda_without_torch()
+    return Hardware(cpu=cpu, cores=os.cpu_count() or 1, cpu_flags=flags, cuda_devices=cuda, cuda_count_known=counted)

@@ -16,12 +16,26 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["partial_paths", "run_key", "file_identity", "load_rows_done", "save_rows_done"]
+__all__ = ["partial_paths", "scratch_paths", "run_key", "file_identity", "load_rows_done", "save_rows_done"]
 
 
 def partial_paths(output: Path) -> tuple[Path, Path]:
     """``(intermediate raster, journal)`` beside ``output``."""
     return output.with_name(f".{output.name}.partial.tif"), output.with_name(f".{output.name}.partial.json")
+
+
+def scratch_paths(output: Path) -> list[Path]:
+    """Every file a run writes, reopens or deletes beside ``output`` besides ``output`` itself.
+
+    The intermediate raster and its overviews, the journal and its temporary: none of them
+    may be an input (a resumed run updates the intermediate raster in place).
+    """
+    raster, journal = partial_paths(output)
+    return [raster, raster.with_name(raster.name + ".ovr"), journal, _journal_tmp(journal)]
+
+
+def _journal_tmp(journal: Path) -> Path:
+    return journal.with_name(journal.name + ".tmp")
 
 
 def run_key(**facts: Any) -> dict[str, Any]:
@@ -48,6 +62,6 @@ def load_rows_done(journal: Path, key: dict[str, Any]) -> int | None:
 
 def save_rows_done(journal: Path, key: dict[str, Any], rows_done: int) -> None:
     """Record progress (written atomically: a torn journal would be worse than none)."""
-    tmp = journal.with_name(journal.name + ".tmp")
+    tmp = _journal_tmp(journal)
     tmp.write_text(json.dumps({"key": key, "rows_done": rows_done}))
     os.replace(tmp, journal)

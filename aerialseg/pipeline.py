@@ -26,14 +26,16 @@ import numpy as np
 from affine import Affine
 
 from .batch import (
+    Batch,
+    InputFiles,
     OutputSet,
     PredictResult,
     batch_targets,
+    check_settings,
     expand_inputs,
-    failed,
+    failure,
     output_for,
     skipped,
-    start_file,
     vectorize_outputs,
 )
 from .blend import LeanStripAccumulator, Strip, StripAccumulator
@@ -123,7 +125,11 @@ def predict(
     options: PredictOptions = _DEFAULT_OPTIONS,
     progress: Callable[[Progress], None] | None = None,
 ) -> PredictResult:
-    """Predict one raster into a class GeoTIFF; raises :class:`AerialsegError` on bad input or output."""
+    """Predict one raster into a class GeoTIFF; raises :class:`AerialsegError` on bad input or output.
+
+    Nothing is written when an output (or its scratch file) is the input itself, whatever
+    ``overwrite`` says, or when the settings do not suit the model (see :mod:`aerialseg.batch`).
+    """
     import rasterio
 
     with rasterio.Env(GDAL_CACHEMAX=block_cache_mb(input_path)):
@@ -140,8 +146,10 @@ def _predict(
     start = time.perf_counter()
     output = options.output
     outputs = OutputSet.for_target(output_path, output)
+    outputs.refuse_inputs(InputFiles([input_path]))
     outputs.check(output.overwrite)
     card = runner.card
+    check_settings(output, card)
     tiling = options.tiling.resolve(card)
     reading = options.input
     with RasterSource(
@@ -424,21 +432,25 @@ def predict_many(
     progress: Callable[[Progress], None] | None = None,
     on_result: Callable[[PredictResult], None] | None = None,
 ) -> list[PredictResult]:
-    """Predict every input; failures are reported in the results, not raised (Ctrl-C still stops).
+    """Predict every input; any error of one file is its failed row, not raised, and the others go on.
 
+    Settings the model cannot satisfy stop the batch before any work, and so does a network
+    that fails its accuracy gate (every file would); Ctrl-C stops it too.
     ``options.output.skip_finished`` reports an input whose class raster exists as ``skipped``.
     """
+    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output)
+    check_settings(options.output, runner.card)
     results = []
-    for path, target in batch_targets(inputs, out_dir=out_dir, output=output):
+    for path, target in batch.files:
         try:
-            if start_file(path, target, options.output) is None:
+            if batch.start_file(path, target) is None:
                 result = skipped(path, target)
             else:
                 result = predict(path, target, runner, options, progress)
         except PrecisionGateError:
             raise  # the network failed its gate: every file would, so the batch stops with nothing written
-        except AerialsegError as exc:
-            result = failed(path, str(exc))
+        except Exception as exc:  # one file's error, of whatever kind, is that file's row
+            result = failure(path, exc)
         results.append(result)
         if on_result:
             on_result(result)

@@ -4,7 +4,11 @@ Opening checks what can go wrong before any work: unreadable or truncated files,
 bands, bands that cannot be mapped onto the model's, a missing CRS. Reads return float32
 ``(bands, h, w)`` arrays in the model's input order, scaled to [0, 1] as the card says,
 and a boolean ``(h, w)`` mask of valid pixels from the file's nodata value, alpha band or
-internal mask (GDAL's dataset mask: a pixel is invalid only where every band is).
+internal mask (GDAL's dataset mask: a pixel is invalid only where every band is). In
+floating-point rasters a NaN or infinite value in any band read is nodata too, whatever
+the file declares: GDAL's mask only knows a declared nodata value, and one NaN pixel fed
+to the network would spread through its attention to the whole tile. Such pixels reach
+the network as 0 and leave the output as class nodata.
 
 Band mapping: ``bands=`` (1-based, ``--bands 4,1,2``) wins. Otherwise bands are matched by
 colour interpretation (red, green, blue) or description (e.g. "NIR", "near infrared");
@@ -20,7 +24,8 @@ Scaling (``scale=`` is ``--scale``): 8-bit data is divided by the card's ``pixel
 (255). Other types are divided by ``scale`` when given, or by the card's ``pixel_max``
 when the model was trained on such data (``pixel_max`` > 255); otherwise each band is
 stretched linearly between its 2nd and 98th percentiles (measured on a decimated read of
-at most 1024 x 1024 pixels, so memory stays flat) and clipped to [0, 1].
+at most 1024 x 1024 pixels, so memory stays flat, nodata and non-finite values left out)
+and clipped to [0, 1].
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from typing import Any
 import numpy as np
 
 from .card import ModelCard
-from .errors import AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
+from .errors import AerialsegError, AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
 from .gsd import ModelGrid, model_grid
 from .raster import open_raster, read_bands
 from .tiling import Window
 
-__all__ = ["RasterSource", "resolve_bands", "BandAssumptionWarning"]
+__all__ = ["RasterSource", "resolve_bands", "valid_pixels", "BandAssumptionWarning"]
 
 _COLOR_CODES = {"red": "R", "green": "G", "blue": "B", "gray": "PAN"}
 _DESCRIPTION_CODES = {
@@ -114,6 +119,24 @@ def resolve_bands(
     )
 
 
+def _floating(dataset: Any, indexes: tuple[int, ...]) -> bool:  # noqa: ANN401 (a rasterio dataset)
+    return any(np.dtype(dataset.dtypes[i - 1]).kind == "f" for i in indexes)
+
+
+def valid_pixels(dataset: Any, indexes: tuple[int, ...], **options: Any) -> np.ndarray:  # noqa: ANN401
+    """Valid mask ``(h, w)`` of ``dataset`` read with ``options`` (``window``, ``out_shape=(h, w)`` ...).
+
+    GDAL's dataset mask, and in floating-point bands finite values in every band of
+    ``indexes`` (see the module docstring): what :meth:`RasterSource.read` calls valid.
+    """
+    valid = dataset.dataset_mask(**options) > 0
+    if _floating(dataset, indexes):
+        if "out_shape" in options:
+            options = {**options, "out_shape": (len(indexes), *options["out_shape"])}
+        valid &= np.isfinite(read_bands(dataset, indexes, **options)).all(axis=0)
+    return valid
+
+
 @dataclass(frozen=True)
 class Scaling:
     """``clip((x - offset) / divisor, 0, 1)`` per band (offset, divisor shaped (bands, 1, 1))."""
@@ -157,6 +180,7 @@ class RasterSource:
         ds = self._dataset
         self.native_height, self.native_width = ds.height, ds.width
         self.crs, self.transform = ds.crs, ds.transform
+        self._floating = _floating(ds, self.indexes)
         self._reader = ds if self.grid is None else self._warped(self.grid)
         self.height, self.width = self._reader.height, self._reader.width
         self._mask_reader: Any = None  # a second rasterio handle, opened by the writer thread's first call
@@ -182,8 +206,12 @@ class RasterSource:
         dtype = np.dtype(self._dataset.dtypes[self.indexes[0] - 1])
         ones = np.ones((n, 1, 1), np.float32)
         if scale is not None:
-            if scale <= 0:
-                raise ValueError("--scale must be positive")
+            if not (np.isfinite(scale) and scale > 0):
+                raise AerialsegError(
+                    f"scale {scale:g} is not a positive number",
+                    path=self.path,
+                    hint="pass the divisor that maps the pixels to [0, 1], e.g. --scale 4095 for 12-bit data",
+                )
             return Scaling(0 * ones, scale * ones, True, f"divide by {scale:g} (--scale)")
         if dtype == np.uint8 or card.pixel_max > 255:
             return Scaling(0 * ones, card.pixel_max * ones, card.pixel_max > 255, f"divide by {card.pixel_max:g}")
@@ -200,6 +228,7 @@ class RasterSource:
         low, high = [], []
         for band in sample:
             values = band.compressed()
+            values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
             values = values if values.size else np.zeros(1)
             low.append(np.percentile(values, 2))
             high.append(np.percentile(values, 98))
@@ -222,7 +251,7 @@ class RasterSource:
 
         if self._mask_reader is None:
             self._mask_reader = open_raster(self.path)
-        return self._mask_reader.dataset_mask(window=RioWindow(0, row_off, self.native_width, rows)) > 0
+        return valid_pixels(self._mask_reader, self.indexes, window=RioWindow(0, row_off, self.native_width, rows))
 
     def read(self, window: Window) -> tuple[np.ndarray, np.ndarray]:
         """Model-ready pixels ``(bands, h, w)`` float32 and the valid mask ``(h, w)`` bool."""
@@ -234,6 +263,10 @@ class RasterSource:
             valid = self._reader.dataset_mask(window=rio_window) > 0
         except Exception as exc:  # GDAL decoding errors surface as several rasterio types
             raise InputRasterError(f"cannot read pixels at {window} ({exc})", path=self.path) from exc
+        if self._floating:
+            finite = np.isfinite(data)
+            valid &= finite.all(axis=0)
+            data[~finite] = 0.0
         s = self.scaling
         data = (data - s.offset) / s.divisor if s.offset.any() else data / s.divisor
         if s.clip:

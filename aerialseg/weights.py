@@ -2,14 +2,18 @@
 
 One format, data not code: loading never runs Python from the file. The card sits in the
 safetensors metadata under :data:`~aerialseg.conventions.CARD_KEY` with the sha256 of the
-tensors, checked on every load, so a file whose tensors were altered after the card was
-written is refused. The header is plain JSON behind an 8-byte length, so cards are read
-without torch (:func:`aerialseg.card.read_card`, re-exported here; this is how
-``aerialseg models`` lists local weights quickly).
+tensors, which :func:`save_weights` always writes and every load checks: a file whose tensors
+were altered or damaged after the card was written is refused, and a card without a hash gets
+the one computed from its tensors, never a skipped check. The header is plain JSON behind an
+8-byte length, so cards are read without torch (:func:`aerialseg.card.read_card`, re-exported
+here; this is how ``aerialseg models`` lists local weights quickly), and
+:func:`verified_card` hashes the tensors straight from the file, also without torch.
 
 Names resolve through, in order: the folders in ``AERIALSEG_WEIGHTS`` (``os.pathsep``
 separated), the user folder (``$XDG_DATA_HOME/aerialseg/weights``, by default
-``~/.local/share/aerialseg/weights``), and the weights shipped with aerialseg.
+``~/.local/share/aerialseg/weights``), and the weights shipped with aerialseg. A broken file
+on that path is listed with its reason and skipped by lookups of other names; asking for its
+own name gives its error rather than another folder's file of that name.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .atomic import atomic_output
-from .card import ModelCard, read_card
+from .card import SAFETENSORS_DTYPES, ModelCard, fit_problems, printable, read_card, read_safetensors_header
 from .conventions import CARD_KEY
 from .errors import UnknownModelError, WeightsError
 
@@ -33,11 +37,15 @@ if TYPE_CHECKING:
 __all__ = [
     "CARD_KEY",
     "WeightsEntry",
+    "BrokenWeights",
     "weights_dirs",
+    "scan_weights",
     "list_weights",
     "resolve_weights",
     "read_card",
+    "verified_card",
     "tensors_sha256",
+    "file_tensors_sha256",
     "save_weights",
     "read_weights",
     "load_model",
@@ -56,6 +64,20 @@ class WeightsEntry:
     card: ModelCard
 
 
+@dataclass(frozen=True)
+class BrokenWeights:
+    """A file on the search path whose header or card cannot be used, with the error saying why."""
+
+    name: str
+    path: Path
+    error: WeightsError
+
+    @property
+    def reason(self) -> str:
+        """The error's one line without the file name."""
+        return f"{self.error.message}; {self.error.hint}" if self.error.hint else self.error.message
+
+
 def weights_dirs() -> list[Path]:
     """Folders searched for weights by name, highest priority first."""
     dirs = [Path(p).expanduser() for p in os.environ.get(WEIGHTS_ENV, "").split(os.pathsep) if p]
@@ -67,37 +89,50 @@ def weights_dirs() -> list[Path]:
     return dirs
 
 
-def list_weights() -> list[WeightsEntry]:
-    """Every readable weights file on the search path; a name shadowed by an earlier folder is skipped."""
-    seen: dict[str, WeightsEntry] = {}
+def scan_weights() -> tuple[list[WeightsEntry], list[BrokenWeights]]:
+    """Every weights file on the search path, usable or broken; a name an earlier folder holds is skipped."""
+    seen: set[str] = set()
+    entries: list[WeightsEntry] = []
+    broken: list[BrokenWeights] = []
     for folder in weights_dirs():
-        if not folder.is_dir():
+        try:
+            paths = sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+        except OSError:  # an unreadable folder holds nothing we can use
             continue
-        for path in sorted(folder.glob(f"*{SUFFIX}")):
+        for path in paths:
             name = path.name[: -len(SUFFIX)]
             if name in seen:
                 continue
+            seen.add(name)
             try:
-                seen[name] = WeightsEntry(name, path, read_card(path))
-            except WeightsError:
-                continue
-    return list(seen.values())
+                entries.append(WeightsEntry(name, path, read_card(path)))
+            except WeightsError as exc:
+                broken.append(BrokenWeights(name, path, exc))
+    return entries, broken
+
+
+def list_weights() -> list[WeightsEntry]:
+    """Every usable weights file on the search path (see :func:`scan_weights` for the broken ones)."""
+    return scan_weights()[0]
 
 
 def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
-    """A path to an existing file, or a name found on the search path."""
+    """A path to an existing file, or a name found on the search path (a broken file's name: its error)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
     text = str(name_or_path)
     looks_like_path = os.sep in text or text.endswith(SUFFIX)
-    if not looks_like_path:
-        for entry in list_weights():
-            if entry.name == text:
-                return entry.path
-    available = ", ".join(e.name for e in list_weights()) or "none installed"
     if looks_like_path:
-        raise WeightsError("no such weights file", path=path)
+        raise WeightsError("no such weights file", path=printable(str(path)))
+    entries, broken = scan_weights()
+    for entry in entries:
+        if entry.name == text:
+            return entry.path
+    for bad in broken:
+        if bad.name == text:
+            raise bad.error
+    available = ", ".join(printable(e.name) for e in entries) or "none installed"
     raise UnknownModelError(
         f"no weights named {text!r}",
         hint=f"available: {available}; see 'aerialseg models', or give a file path",
@@ -116,6 +151,56 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return digest.hexdigest()
 
 
+def file_tensors_sha256(path: str | os.PathLike[str]) -> str:
+    """:func:`tensors_sha256` of a weights file's tensors, read from the file's bytes without torch.
+
+    safetensors stores each tensor's elements contiguous and little-endian, which is what
+    :func:`tensors_sha256` hashes on the little-endian machines torch runs on.
+    """
+    path = Path(path)
+    header = read_safetensors_header(path)
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as fh:
+            for name in sorted(header.tensors):
+                entry = header.tensors[name]
+                digest.update(f"{name}|{SAFETENSORS_DTYPES[entry.dtype][1]}|{entry.shape}|".encode())
+                fh.seek(header.data_start + entry.begin)
+                remaining = entry.end - entry.begin
+                while remaining:
+                    chunk = fh.read(min(remaining, 1 << 24))
+                    if not chunk:
+                        raise WeightsError("damaged safetensors file (truncated while reading)", path=path)
+                    digest.update(chunk)
+                    remaining -= len(chunk)
+    except OSError as exc:
+        raise WeightsError(f"cannot read ({printable(exc.strerror or str(exc))})", path=path) from exc
+    return digest.hexdigest()
+
+
+def _checked(card: ModelCard, computed: str, path: Path) -> ModelCard:
+    """The card with the tensors' hash: refused when its own differs, filled in when it has none."""
+    if not card.sha256:
+        return card.replace(sha256=computed)
+    if computed != card.sha256:
+        raise WeightsError(
+            "tensors do not match the sha256 in its model card (damaged or edited)",
+            path=path,
+            hint="obtain the file again",
+        )
+    return card
+
+
+def verified_card(path: str | os.PathLike[str]) -> ModelCard:
+    """The card of a weights file once its tensors, hashed from the file, match it (without torch).
+
+    The card's ``sha256`` is the tensors' computed one when the file's card had none, so it
+    always says which tensors it describes (cache keys, provenance tags).
+    """
+    path = Path(path)
+    return _checked(read_card(path), file_tensors_sha256(path), path)
+
+
 def save_weights(
     state: dict[str, torch.Tensor] | SegmentationModel,
     card: ModelCard,
@@ -126,7 +211,8 @@ def save_weights(
 ) -> ModelCard:
     """Write tensors and card (version and sha256 filled in) atomically; return the written card.
 
-    ``half`` stores floating tensors as float16 (half the size; loading casts back up).
+    ``half`` stores floating tensors as float16 (half the size; loading casts back up). A card
+    whose class or band count contradicts the tensors' shapes is refused before anything is written.
     """
     import torch
     from safetensors.torch import save_file
@@ -141,6 +227,9 @@ def save_weights(
         if half and t.is_floating_point():
             t = t.to(torch.float16)
         tensors[name] = t
+    problems = fit_problems(card, {name: tuple(t.shape) for name, t in tensors.items()})
+    if problems:
+        raise WeightsError("model card does not fit the tensors: " + "; ".join(problems), path=path)
     card = card.replace(aerialseg_version=__version__, sha256=tensors_sha256(tensors))
     with atomic_output(path, overwrite=overwrite) as tmp:
         save_file(tensors, str(tmp), metadata={CARD_KEY: card.to_json()})
@@ -148,7 +237,12 @@ def save_weights(
 
 
 def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor], ModelCard]:
-    """Tensors and card of a weights file, after checking the tensors against the card's sha256."""
+    """Tensors and card of a weights file, after checking the tensors against the card's sha256.
+
+    The card comes back with the tensors' sha256 (computed when the file's card had none), and
+    tensors holding NaN or infinite values are refused: they would map every pixel to one class.
+    """
+    import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -156,14 +250,12 @@ def read_weights(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tensor],
     card = read_card(path)
     try:
         tensors = load_file(str(path))
-    except (SafetensorError, OSError) as exc:
-        raise WeightsError(f"tensors cannot be read ({exc})", path=path) from exc
-    if card.sha256 and tensors_sha256(tensors) != card.sha256:
-        raise WeightsError(
-            "tensors do not match the sha256 in the model card (file altered or damaged)",
-            path=path,
-            hint="obtain the file again",
-        )
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise WeightsError(f"tensors cannot be read ({printable(str(exc))})", path=path) from exc
+    card = _checked(card, tensors_sha256(tensors), path)
+    unfinite = [name for name, t in tensors.items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if unfinite:
+        raise WeightsError(f"tensors hold NaN or infinite values ({printable(', '.join(unfinite[:3]))})", path=path)
     return tensors, card
 
 
@@ -179,6 +271,6 @@ def load_model(
     try:
         model.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[0:3]
-        raise WeightsError(f"tensors do not fit {card.arch}-{card.backbone}: {' '.join(first)}", path=path) from exc
+        first = printable(" ".join(str(exc).splitlines()[0:3]))
+        raise WeightsError(f"tensors do not fit {card.arch}-{card.backbone}: {first}", path=path) from exc
     return model.to(device).eval(), card

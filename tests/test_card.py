@@ -119,3 +119,101 @@ def test_reading_a_card_does_not_import_torch(tmp_path):
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
         == "False"
     )
+
+
+SAMPLE_WEIGHTS = "manet-r18-potsdam-sample"
+
+
+@pytest.fixture(scope="module")
+def sample_parts():
+    """The sample weights file's header (a dict) and data section, read once."""
+    from aerialseg.weights import resolve_weights
+
+    raw = resolve_weights(SAMPLE_WEIGHTS).read_bytes()
+    (size,) = struct.unpack("<Q", raw[:8])
+    return json.loads(raw[8 : 8 + size]), raw[8 + size :]
+
+
+@pytest.fixture
+def sample_copy(tmp_path, sample_parts):
+    """``sample_copy(name, card=..., header=..., data=...)``: a copy of the sample weights with parts replaced."""
+
+    def write(name, card=None, header=None, data=None):
+        original, tensors = sample_parts
+        header = dict(original) if header is None else header
+        if card is not None:
+            header["__metadata__"] = {CARD_KEY: card if isinstance(card, str) else json.dumps(card)}
+        text = json.dumps(header).encode()
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(struct.pack("<Q", len(text)) + text + (tensors if data is None else data))
+        return path
+
+    return write
+
+
+def _sample_card(sample_parts, **changes):
+    return json.loads(sample_parts[0]["__metadata__"][CARD_KEY]) | changes
+
+
+ESCAPE = "\x1b[2J\x1b[31mbuilding\x07"
+
+
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        (dict(classes=5), "field 'classes' must be a list of classes, not 5"),
+        (dict(tile_size="big"), "field 'tile_size' must be an integer, not \"big\""),
+        (dict(pixel_max=float("nan")), "field 'pixel_max' must be a finite number, not NaN"),
+        (dict(mean=[0.5, "x", 0.5]), "field 'mean' must be a list of finite numbers"),
+        (dict(schema="1"), "field 'schema' must be an integer"),
+        (dict(overlap=True), "field 'overlap' must be an integer, not true"),
+        (dict(classes=[{"name": "a"}]), 'classes[0] must be {"name": text, "color": [r, g, b]'),
+        (dict(classes=[{"name": ESCAPE, "color": [0, 0, 255]}] * 6), "class names ["),
+        (dict(dataset=ESCAPE), "dataset holds control characters"),
+        ({ESCAPE: 1}, "unknown fields"),
+        (dict(sha256="feed"), "sha256 is not 64 lowercase hexadecimal digits"),
+    ],
+)
+def test_malformed_cards_are_one_line_naming_the_file_without_control_characters(
+    sample_copy, sample_parts, changes, words
+):
+    path = sample_copy("bad", card=_sample_card(sample_parts, **changes))
+    with pytest.raises(WeightsError) as info:
+        read_card(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and words in message, message
+    assert message.isprintable(), message  # no escape codes reach a terminal
+
+
+def test_a_card_without_a_required_field_is_refused(sample_copy, sample_parts):
+    card = _sample_card(sample_parts)
+    del card["arch"]
+    with pytest.raises(WeightsError, match=r"bad.safetensors: model card lacks the fields \['arch'\]"):
+        read_card(sample_copy("bad", card=card))
+
+
+def test_a_card_must_fit_the_tensors_shapes(sample_copy, sample_parts):
+    card = _sample_card(sample_parts)
+    five = sample_copy("five", card=card | {"classes": card["classes"][:5]})
+    with pytest.raises(WeightsError, match="lists 5 classes but finalconv3.weight has 6 output channels"):
+        read_card(five)
+    four = card | {"bands": ["R", "G", "B", "NIR"], "mean": [0.5] * 4, "std": [0.2] * 4}
+    with pytest.raises(WeightsError, match="lists 4 bands but backbone.conv1.weight reads 3"):
+        read_card(sample_copy("four", card=four))
+
+
+def test_damaged_safetensors_headers_are_one_line(sample_copy, sample_parts):
+    header, data = sample_parts
+    name = next(k for k in header if k != "__metadata__")
+    cases = {
+        "cut": (None, data[:-1000], "truncated"),
+        "list": ([1, 2], None, "header is not a JSON object"),
+        "meta": (header | {"__metadata__": {CARD_KEY: 5}}, None, "__metadata__ is not an object of strings"),
+        "dtype": (header | {name: header[name] | {"dtype": "X9"}}, None, "damaged safetensors header"),
+        "offsets": (header | {name: header[name] | {"data_offsets": [0, 3]}}, None, "damaged safetensors header"),
+    }
+    for label, (new_header, new_data, words) in cases.items():
+        path = sample_copy(label, header=new_header, data=new_data)
+        with pytest.raises(WeightsError) as info:
+            read_card(path)
+        assert str(info.value).startswith(f"{path}: ") and words in str(info.value), (label, str(info.value))

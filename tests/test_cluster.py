@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import threading
 import time
@@ -13,6 +14,7 @@ import pytest
 import rasterio
 
 from aerialseg.cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+from aerialseg.errors import AerialsegError
 from aerialseg.options import OutputOptions, TilingOptions
 from aerialseg.pipeline import PredictOptions, predict_many
 from aerialseg.runners import open_runner
@@ -170,7 +172,7 @@ def test_the_command_line_runs_on_a_local_cluster(rasters, abcnet_weights, tmp_p
     (result,) = json.loads(stdout)
     assert result["status"] == "ok" and result["tiles_run"] > 0 and out.exists()
     code, _, err = cli(["predict", str(rasters["striped"]), "--model", "x", "--cluster", "local:two"])
-    assert code == 1 and "local:N" in err
+    assert code == 2 and "local:N" in err
 
 
 def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, rasters, tmp_path):
@@ -204,3 +206,55 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
         got = pyogrio.read_dataframe(tmp_path / "neon_osbs_029_objects.gpkg", layer=layer)
         want = pyogrio.read_dataframe(tmp_path / "direct.gpkg", layer=layer)
         assert len(got) > 0 and sorted(got.geometry.to_wkb()) == sorted(want.geometry.to_wkb())
+
+
+def test_no_input_is_written_over_or_emptied_and_one_file_never_stops_the_batch(
+    client, rasters, abcnet_weights, tmp_path
+):
+    spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
+    options = PredictOptions(TilingOptions(tile_size=256, overlap=64), output=OutputOptions(overwrite=True))
+    out = tmp_path / "out"
+    ortho = tmp_path / "ortho.tif"
+    shutil.copyfile(rasters["nodata"], ortho)
+    stashed = out / ".stashed_classes.tif.bands" / "stashed.tif"  # an input where its bands would go
+    stashed.parent.mkdir(parents=True)
+    shutil.copyfile(rasters["striped"], stashed)
+    blocked = tmp_path / "blocked.tif"
+    shutil.copyfile(rasters["striped"], blocked)
+    (out / ".blocked_classes.tif.bands").write_text("a file where the bands would go")
+    before = {path: path.read_bytes() for path in (ortho, stashed)}
+
+    (result,) = predict_on_cluster([ortho], spec, options, client, output=ortho)
+    assert result.status == "failed" and f"this output is the input {ortho}" in result.error
+    (result,) = predict_on_cluster([stashed], spec, options, client, output=out / "stashed_classes.tif", split_rows=150)
+    assert result.status == "failed" and f"holds the input {stashed}" in result.error
+    assert {path: path.read_bytes() for path in before} == before
+
+    results = predict_on_cluster([blocked, rasters["striped"]], spec, options, client, out_dir=out, split_rows=150)
+    assert [r.status for r in results] == ["failed", "ok"]
+    assert "cannot create the folder for the bands" in results[0].error
+    assert (out / "neon_osbs_029_classes.tif").exists() and not (out / "blocked_classes.tif").exists()
+
+
+def test_settings_are_checked_before_any_task(client, rasters, abcnet_weights, tmp_path):
+    from aerialseg.vector import VectorizeOptions
+
+    spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
+    typo = PredictOptions(output=OutputOptions(vectorize=VectorizeOptions(classes=("bilding",))))
+    with pytest.raises(AerialsegError, match="no class 'bilding'"):
+        predict_on_cluster([rasters["striped"]], spec, typo, client, out_dir=tmp_path)
+    with pytest.raises(AerialsegError, match="split_rows 0"):
+        predict_on_cluster([rasters["striped"]], spec, PredictOptions(), client, out_dir=tmp_path, split_rows=0)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_resume_on_the_cluster_from_the_command_line_skips_finished_files(rasters, abcnet_weights, tmp_path, cli):
+    import json
+
+    finished = tmp_path / "neon_osbs_029_classes.tif"
+    finished.write_bytes(b"a finished map")
+    argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--out-dir", str(tmp_path)]
+    code, stdout, err = cli([*argv, "--cluster", "local:1", "--resume", "--json"])
+    assert code == 0, err
+    assert [(r["input"], r["status"]) for r in json.loads(stdout)] == [(str(rasters["striped"]), "skipped")]
+    assert finished.read_bytes() == b"a finished map"

@@ -113,3 +113,15 @@ def test_cli_exit_codes_json_and_no_torch(rasters, abcnet_weights, cli):
         "assert 'torch' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+
+
+def test_nan_pixels_of_a_float_raster_count_as_nodata(rasters, abcnet_weights, tmp_path):
+    with rasterio.open(rasters["uint16_single"]) as src:
+        data = src.read().astype(np.float32)
+        profile = dict(src.profile, dtype="float32", nodata=None)
+    data[:, :450] = np.nan  # the top half
+    with rasterio.open(tmp_path / "float.tif", "w", **profile) as dst:
+        dst.write(data)
+    report = doctor(tmp_path / "float.tif", abcnet_weights, PredictOptions())
+    assert report.facts["nodata"] == "NaN and infinite values (no nodata value declared)"
+    assert report.facts["valid pixels"] == "50.0%"

@@ -126,3 +126,15 @@ def test_eval_on_a_folder_dataset(tmp_path, potsdam_arrays):
     assert result.scores.pixels == (truth != 255).sum()
     patches = evaluate(EvalOptions(data=manifest.folder, runner=spec, patches=True))
     assert patches.scores.pixels == result.scores.pixels  # 2 x 2 patches of 128 tile it exactly
+
+
+def test_eval_checks_the_tiling_and_classes_before_loading_the_network(potsdam_prepared, potsdam_weights, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was loaded")
+
+    monkeypatch.setattr(RunnerSpec, "open", refuse)
+    spec = RunnerSpec(str(potsdam_weights), "torch", precision="fp32")
+    with pytest.raises(AerialsegError, match="overlap 300 must be at least 0 and below the tile size 256"):
+        evaluate(EvalOptions(potsdam_prepared.folder, spec, tiling=TilingOptions(overlap=300)))
+    with pytest.raises(DatasetLayoutError, match="no 'nope' split"):
+        evaluate(EvalOptions(potsdam_prepared.folder, spec, split="nope"))

@@ -411,6 +411,8 @@ def test_an_output_set_names_every_product_of_one_input(context_runner):
         Path("maps/a_classes_uncertainty.tif"),
     ]
     assert outputs.objects == Path("maps/a_objects.fgb") and outputs.confidence == outputs.probabilities
+    assert outputs.products == [*outputs.rasters, outputs.objects]
+    assert Path("maps/.a_classes_uncertainty.tif.partial.tif") in outputs.written  # what a resume updates in place
     plain = OutputSet.for_target("x.tif", OutputOptions(uncertainty=True))
     assert plain.rasters == [Path("x.tif"), Path("x_uncertainty.tif")] and plain.objects is None
     assert plain.confidence == Path("x_uncertainty.tif")

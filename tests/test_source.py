@@ -106,3 +106,106 @@ def test_missing_crs_is_refused_unless_allowed(vaihingen_png):
     with pytest.warns(BandAssumptionWarning):
         with RasterSource(vaihingen_png, card(("NIR", "R", "G")), allow_no_crs=True) as source:
             assert source.crs is None and source.indexes == (1, 2, 3)
+
+
+def _float_copy(source, path, holes=None):
+    """The 512 x 512 top-left of a raster as float32 without a declared nodata, ``holes`` ((rows, cols), value) set."""
+    with rasterio.open(source) as src:
+        data = src.read(window=((0, 512), (0, 512))).astype(np.float32)
+        profile = dict(src.profile, dtype="float32", nodata=None, width=512, height=512, tiled=False)
+        profile["transform"] = src.window_transform(((0, 512), (0, 512)))
+    for (rows, cols), value in holes or ():
+        data[:, rows, cols] = value
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    return path
+
+
+class _Recording:
+    """A runner passed through, recording every batch the network is given."""
+
+    def __init__(self, runner):
+        self.runner, self.batches = runner, []
+        self.card, self.description, self.precision, self.gate = runner.card, "recording", runner.precision, None
+
+    def __call__(self, batch):
+        self.batches.append(batch.copy())
+        return self.runner(batch)
+
+
+_HOLES = [((slice(0, 160), slice(0, 160)), np.nan), ((400, 60), np.inf), ((60, 400), -np.inf)]
+
+
+def _untouched(tile):
+    """Pixels farther than a tile from every hole of _HOLES: no tile that sees a hole covers them."""
+    near = np.zeros((512, 512), bool)
+    near[: 160 + tile, : 160 + tile] = True
+    for row, col in [(400, 60), (60, 400)]:
+        near[max(row - tile, 0) : row + tile + 1, max(col - tile, 0) : col + tile + 1] = True
+    return ~near
+
+
+@pytest.mark.slow
+def test_nan_and_infinite_pixels_of_a_float_raster_are_nodata(rasters, abcnet_weights, tmp_path):
+    from aerialseg.conventions import NODATA_CLASS
+    from aerialseg.options import InputOptions, PredictOptions
+    from aerialseg.pipeline import predict
+    from aerialseg.runners import RunnerSpec
+
+    plain = _float_copy(rasters["uint16_single"], tmp_path / "plain.tif")
+    holed = _float_copy(rasters["uint16_single"], tmp_path / "holed.tif", _HOLES)
+    network = RunnerSpec(str(abcnet_weights), "torch", precision="fp32").open()
+    tile = network.card.tile_size
+    holes = np.zeros((512, 512), bool)
+    for (rows, cols), _ in _HOLES:
+        holes[rows, cols] = True
+
+    # The stretch is measured on the finite pixels only, and NaN never reaches the network.
+    with (
+        RasterSource(plain, card(("R", "G", "B")), bands=(1, 1, 1)) as a,
+        RasterSource(holed, card(("R", "G", "B")), bands=(1, 1, 1)) as b,
+    ):
+        assert np.isfinite(b.scaling.offset).all() and np.isfinite(b.scaling.divisor).all()
+        np.testing.assert_allclose(b.scaling.offset, a.scaling.offset, rtol=0.05)
+        np.testing.assert_allclose(b.scaling.divisor, a.scaling.divisor, rtol=0.05)
+        data, valid = b.read(Window(0, 0, 512, 512))
+        assert np.isfinite(data).all() and (valid == ~holes).all()
+
+    def classes(path, scale):
+        runner = _Recording(network)
+        options = PredictOptions(input=InputOptions(bands=(1, 1, 1), scale=scale))
+        result = predict(path, path.with_name(f"{path.stem}_{scale}.tif"), runner, options)
+        assert all(np.isfinite(batch).all() for batch in runner.batches)
+        with rasterio.open(result.output) as src:
+            return src.read(1), result
+
+    untouched = _untouched(tile)
+    for scale in (2047.0, None):  # a fixed divisor, then the percentile stretch
+        reference, _ = classes(plain, scale)
+        found, result = classes(holed, scale)
+        assert (found[holes] == NODATA_CLASS).all() and (found[~holes] != NODATA_CLASS).all()
+        assert result.tiles_skipped >= 1  # the tile of only NaN never reached the network
+        same = (found == reference)[untouched].mean()
+        # A fixed divisor reads the untouched pixels exactly alike; the stretch's percentiles move a little.
+        assert same == 1.0 if scale else same > 0.95, (scale, same)
+        assert len(np.unique(found[~holes])) > 1
+
+
+@pytest.mark.slow
+def test_nan_pixels_stay_nodata_when_predicted_at_the_model_gsd(rasters, make_weights, tmp_path):
+    from aerialseg.conventions import NODATA_CLASS
+    from aerialseg.options import InputOptions, PredictOptions
+    from aerialseg.pipeline import predict
+    from aerialseg.runners import RunnerSpec
+
+    holed = _float_copy(rasters["uint16_single"], tmp_path / "holed.tif", _HOLES)
+    weights = make_weights(tmp_path / "one-metre.safetensors", gsd_m=1.0)  # the raster has 0.5 m pixels
+    network = RunnerSpec(str(weights), "torch", precision="fp32").open()
+    result = predict(holed, tmp_path / "out.tif", network, PredictOptions(input=InputOptions(bands=(1, 1, 1))))
+    with rasterio.open(result.output) as src:
+        found = src.read(1)
+    holes = np.zeros((512, 512), bool)
+    for (rows, cols), _ in _HOLES:
+        holes[rows, cols] = True
+    assert found.shape == holes.shape and (found[holes] == NODATA_CLASS).all()
+    assert (found[~holes] != NODATA_CLASS).mean() > 0.99  # model pixels half made of NaN may be nodata too

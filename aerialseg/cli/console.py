@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ..card import printable
+
 __all__ = [
     "out",
     "err",
@@ -30,8 +32,8 @@ err = Console(stderr=True, highlight=False)
 
 
 def error(message: str) -> None:
-    """One line on stderr: ``error: <message>``."""
-    err.print(f"[bold red]error[/]: {escape(message)}", soft_wrap=True, markup=True, emoji=False)
+    """One line on stderr: ``error: <message>``, control characters (a path's, a file's text) escaped."""
+    err.print(f"[bold red]error[/]: {escape(printable(message))}", soft_wrap=True, markup=True, emoji=False)
 
 
 def info(message: str) -> None:

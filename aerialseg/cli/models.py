@@ -1,4 +1,8 @@
-"""``aerialseg models``: the registered networks and the weights installed locally."""
+"""``aerialseg models``: the registered networks and the weights installed locally.
+
+A weights file that cannot be used is listed with its reason rather than stopping the listing;
+file names are escaped, since any name can sit in a weights folder.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,12 @@ from .options import JsonOutput
 
 
 def models_command(json_output: JsonOutput = False) -> None:
-    """List architectures with parameter counts and compute, and the weights found locally."""
+    """List architectures with parameter counts and compute, and the weights found locally (broken ones too)."""
+    from ..card import printable
     from ..models import ARCHITECTURES, MODELS
-    from ..weights import list_weights, weights_dirs
+    from ..weights import scan_weights, weights_dirs
 
-    weights = list_weights()
+    weights, broken = scan_weights()
     if json_output:
         console.print_json(
             {
@@ -28,6 +33,7 @@ def models_command(json_output: JsonOutput = False) -> None:
                     for s in MODELS
                 ],
                 "weights": [{"name": w.name, "path": str(w.path), "card": w.card.to_dict()} for w in weights],
+                "broken_weights": [{"name": b.name, "path": str(b.path), "problem": b.reason} for b in broken],
             }
         )
         return
@@ -54,17 +60,23 @@ def models_command(json_output: JsonOutput = False) -> None:
             ["Name", "Network", "Classes", "Bands", "GSD (m)", "Trained on", "File"],
             [
                 (
-                    w.name,
+                    printable(w.name),
                     f"{w.card.arch}-{w.card.backbone}",
                     w.card.num_classes,
                     "-".join(w.card.bands),
                     w.card.gsd_m,
                     w.card.dataset,
-                    w.path,
+                    printable(str(w.path)),
                 )
                 for w in weights
             ],
         )
-    else:
-        searched = ", ".join(str(d) for d in weights_dirs())
-        console.out.print(f"No weights installed. Searched: {searched}")
+    if broken:
+        console.table(
+            "Weights files that cannot be used",
+            ["Name", "Problem", "File"],
+            [(printable(b.name), b.reason, printable(str(b.path))) for b in broken],
+        )
+    if not weights:
+        searched = ", ".join(printable(str(d)) for d in weights_dirs())
+        console.out.print(f"No usable weights installed. Searched: {searched}")

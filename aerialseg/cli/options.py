@@ -15,21 +15,31 @@ folder), train's ``--batch-size`` (patches per step), ``--seed`` and export's ``
 
 :func:`runner_spec` is the one place the command line turns the engine options into the
 :class:`~aerialseg.runners.RunnerSpec` that predict, doctor, eval and a cluster's workers open.
+
+Values that cannot work are refused while the command line is read, as usage errors (exit
+2, one line), before any file is opened or any network loaded: numbers out of range (a
+``min``/``max`` or a callback), a ``--device`` that is no device or that this machine
+lacks (asked of :mod:`aerialseg.hardware`, without torch), an ``--overlap`` not below the
+tile size (given, or the model card's: the card is read, not the network), an objects
+format aerialseg cannot write.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
 import typer
 
+from ..errors import AerialsegError
 from ..models import ARCHITECTURES, MODELS
 from ..options import BLENDS, GSD_MODES
 from ..runners import RunnerSpec
-from ..runners.choice import BACKENDS, PRECISIONS
+from ..runners.choice import BACKENDS, PRECISIONS, device_problem
 from ..runners.tta import TTA_MODES
 from ..vector.settings import CAR_GEOMETRIES
+from ..vector.writer import FORMATS
 
 if TYPE_CHECKING:  # mypy sees plain strings; typer reads the Literal and offers its values as choices
     BackendChoice = str
@@ -73,6 +83,7 @@ __all__ = [
     "Uncertainty",
     "Regularize",
     "CarGeometry",
+    "ObjectsFormat",
     "Data",
     "Arch",
     "ArchOrDefault",
@@ -81,6 +92,67 @@ __all__ = [
     "runner_spec",
     "parse_bands",
 ]
+
+
+def _positive(value: float | None) -> float | None:
+    """``--scale``: a number above 0 (``nan`` or ``inf`` would make every pixel the same)."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value:g} is not a positive number; give the divisor that maps the pixels to [0, 1]")
+    return value
+
+
+def _device(value: str | None) -> str | None:
+    """``--device``: cpu, cuda or cuda:N that this machine has (asked without torch)."""
+    if value is None:
+        return None
+    from .. import hardware  # looked up at each call: tests replace detect_hardware
+
+    problem = device_problem(value, hardware.detect_hardware())
+    if problem:
+        raise typer.BadParameter(problem)
+    return value
+
+
+def _objects_format(value: str) -> str:
+    """``--objects-format``: a vector format the writer knows, with or without its dot."""
+    if f".{value.lstrip('.').lower()}" not in FORMATS:
+        choices = ", ".join(sorted(suffix.lstrip(".") for suffix in FORMATS))
+        raise typer.BadParameter(f"{value!r} is not one of {choices}")
+    return value
+
+
+_TILING_PARAMS = ("model", "tile_size", "overlap")
+
+
+def _tiling(ctx: typer.Context, param: typer.CallbackParam, value: object) -> object:
+    """Refuse an overlap not below the tile size, once the model, ``--tile-size`` and ``--overlap`` are all read.
+
+    Click reads options in the order given, so whichever of the three comes last checks;
+    a size left to the model comes from its card (a bad model name is left to the command).
+    """
+    values = {**ctx.params, str(param.name): value}
+    if ctx.resilient_parsing or not all(name in values for name in _TILING_PARAMS):
+        return value
+    given_tile, given_overlap = values["tile_size"], values["overlap"]
+    if given_tile is None and given_overlap is None:
+        return value
+    tile, overlap = given_tile, given_overlap
+    if tile is None or overlap is None:
+        try:
+            card = RunnerSpec(str(values["model"])).card()
+        except AerialsegError:
+            return value
+        tile = card.tile_size if tile is None else tile
+        overlap = card.overlap if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        model = " (the model's)"
+        raise typer.BadParameter(
+            f"overlap {overlap}{model if given_overlap is None else ''} is not below the tile size "
+            f"{tile}{model if given_tile is None else ''}; pass a smaller --overlap or a larger --tile-size",
+            param_hint="'--overlap'" if given_overlap is not None else "'--tile-size'",
+        )
+    return value
+
 
 # Output and trust.
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
@@ -95,13 +167,18 @@ TrustPickle = Annotated[
 
 # The network and its engine: predict, doctor, eval (see runner_spec).
 Model = Annotated[
-    str, typer.Option("--model", "-m", "--weights", help="Weights name, weights file, or exported .onnx file.")
+    str,
+    typer.Option(
+        "--model", "-m", "--weights", callback=_tiling, help="Weights name, weights file, or exported .onnx file."
+    ),
 ]
 Backend = Annotated[
     BackendChoice,
     typer.Option(help="Engine: auto picks the fastest for this machine ('aerialseg doctor' says which and why)."),
 ]
-Device = Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when present).")]
+Device = Annotated[
+    str | None, typer.Option(callback=_device, help="cpu, cuda, cuda:1 ... (default: CUDA when present).")
+]
 Precision = Annotated[
     PrecisionChoice,
     typer.Option(
@@ -125,14 +202,21 @@ Calibration = Annotated[
 TTA = Annotated[TTAChoice | None, typer.Option("--tta", help="Test-time augmentation: flip (4 views) or d4 (8 views).")]
 
 # Tiling (aerialseg.options.TilingOptions): predict, doctor, eval.
-TileSize = Annotated[int | None, typer.Option(min=1, help="Tile size in pixels (default: the model card's).")]
-Overlap = Annotated[int | None, typer.Option(min=0, help="Overlap in pixels (default: the model card's).")]
+TileSize = Annotated[
+    int | None, typer.Option(min=1, callback=_tiling, help="Tile size in pixels (default: the model card's).")
+]
+Overlap = Annotated[
+    int | None, typer.Option(min=0, callback=_tiling, help="Overlap in pixels (default: the model card's).")
+]
 Blend = Annotated[BlendChoice, typer.Option(help="Overlap blending: cosine or linear ramps, or center (plain crop).")]
 BatchSize = Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")]
 
 # Reading the input (aerialseg.options.InputOptions): predict, doctor.
 Bands = Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")]
-Scale = Annotated[float | None, typer.Option(help="Divisor for non-8-bit input (default: 2-98 percentile stretch).")]
+Scale = Annotated[
+    float | None,
+    typer.Option(callback=_positive, help="Divisor for non-8-bit input (default: 2-98 percentile stretch)."),
+]
 GSD = Annotated[
     GSDChoice, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
 ]
@@ -150,6 +234,9 @@ Uncertainty = Annotated[
 # Vectorizing: predict --vectorize, vectorize.
 Regularize = Annotated[bool, typer.Option("--regularize", help="Square buildings to their main orientation.")]
 CarGeometry = Annotated[CarGeometryChoice, typer.Option(help="Cars as their outline, or box (the oriented rectangle).")]
+ObjectsFormat = Annotated[
+    str, typer.Option(callback=_objects_format, help="Format of the objects file: gpkg, parquet, fgb or geojson.")
+]
 
 # Datasets and networks to train: train, eval, weights import.
 Data = Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")]

@@ -25,6 +25,7 @@ from .options import (
     JsonOutput,
     MinAgreement,
     Model,
+    ObjectsFormat,
     Overlap,
     Overwrite,
     Precision,
@@ -39,6 +40,19 @@ from .options import (
 
 if TYPE_CHECKING:
     from ..pipeline import PredictResult
+
+
+def _cluster_address(address: str | None) -> str | None:
+    """``--cluster`` checked while the options are read: a malformed ``local:N`` is a usage error."""
+    if address is not None:
+        from ..cluster import check_address
+        from ..errors import AerialsegError
+
+        try:
+            check_address(address)
+        except AerialsegError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return address
 
 
 def predict_command(
@@ -76,14 +90,15 @@ def predict_command(
         str | None,
         typer.Option(help="Also write <output>_objects.gpkg with these classes' polygons, e.g. building,car."),
     ] = None,
-    objects_format: Annotated[
-        str, typer.Option(help="Format of the objects file: gpkg, parquet, fgb or geojson.")
-    ] = OutputOptions.objects_suffix,
+    objects_format: ObjectsFormat = OutputOptions.objects_suffix,
     regularize: Regularize = VectorizeOptions.regularize,
     car_geometry: CarGeometry = VectorizeOptions.car_geometry,
     cluster: Annotated[
         str | None,
-        typer.Option(help="Run on Dask: local, local:N (N worker processes) or a scheduler address tcp://host:8786."),
+        typer.Option(
+            callback=_cluster_address,
+            help="Run on Dask: local, local:N (N worker processes) or a scheduler address tcp://host:8786.",
+        ),
     ] = None,
     split_rows: Annotated[
         int | None,
@@ -169,7 +184,7 @@ def predict_command(
     for r in failed:
         console.error(r.error or "failed")
     if not results:
-        console.error("no input rasters found")
+        console.error(f"no input rasters found in {', '.join(inputs)}; name files, folders or glob patterns")
     if failed or not results:
         raise typer.Exit(1)
 

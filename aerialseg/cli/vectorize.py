@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..vector import VectorizeOptions, vectorize
+from ..vector.writer import FORMATS
 from . import console
 from .options import CarGeometry, JsonOutput, Overwrite, Regularize
 
@@ -24,9 +26,20 @@ def parse_simplify(text: str | None) -> tuple[float | None, str]:
         return None, "px"
     value, unit = (text[:-2], "px") if text.endswith("px") else (text[:-1], "m") if text.endswith("m") else (text, "px")
     try:
-        return float(value), unit
+        tolerance = float(value)
     except ValueError:
-        raise typer.BadParameter("give a tolerance like 1px or 0.3m", param_hint="--simplify") from None
+        tolerance = math.nan
+    if not (math.isfinite(tolerance) and tolerance >= 0):
+        raise typer.BadParameter("give a tolerance like 1px or 0.3m (0: none)", param_hint="--simplify")
+    return tolerance, unit
+
+
+def check_output_suffix(path: Path) -> Path:
+    """``-o``: a file whose suffix names a vector format, refused as a usage error before any work."""
+    if path.suffix.lower() not in FORMATS:
+        suffix = repr(path.suffix) if path.suffix else "no suffix"
+        raise typer.BadParameter(f"{path.name}: {suffix} is no vector format; end it in {', '.join(sorted(FORMATS))}")
+    return path
 
 
 ClassesOption = Annotated[
@@ -40,19 +53,25 @@ ClassesOption = Annotated[
 def vectorize_command(
     raster: Annotated[Path, typer.Argument(help="Class raster (e.g. a _classes.tif written by predict).")],
     output: Annotated[
-        Path, typer.Option("-o", "--output", help="Output: .gpkg (a layer per class), .parquet, .fgb or .geojson.")
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            callback=check_output_suffix,
+            help="Output: .gpkg (a layer per class), .parquet, .fgb or .geojson.",
+        ),
     ],
     classes: ClassesOption = None,
     confidence: Annotated[
         Path | None,
         typer.Option(help="Probability or uncertainty raster of the same grid: adds mean/max confidence."),
     ] = None,
-    min_area: Annotated[float | None, typer.Option(help="Drop objects smaller than this (m²).")] = None,
-    fill_holes: Annotated[float | None, typer.Option(help="Fill holes smaller than this (m²).")] = None,
+    min_area: Annotated[float | None, typer.Option(min=0.0, help="Drop objects smaller than this (m²).")] = None,
+    fill_holes: Annotated[float | None, typer.Option(min=0.0, help="Fill holes smaller than this (m²).")] = None,
     simplify: Annotated[str | None, typer.Option(help="Simplification tolerance, e.g. 1px or 0.3m (0: none).")] = None,
     regularize: Regularize = VectorizeOptions.regularize,
     car_geometry: CarGeometry = VectorizeOptions.car_geometry,
-    strip_rows: Annotated[int, typer.Option(help="Rows read per strip.")] = VectorizeOptions.strip_rows,
+    strip_rows: Annotated[int, typer.Option(min=1, help="Rows read per strip.")] = VectorizeOptions.strip_rows,
     overwrite: Overwrite = VectorizeOptions.overwrite,
     json_output: JsonOutput = False,
 ) -> None:

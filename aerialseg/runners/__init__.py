@@ -249,8 +249,9 @@ def open_runner(
     """A runner for a weights name/path or an exported ``.onnx`` file (see :class:`RunnerSpec`).
 
     ``backend="onnx"`` with a weights file exports it once into the cache folder
-    (``$XDG_CACHE_HOME/aerialseg/onnx``, keyed by the tensors' sha256) through the parity-gated
-    export. A ``.onnx`` model always runs on ONNX Runtime.
+    (``$XDG_CACHE_HOME/aerialseg/onnx``, keyed by the tensors, the card, the export settings and
+    the package versions, and verified before each use; see :mod:`.onnx_runner`) through the
+    parity-gated export. A ``.onnx`` model always runs on ONNX Runtime.
     """
     spec = RunnerSpec(
         str(model), backend, device, tta, precision, min_agreement, None if calibration is None else str(calibration)

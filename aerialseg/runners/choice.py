@@ -25,27 +25,63 @@ an ``.onnx`` file       ONNX Runtime at the precision it was exported with, or i
 
 Every reduced-precision choice then passes the accuracy gate (:mod:`.gate`) before a run.
 An explicit combination that cannot run (``bf16`` without native bf16, ``fp16`` without
-CUDA, ``int8`` without ONNX Runtime) is refused here, before anything is read or written.
+CUDA, ``int8`` without ONNX Runtime) is refused here, before anything is read or written,
+and so is a device that is not ``cpu``, ``cuda`` or ``cuda:N`` or that this machine lacks
+(:func:`device_problem`, which the command line asks while it reads ``--device``).
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 from dataclasses import dataclass
 
 from ..errors import AerialsegError, MissingDependencyError
 from ..hardware import Hardware
 
-__all__ = ["BACKENDS", "PRECISIONS", "EngineChoice", "choose_engine", "PrecisionUnavailableError"]
+__all__ = [
+    "BACKENDS",
+    "PRECISIONS",
+    "EngineChoice",
+    "choose_engine",
+    "device_problem",
+    "PrecisionUnavailableError",
+    "DeviceUnavailableError",
+]
 
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 REDUCED = ("bf16", "fp16", "int8")
 ENGINE_NAMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
+_DEVICE = re.compile(r"cpu|cuda(?::(\d+))?")
 
 
 class PrecisionUnavailableError(AerialsegError, ValueError):
     """The precision asked for cannot run on this machine or engine."""
+
+
+class DeviceUnavailableError(AerialsegError, ValueError):
+    """The device asked for is not one aerialseg runs on, or this machine does not have it."""
+
+
+def device_problem(device: str, hardware: Hardware) -> str | None:
+    """Why ``device`` cannot run on ``hardware``, with the alternative; None when it can.
+
+    Devices are ``cpu``, ``cuda`` and ``cuda:N``. A GPU number is checked only where the
+    number of GPUs is known (see :attr:`Hardware.cuda_count_known`).
+    """
+    match = _DEVICE.fullmatch(device)
+    if match is None:
+        return f"{device!r} is not a device; use cpu, cuda or cuda:N (N: the GPU's number)"
+    if device == "cpu":
+        return None
+    if not hardware.cuda:
+        return f"{device}: no CUDA GPU is available; use --device cpu"
+    count = len(hardware.cuda_devices)
+    if match.group(1) is not None and int(match.group(1)) >= count and hardware.cuda_count_known:
+        gpus = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
+        return f"{device}: this machine has {count} CUDA GPU{'s' if count > 1 else ''} ({gpus}); use one of them or cpu"
+    return None
 
 
 @dataclass(frozen=True)
@@ -93,9 +129,9 @@ def choose_engine(
     if precision not in PRECISIONS:
         raise AerialsegError(f"unknown precision {precision!r}", hint=f"choose one of {', '.join(PRECISIONS)}")
     ort = onnxruntime_installed() if onnxruntime is None else onnxruntime
+    if device is not None and (problem := device_problem(device, hardware)):
+        raise DeviceUnavailableError(f"--device {problem}")
     cuda = device.startswith("cuda") if device else hardware.cuda
-    if device and device.startswith("cuda") and not hardware.cuda:
-        raise PrecisionUnavailableError(f"--device {device}: no CUDA GPU is available", hint="use --device cpu")
     where = device or ("cuda" if cuda else "cpu")
     if (onnx_file or backend == "onnx" or precision == "int8") and not ort:
         raise MissingDependencyError(

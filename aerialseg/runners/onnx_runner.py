@@ -1,39 +1,169 @@
-"""ONNX Runtime runner: CUDA/TensorRT providers when present, else CPU; same contract as PyTorch."""
+"""ONNX Runtime runner: CUDA/TensorRT providers when present, else CPU; same contract as PyTorch.
+
+A weights file runs on ONNX Runtime through a parity-gated export kept in a cache folder.
+The cache is content-addressed: an entry's key covers everything that shapes the graph (the
+tensors' sha256 as hashed from the file, the whole card, the export settings and the
+aerialseg, torch, onnx and onnxscript versions), and an entry is used only once verified
+(its bytes against the sha256 recorded beside it when it was written, the key and card in its
+metadata against the ones expected). Anything else is exported again, saying why at ``-v``.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
-from ..card import card_from_metadata, exported_precision, read_card
+from ..atomic import atomic_output
+from ..card import ModelCard, card_from_metadata, exported_precision, onnx_metadata, printable
 from ..conventions import OUTPUT_KEY
-from ..errors import AerialsegError
+from ..errors import AerialsegError, OutputWriteError, WeightsError
 from ..onnxrt import import_onnxruntime, open_session
 
-__all__ = ["OnnxRunner", "cached_export", "onnx_cache_dir"]
+__all__ = [
+    "OnnxRunner",
+    "CacheEntry",
+    "CACHE_KEY",
+    "cached_export",
+    "export_cache_entry",
+    "onnx_cache_dir",
+    "cache_key",
+    "cache_entry_intact",
+    "make_cache_dir",
+    "seal_cache_entry",
+    "file_sha256",
+]
+
+CACHE_KEY = "aerialseg.cache_key"
+"""ONNX metadata property of a cached graph: the key it was made for."""
+
+_log = logging.getLogger(__name__)
 
 
 def onnx_cache_dir() -> Path:
-    """Where on-the-fly exports are kept."""
+    """Where on-the-fly exports and int8 models are kept."""
     base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
     return base / "aerialseg" / "onnx"
 
 
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached graph: where it lives, the key it must carry, and the card it must embed."""
+
+    path: Path
+    key: str
+    card: ModelCard
+
+
+def cache_key(**parts: object) -> str:
+    """sha256 of the named parts (JSON, keys sorted) and the versions of every package that shapes a graph."""
+    from .. import __version__
+
+    versions = {name: _version(name) for name in ("torch", "onnx", "onnxscript")}
+    text = json.dumps(parts | {"versions": versions, "aerialseg": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def file_sha256(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".sha256")
+
+
+def make_cache_dir(folder: Path) -> None:
+    """Create the cache folder, or say in one line that it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(
+            f"cannot create the ONNX cache folder ({exc.strerror or exc})",
+            path=folder,
+            hint="set XDG_CACHE_HOME to a writable folder",
+        ) from exc
+
+
+def seal_cache_entry(path: Path) -> None:
+    """Record a freshly written entry's sha256 beside it (``sha256sum`` format)."""
+    with atomic_output(_sidecar(path), overwrite=True) as tmp:
+        tmp.write_text(f"{file_sha256(path)}  {path.name}\n")
+
+
+def cache_entry_intact(entry: CacheEntry) -> bool:
+    """Whether the entry's file exists and is the one made for its key and card; logs what is wrong."""
+    if not entry.path.is_file():
+        return False
+    problem = None
+    try:
+        recorded = _sidecar(entry.path).read_text().split()[0]
+        if file_sha256(entry.path) != recorded:
+            problem = "its bytes do not match the sha256 recorded when it was written"
+        else:
+            metadata = onnx_metadata(entry.path)
+            if metadata.get(CACHE_KEY) != entry.key:
+                problem = "it was made for another key"
+            elif card_from_metadata(metadata, entry.path) != entry.card:
+                problem = "its model card differs from the weights'"
+    except (OSError, IndexError):
+        problem = "it has no recorded sha256"
+    except WeightsError as exc:
+        problem = exc.message
+    if problem:
+        _log.info("%s: cached graph not used (%s); making it again", entry.path, problem)
+    return problem is None
+
+
+def export_cache_entry(weights: str | os.PathLike[str], fp16: bool = False) -> CacheEntry:
+    """The cache entry a weights file (name or path) exports to; its tensors are checked against its card."""
+    from ..export import DEFAULT_OPSET
+    from ..weights import resolve_weights, verified_card
+
+    card = verified_card(resolve_weights(weights))
+    key = cache_key(
+        kind="export",
+        tensors_sha256=card.sha256,
+        card=card.to_json(),
+        opset=DEFAULT_OPSET,
+        static_size=None,
+        precision="fp16" if fp16 else "fp32",
+        output="probabilities",
+    )
+    name = f"{card.arch}-{card.backbone}-{key[:24]}{'-fp16' if fp16 else ''}.onnx"
+    return CacheEntry(onnx_cache_dir() / name, key, card)
+
+
 def cached_export(weights: str | os.PathLike[str], fp16: bool = False) -> Path:
-    """The ONNX file of a weights file (fp16 graph with ``fp16``), exported (parity-gated) on first use."""
-    from ..export import DEFAULT_OPSET, export_onnx
+    """The ONNX file of a weights file (fp16 graph with ``fp16``), exported (parity-gated) unless cached intact."""
+    from ..export import export_onnx
     from ..weights import resolve_weights
 
-    path = resolve_weights(weights)
-    card = read_card(path)
-    precision = "-fp16" if fp16 else ""
-    target = onnx_cache_dir() / f"{card.arch}-{card.backbone}-{card.sha256[:16]}-opset{DEFAULT_OPSET}{precision}.onnx"
-    if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(path, target, fp16=fp16, overwrite=True)
-    return target
+    entry = export_cache_entry(weights, fp16)
+    if not cache_entry_intact(entry):
+        make_cache_dir(entry.path.parent)
+        export_onnx(
+            resolve_weights(weights), entry.path, fp16=fp16, overwrite=True, extra_metadata={CACHE_KEY: entry.key}
+        )
+        seal_cache_entry(entry.path)
+    return entry.path
 
 
 def _providers(device: str | None) -> list[str]:
@@ -44,19 +174,39 @@ def _providers(device: str | None) -> list[str]:
     return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
 
 
+def _check_graph(inputs: list[object], outputs: list[object], card: ModelCard, path: Path) -> None:
+    """Refuse a graph whose input or output is not (batch, channels, height, width) as its card says."""
+    problems = []
+    if len(inputs) != 4 or len(outputs) != 4:
+        problems.append("its input and output are not (batch, channels, height, width)")
+    else:
+        if isinstance(inputs[1], int) and inputs[1] != len(card.bands):
+            problems.append(f"it reads {inputs[1]} bands but its card lists {len(card.bands)}")
+        if isinstance(outputs[1], int) and outputs[1] != card.num_classes:
+            problems.append(f"it outputs {outputs[1]} classes but its card lists {card.num_classes}")
+    if problems:
+        raise WeightsError("graph does not fit its model card: " + "; ".join(problems), path=path)
+
+
 class OnnxRunner:
     """Runs an aerialseg-exported graph (probabilities or logits output, fp32, fp16 or int8)."""
 
     gate = None  # a runner that is already what it is; reduced precision is gated by the caller
 
     def __init__(self, path: Path, device: str | None = None) -> None:
-        self.session = open_session(path, _providers(device))
+        providers = _providers(device)
+        try:
+            self.session = open_session(path, providers)
+        except Exception as exc:  # noqa: BLE001 (ONNX Runtime's errors derive from Exception alone)
+            reason = printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise WeightsError(f"ONNX Runtime cannot load this graph ({reason})", path=path) from exc
         meta = self.session.get_modelmeta().custom_metadata_map
         card = card_from_metadata(meta, path)
         self.precision = exported_precision(meta)
         self.logits = meta.get(OUTPUT_KEY) == "logits"
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
+        _check_graph(shape, self.session.get_outputs()[0].shape, card, path)
         self.static_size = shape[2] if isinstance(shape[2], int) else None
         if self.static_size:  # a --static-size export takes only that tile size
             card = card.replace(tile_size=self.static_size, overlap=min(card.overlap, self.static_size // 4))

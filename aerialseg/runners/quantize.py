@@ -5,9 +5,11 @@ ranges come from running the network on calibration tiles (the input raster's ow
 raster named by ``--calibration``). Only convolutions are quantized: they are nearly all
 the work, and leaving the attention products and the softmax in float32 kept argmax
 agreement with fp32 at 99.6 % on the sample weights where quantizing every operator gave
-99.0 % for a few per cent more speed. The result is cached beside the exports, keyed by
-the float32 graph and the calibration pixels themselves (so the same raster reuses it),
-and carries the export's metadata with its precision property set to ``int8``.
+99.0 % for a few per cent more speed. The result is cached in the export cache folder, keyed
+by the float32 graph's bytes, the calibration pixels themselves (so the same raster reuses it)
+and the package versions, verified before each use as the exports are
+(:func:`~.onnx_runner.cache_entry_intact`), and carries the export's metadata with its
+precision property set to ``int8``.
 """
 
 from __future__ import annotations
@@ -19,37 +21,58 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
+from ..card import card_from_metadata, onnx_metadata
 from ..conventions import PRECISION_KEY
 from ..errors import AerialsegError
 from ..onnxrt import import_onnxruntime
+from .onnx_runner import (
+    CACHE_KEY,
+    CacheEntry,
+    cache_entry_intact,
+    cache_key,
+    file_sha256,
+    make_cache_dir,
+    onnx_cache_dir,
+    seal_cache_entry,
+)
 
-__all__ = ["cached_int8", "QUANTIZED_OPS"]
+__all__ = ["cached_int8", "int8_cache_entry", "QUANTIZED_OPS"]
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose")
 
 
-def _key(fp32_path: Path, tiles: list[np.ndarray]) -> str:
-    digest = hashlib.sha256(fp32_path.name.encode())
-    digest.update(str(fp32_path.stat().st_size).encode())
+def int8_cache_entry(fp32_path: Path, tiles: list[np.ndarray]) -> CacheEntry:
+    """The cache entry of the int8 model of ``fp32_path`` calibrated on ``tiles``."""
+    metadata = onnx_metadata(fp32_path)
+    calibration = hashlib.sha256()
     for tile in tiles:
-        digest.update(str(tile.shape).encode())
-        digest.update(np.ascontiguousarray(tile, dtype=np.float32).tobytes())
-    digest.update(import_onnxruntime().__version__.encode())
-    return digest.hexdigest()[:16]
+        calibration.update(str(tile.shape).encode())
+        calibration.update(np.ascontiguousarray(tile, dtype=np.float32).tobytes())
+    key = cache_key(
+        kind="int8",
+        graph_sha256=file_sha256(fp32_path),
+        calibration_sha256=calibration.hexdigest(),
+        quantized_ops=QUANTIZED_OPS,
+        onnxruntime=import_onnxruntime().__version__,
+    )
+    path = onnx_cache_dir() / f"{fp32_path.stem}-int8-{key[:24]}.onnx"
+    return CacheEntry(path, key, card_from_metadata(metadata, fp32_path))
 
 
 def cached_int8(fp32_path: Path, tiles: list[np.ndarray]) -> Path:
     """The int8 model of ``fp32_path`` calibrated on ``tiles`` (``(bands, h, w)`` in [0, 1]), made once."""
     if not tiles:
         raise AerialsegError("int8 calibration needs at least one tile with data", hint="name a --calibration raster")
-    target = fp32_path.with_name(f"{fp32_path.stem}-int8-{_key(fp32_path, tiles)}.onnx")
-    if not target.exists():
-        with atomic_output(target, overwrite=True) as tmp:
-            _quantize(fp32_path, tiles, Path(tmp))
-    return target
+    entry = int8_cache_entry(fp32_path, tiles)
+    if not cache_entry_intact(entry):
+        make_cache_dir(entry.path.parent)
+        with atomic_output(entry.path, overwrite=True) as tmp:
+            _quantize(fp32_path, tiles, Path(tmp), entry.key)
+        seal_cache_entry(entry.path)
+    return entry.path
 
 
-def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path) -> None:
+def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path, key: str) -> None:
     import onnx
 
     import_onnxruntime()
@@ -80,8 +103,7 @@ def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path) -> None:
     source = onnx.load(str(fp32_path), load_external_data=False)
     graph = onnx.load(str(dest))
     del graph.metadata_props[:]
-    for prop in source.metadata_props:
-        graph.metadata_props.add(key=prop.key, value="int8" if prop.key == PRECISION_KEY else prop.value)
-    if not any(prop.key == PRECISION_KEY for prop in source.metadata_props):
-        graph.metadata_props.add(key=PRECISION_KEY, value="int8")
+    metadata = {prop.key: prop.value for prop in source.metadata_props} | {PRECISION_KEY: "int8", CACHE_KEY: key}
+    for name, value in metadata.items():
+        graph.metadata_props.add(key=name, value=value)
     onnx.save(graph, str(dest))

@@ -5,7 +5,9 @@ random state are tensors (``checkpoint.safetensors``); the position (epoch, next
 optimizer step), the best score, the settings and the optimizer's hyper-parameters are
 JSON (``checkpoint.json``), which also records the tensors' sha256 so a pair from two
 different moments is refused. Both are written to temporary files and renamed, the JSON
-last, so a crash while saving leaves the previous checkpoint usable.
+last, so a crash while saving leaves the previous checkpoint usable. Loading treats both files
+as untrusted: a missing, truncated, edited or mismatched one is one :class:`TrainingError` line
+naming it, never a traceback, and never a half-restored run.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 import torch
 
 from ..atomic import atomic_output
+from ..card import printable
 from ..errors import TrainingError
 from ..weights import tensors_sha256
 
@@ -82,20 +85,89 @@ def load_checkpoint(
     scaler: torch.amp.GradScaler | None = None,
 ) -> tuple[TrainState, dict[str, Any]]:
     """Restore model, optimizer, scaler and random state in place; return the position and the saved settings."""
-    from safetensors.torch import load_file
-
     meta_path = folder / CHECKPOINT_JSON
     if not meta_path.is_file():
         raise TrainingError("has no checkpoint to resume from", path=folder, hint="start without --resume")
-    meta = json.loads(meta_path.read_text())
-    tensors = load_file(str(folder / CHECKPOINT_TENSORS))
+    meta = _read_meta(meta_path)
+    tensors = _read_tensors(folder / CHECKPOINT_TENSORS)
     if tensors_sha256(tensors) != meta["sha256"]:
         raise TrainingError("checkpoint tensors do not match its JSON (saved at different times)", path=folder)
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_state, strict=True)
     except RuntimeError as exc:
-        raise TrainingError(f"checkpoint does not fit this network ({str(exc).splitlines()[0]})", path=folder) from exc
+        first = printable(str(exc).splitlines()[0])
+        raise TrainingError(f"checkpoint does not fit this network ({first})", path=folder) from exc
+    try:
+        _restore_rest(meta, tensors, optimizer, scaler)
+        return _train_state(meta["state"]), meta["settings"]
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as exc:
+        reason = printable(str(exc).splitlines()[0][:200]) if str(exc) else "malformed entry"
+        raise TrainingError(
+            f"checkpoint cannot be restored ({type(exc).__name__}: {reason})", path=folder, hint=_HINT
+        ) from exc
+
+
+def _train_state(data: dict[str, Any]) -> TrainState:
+    """The saved position; a TypeError unless its counters are whole numbers and its best score a number."""
+    state = TrainState(**data)
+    counters = [state.epoch, state.batch, state.step] + ([] if state.best_epoch is None else [state.best_epoch])
+    if not all(type(v) is int and v >= 0 for v in counters) or type(state.best) not in (int, float, type(None)):
+        raise TypeError("the saved position is not whole-number counters and a score")
+    return state
+
+
+_HINT = "restore the run folder from a backup, or start the run again with --overwrite"
+
+# The JSON's entries and the types they must have (lookahead_steps and scaler may be null).
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "state": (dict,),
+    "settings": (dict,),
+    "param_groups": (list,),
+    "lookahead_steps": (int, type(None)),
+    "scaler": (dict, type(None)),
+    "sha256": (str,),
+}
+
+
+def _read_meta(path: Path) -> dict[str, Any]:
+    """The checkpoint's JSON, its entries of the types :func:`save_checkpoint` writes."""
+    try:
+        meta = json.loads(path.read_text())
+    except OSError as exc:
+        raise TrainingError(f"cannot read the checkpoint ({exc.strerror or exc})", path=path) from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise TrainingError("checkpoint is not valid JSON (damaged or edited)", path=path, hint=_HINT) from exc
+    if not isinstance(meta, dict):
+        raise TrainingError("checkpoint is not a JSON object (damaged or edited)", path=path, hint=_HINT)
+    wrong = [key for key, types in _META_TYPES.items() if not isinstance(meta.get(key, ...), types)]
+    if wrong:
+        raise TrainingError(f"checkpoint lacks or mistypes {wrong} (damaged or edited)", path=path, hint=_HINT)
+    return meta
+
+
+def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The checkpoint's tensors; a missing or damaged file is a :class:`TrainingError` naming it."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not path.is_file():
+        raise TrainingError("checkpoint tensors are missing", path=path, hint=_HINT)
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise TrainingError(
+            f"checkpoint tensors cannot be read ({printable(str(exc))})", path=path, hint=_HINT
+        ) from exc
+
+
+def _restore_rest(
+    meta: dict[str, Any],
+    tensors: dict[str, torch.Tensor],
+    optimizer: Any,  # noqa: ANN401
+    scaler: torch.amp.GradScaler | None,
+) -> None:
+    """Optimizer, scaler and random state from a checked checkpoint (malformed entries raise builtins)."""
     inner_state: dict[int, dict[str, torch.Tensor]] = {}
     for key, value in tensors.items():
         if key.startswith("opt."):
@@ -112,4 +184,3 @@ def load_checkpoint(
     torch.set_rng_state(tensors["rng.torch"])
     if "rng.cuda" in tensors and torch.cuda.is_available():
         torch.cuda.set_rng_state(tensors["rng.cuda"])
-    return TrainState(**meta["state"]), meta["settings"]

@@ -5,11 +5,17 @@ raster without names), while models name them as their data set did (UAVid has
 ``moving_car`` and ``static_car``, ISPRS ``building`` and ``car``). :func:`class_kind` bridges
 the two, so the default (every building and car class) and ``--classes car`` mean the same
 on every model's output.
+
+Class names come from files (a card's classes, ``--classes roof=1``) and may be anything,
+while a GeoPackage layer is an SQLite table beside the format's own: :func:`layer_names`
+turns each class into a layer name GDAL and other readers accept, and the features keep
+the original name in their ``class`` attribute.
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,7 +23,14 @@ from typing import Any
 from ..conventions import CLASS_NAMES_TAG
 from ..errors import AerialsegError
 
-__all__ = ["class_kind", "class_names", "resolve_classes"]
+__all__ = ["class_kind", "class_names", "resolve_classes", "layer_names", "MAX_LAYER_NAME"]
+
+MAX_LAYER_NAME = 63
+"""Longest layer name written (PostgreSQL's identifier limit, so a GeoPackage's layers can be imported there)."""
+
+# GeoPackage refuses layers named gpkg*, SQLite tables named sqlite_*, and rtree_<layer>_<column>
+# names the spatial index of another layer.
+_RESERVED_PREFIXES = ("gpkg", "sqlite_", "rtree_")
 
 
 def class_kind(name: str) -> str | None:
@@ -91,3 +104,29 @@ def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, pa
     if len({i for i, _ in unique}) != len(unique):
         raise AerialsegError("a class id is requested under two names", path=path)
     return unique
+
+
+def layer_names(classes: Sequence[tuple[int, str]]) -> dict[int, str]:
+    """A safe, distinct layer name for each ``(class id, class name)``, by class id.
+
+    Control characters and path separators become ``_``; an empty name becomes
+    ``class_<id>``; a reserved prefix (``gpkg``, ``sqlite_``, ``rtree_``) gets ``class_`` in
+    front; names are cut to :data:`MAX_LAYER_NAME` characters; a name equal to an earlier
+    one, ignoring case as SQLite does, gets ``_<id>`` appended. Ordinary names stay as they are.
+    """
+    layers: dict[int, str] = {}
+    taken: set[str] = set()
+    for class_id, name in classes:
+        text = "".join("_" if c in "/\\" or unicodedata.category(c).startswith("C") else c for c in name).strip()
+        text = text or f"class_{class_id}"
+        if text.lower().startswith(_RESERVED_PREFIXES):
+            text = f"class_{text}"
+        layer = text[:MAX_LAYER_NAME]
+        suffix = 0
+        while layer.lower() in taken:
+            tail = f"_{class_id}" + (f"_{suffix}" if suffix else "")
+            layer = text[: MAX_LAYER_NAME - len(tail)] + tail
+            suffix += 1
+        taken.add(layer.lower())
+        layers[class_id] = layer
+    return layers

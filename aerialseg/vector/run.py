@@ -3,7 +3,9 @@
 Every refusal comes before any work (output format, existing output, options, class
 raster, classes, CRS, confidence raster); then regions stream from the strips into the
 writer, so memory stays one strip plus the open regions and a batch of rows, and the
-output appears only when complete (:func:`~aerialseg.atomic.atomic_output`).
+output appears only when complete (:func:`~aerialseg.atomic.atomic_output`). A class id
+the raster's class names do not cover is found only while streaming; it stops the run
+and nothing is written, since dropping those pixels would leave objects out of the map.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,13 +22,14 @@ from typing import Any
 import numpy as np
 
 from ..atomic import atomic_output, check_output
+from ..conventions import NODATA_CLASS
 from ..errors import InputRasterError
 from ..raster import open_raster
-from .classes import class_names, resolve_classes
+from .classes import class_names, layer_names, resolve_classes
 from .features import columns, feature
 from .frame import Frame
-from .regions import iter_regions
-from .settings import VectorizeOptions, check_car_geometry, cleanup_for
+from .regions import Strip, iter_regions
+from .settings import VectorizeOptions, check_car_geometry, check_sizes, cleanup_for
 from .shapes import Cleanup
 from .strips import open_confidence, read_strips, reporting, strip_height
 from .writer import VectorWriter, format_for
@@ -38,7 +41,7 @@ _DEFAULT_OPTIONS = VectorizeOptions()
 
 @dataclass(frozen=True)
 class VectorizeResult:
-    """Objects written per layer, and the time taken."""
+    """Objects written per layer (keyed by layer name: the class name made safe, see ``layer_names``), and the time."""
 
     input: Path
     output: Path
@@ -64,13 +67,16 @@ def vectorize(
     format_for(output)
     check_output(output, options.overwrite)
     check_car_geometry(options)
+    check_sizes(options)
     with ExitStack() as stack:
         dataset = stack.enter_context(open_raster(raster))
         # GDAL's block cache (5 % of RAM by default) would keep every strip read; one row of
         # blocks of both rasters is all that is ever re-read.
         stack.enter_context(rasterio.Env(GDAL_CACHEMAX=64))
         _check_class_raster(dataset, raster)
-        classes = resolve_classes(options.classes, class_names(dataset), raster)
+        names = class_names(dataset)
+        classes = resolve_classes(options.classes, names, raster)
+        layers = layer_names(classes)
         frame = Frame.for_raster(raster, dataset.crs, dataset.transform, dataset.height, dataset.width)
         cleanups = {name: cleanup_for(name, options) for _, name in classes}
         layer_of = dict(classes)
@@ -81,14 +87,16 @@ def vectorize(
             stack.enter_context(confidence_ds)
         metadata = _metadata(raster, classes, cleanups, options.confidence)
         rows_per_strip = strip_height(dataset, options.strip_rows)
-        counts = {name: 0 for _, name in classes}
+        counts = {layer: 0 for layer in layers.values()}
         regions = 0
         with atomic_output(output, options.overwrite) as tmp:
             writer = VectorWriter(tmp, dataset.crs, metadata, tmp.with_name(tmp.stem + ".work.gpkg"), output.stem)
             try:
-                for _, name in classes:
-                    writer.declare(name, columns(name, confidence_ds is not None))
+                for class_id, name in classes:
+                    writer.declare(layers[class_id], columns(name, confidence_ds is not None))
                 strips = read_strips(dataset, confidence_ds, bands, rows_per_strip)
+                if names is not None:
+                    strips = _known_ids(strips, len(names), [i for i, _ in classes], raster, names)
                 if progress:
                     strips = reporting(strips, rows_per_strip, dataset.height, progress)
                 for region in iter_regions(strips, list(layer_of), dataset.height):
@@ -98,8 +106,8 @@ def vectorize(
                         region, name, cleanups[name], frame, dataset.width, dataset.height, confidence_ds is not None
                     )
                     if row is not None:
-                        writer.add(name, row)
-                        counts[name] += 1
+                        writer.add(layers[region.class_id], row)
+                        counts[layers[region.class_id]] += 1
                 writer.close()
             except BaseException:
                 writer.discard()
@@ -115,6 +123,33 @@ def _check_class_raster(dataset: Any, path: Path) -> None:
             path=path,
             hint="vectorize the _classes.tif written by predict",
         )
+
+
+def _known_ids(
+    strips: Iterator[Strip], count: int, requested: list[int], path: Path, names: list[str]
+) -> Iterator[Strip]:
+    """``strips`` unchanged, after checking every data pixel holds one of the ``count`` named class ids.
+
+    Ids the user named explicitly (``--classes roof=9``) count as known; nodata pixels and
+    :data:`NODATA_CLASS` are not class ids.
+    """
+    extra = [i for i in requested if i >= count]
+    for strip in strips:
+        row_off, classes, nodata = strip[0], strip[1][1:-1], strip[2][1:-1]
+        unknown = ((classes < 0) | (classes >= count)) & ~nodata & (classes != NODATA_CLASS)
+        if extra and unknown.any():
+            unknown &= ~np.isin(classes, extra)
+        if unknown.any():
+            rows, cols = np.nonzero(unknown)
+            found = ", ".join(str(v) for v in np.unique(classes[unknown])[:5])
+            raise InputRasterError(
+                f"holds class id {found} (first at row {row_off + rows[0]}, column {cols[0]}) but names only "
+                f"{count} classes, 0..{count - 1} ({', '.join(names)})",
+                path=path,
+                hint="vectorize the class raster written with this model, or name the id, e.g. --classes "
+                f"other={int(classes[rows[0], cols[0]])}",
+            )
+        yield strip
 
 
 def _metadata(

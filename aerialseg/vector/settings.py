@@ -15,7 +15,7 @@ from ..errors import AerialsegError
 from .classes import class_kind
 from .shapes import DEFAULT_CLEANUP, Cleanup
 
-__all__ = ["VectorizeOptions", "STRIP_ROWS", "CAR_GEOMETRIES", "check_car_geometry", "cleanup_for"]
+__all__ = ["VectorizeOptions", "STRIP_ROWS", "CAR_GEOMETRIES", "check_car_geometry", "check_sizes", "cleanup_for"]
 
 STRIP_ROWS = 512
 """Rows of the class raster read and polygonised at once (memory is one strip plus the open regions)."""
@@ -56,6 +56,19 @@ def check_car_geometry(options: VectorizeOptions) -> None:
         raise AerialsegError(
             f"unknown car geometry {options.car_geometry!r}", hint=f"use {' or '.join(CAR_GEOMETRIES)}"
         )
+
+
+def check_sizes(options: VectorizeOptions) -> None:
+    """Refuse a clean-up size or tolerance below 0 or not a number before any work (NaN drops nothing, silently)."""
+    for name, flag, value in (
+        ("min_area_m2", "--min-area", options.min_area_m2),
+        ("fill_holes_m2", "--fill-holes", options.fill_holes_m2),
+        ("simplify", "--simplify", options.simplify),
+    ):
+        if value is not None and not value >= 0:
+            raise AerialsegError(f"{name} ({flag}) is {value}", hint="give 0 or more")
+    if options.simplify_unit not in ("px", "m"):
+        raise AerialsegError(f"unknown simplify unit {options.simplify_unit!r}", hint="use px or m")
 
 
 def cleanup_for(name: str, options: VectorizeOptions) -> Cleanup:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
 
 from aerialseg.card import ModelCard
+from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 from aerialseg.data.classes import DATASETS
+from aerialseg.hardware import Hardware
 from aerialseg.models import create_model
 from aerialseg.weights import save_weights
 
@@ -185,3 +190,127 @@ def test_weights_import_from_a_geoseg_style_checkpoint(cli, tmp_path):
     assert code == 0 and "bands NIR-R-G" in out and out_file.exists()
     code, _, err = cli(argv)
     assert code == 1 and len(err.splitlines()) == 1 and "--overwrite" in err
+
+
+NEON = str(SAMPLE_ORTHOPHOTO)
+SAMPLE = "manet-r18-potsdam-sample"  # tiles 512, overlap 64
+GPUS = Hardware("test CPU", 2, frozenset(), ("GPU A", "GPU B"))
+NO_GPU = Hardware("test CPU", 2, frozenset())
+
+
+@pytest.fixture
+def no_work(monkeypatch):
+    """Any start of a command's work (engine, network, inputs, doctor, eval, vectorize) fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("work started")
+
+    for target in (
+        "aerialseg.runners.RunnerSpec.resolve",
+        "aerialseg.runners.RunnerSpec.open",
+        "aerialseg.pipeline.expand_inputs",
+        "aerialseg.pipeline.predict_many",
+        "aerialseg.diagnosis.doctor",
+        "aerialseg.evaluation.evaluate",
+        "aerialseg.cli.vectorize.vectorize",
+    ):
+        monkeypatch.setattr(target, refuse)
+
+
+@pytest.fixture
+def machine(monkeypatch):
+    """``machine(hardware)``: aerialseg sees that machine (read without torch)."""
+    return lambda hardware: monkeypatch.setattr("aerialseg.hardware.detect_hardware", lambda use_torch=False: hardware)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["predict", NEON, "-m", SAMPLE, "--scale", "0"], "'--scale': 0 is not a positive number"),
+        (["predict", NEON, "-m", SAMPLE, "--scale", "-2"], "'--scale': -2 is not a positive number"),
+        (["predict", NEON, "-m", SAMPLE, "--scale", "nan"], "'--scale': nan is not a positive number"),
+        (["predict", NEON, "-m", SAMPLE, "--tile-size", "0"], "'--tile-size'"),
+        (["predict", NEON, "-m", SAMPLE, "--overlap", "600"], "600 is not below the tile size 512 (the model's)"),
+        (["predict", "--tile-size", "256", "--overlap", "256", NEON, "-m", SAMPLE], "'--overlap': overlap 256 is not"),
+        (["predict", NEON, "--tile-size", "64", "-m", SAMPLE], "'--tile-size': overlap 64 (the model's) is not below"),
+        (["predict", NEON, "-m", SAMPLE, "--batch-size", "0"], "'--batch-size'"),
+        (["predict", NEON, "-m", SAMPLE, "--min-agreement", "1.5"], "'--min-agreement'"),
+        (["predict", NEON, "-m", SAMPLE, "--gsd", "nativ"], "'nativ' is not one of 'auto', 'native'"),
+        (["predict", NEON, "-m", SAMPLE, "--vectorize", "building", "--objects-format", "shp"], "'shp' is not one of"),
+        (["predict", NEON, "-m", SAMPLE, "--device", "gpu"], "'gpu' is not a device; use cpu, cuda or cuda:N"),
+        (["predict", NEON, "-m", SAMPLE, "--device", "cuda:x"], "'cuda:x' is not a device"),
+        (["doctor", NEON, "-m", SAMPLE, "--scale", "-1"], "'--scale': -1 is not a positive number"),
+        (["doctor", NEON, "-m", SAMPLE, "--overlap", "512"], "overlap 512 is not below the tile size 512"),
+        (["doctor", NEON, "-m", SAMPLE, "--device", "mps"], "'mps' is not a device"),
+        (["eval", "--data", NEON, "-m", SAMPLE, "--overlap", "700"], "overlap 700 is not below"),
+        (["eval", "--data", NEON, "-m", SAMPLE, "--batch-size", "0"], "'--batch-size'"),
+        (["eval", "--data", NEON, "-m", SAMPLE, "--min-agreement", "-0.1"], "'--min-agreement'"),
+        (["eval", "--data", NEON, "-m", SAMPLE, "--device", "cuda:-1"], "'cuda:-1' is not a device"),
+        (["vectorize", NEON, "-o", "objects.shp"], "objects.shp: '.shp' is no vector format; end it in .fgb"),
+        (["vectorize", NEON, "-o", "objects"], "objects: no suffix is no vector format"),
+        (["vectorize", NEON, "-o", "o.gpkg", "--min-area", "-1"], "'--min-area'"),
+        (["vectorize", NEON, "-o", "o.gpkg", "--simplify", "nanpx"], "give a tolerance like 1px or 0.3m"),
+        (["vectorize", NEON, "-o", "o.gpkg", "--simplify", "-1m"], "give a tolerance like 1px or 0.3m"),
+        (["vectorize", NEON, "-o", "o.gpkg", "--strip-rows", "0"], "'--strip-rows'"),
+    ],
+)
+def test_impossible_options_are_usage_errors_before_any_work(cli, no_work, tmp_path, monkeypatch, argv, message):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli([*argv, *(["-o", "out.tif"] if argv[0] == "predict" else [])])
+    assert code == 2 and out == "", err
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("hardware", "device", "words"),
+    [
+        (NO_GPU, "cuda", ["cuda: no CUDA GPU is available", "--device cpu"]),
+        (NO_GPU, "cuda:0", ["cuda:0: no CUDA GPU is available", "--device cpu"]),
+        (GPUS, "cuda:2", ["cuda:2: this machine has 2 CUDA GPUs (cuda:0 to cuda:1)", "or cpu"]),
+        (replace(GPUS, cuda_devices=("GPU A",)), "cuda:3", ["cuda:3: this machine has 1 CUDA GPU (cuda:0)"]),
+    ],
+)
+@pytest.mark.parametrize("command", ["predict", "doctor", "eval"])
+def test_a_device_this_machine_lacks_is_named_with_the_alternative(
+    cli, no_work, machine, hardware, device, words, command
+):
+    machine(hardware)
+    argv = ["eval", "--data", "."] if command == "eval" else [command, NEON]
+    code, _, err = cli([*argv, "-m", SAMPLE, "--device", device])
+    assert code == 2 and len(err.splitlines()) == 1 and "'--device'" in err
+    assert all(word in err for word in words), err
+
+
+def test_a_device_this_machine_has_or_may_have_is_accepted(cli, no_work, machine):
+    for hardware, device in [(GPUS, "cuda:1"), (GPUS, "cuda"), (replace(GPUS, cuda_count_known=False), "cuda:7")]:
+        machine(hardware)
+        with pytest.raises(AssertionError, match="work started"):  # past the command line, into the work
+            cli(["predict", NEON, "-m", SAMPLE, "--device", device])
+
+
+def test_a_missing_gpu_is_refused_without_importing_torch(tmp_path):
+    code = (
+        "import sys\n"
+        "from aerialseg.cli.main import main\n"
+        "try:\n"
+        f"    main(['predict', {NEON!r}, '-m', {SAMPLE!r}, '-o', {str(tmp_path / 'o.tif')!r}, '--device', 'cuda:3'])\n"
+        "except SystemExit as e:\n"
+        "    assert e.code == 2, e.code\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    hidden = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # no GPU, on any machine
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=hidden)
+    assert done.returncode == 0, done.stderr
+    assert "cuda:3: no CUDA GPU is available; use --device cpu" in done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_control_characters_in_a_path_reach_the_terminal_escaped(cli, tmp_path, abcnet_weights):
+    name = str(tmp_path / "evil\x1b[2J\nname.tif")
+    Path(name).write_bytes(b"not a raster")  # named explicitly: taken as given, although [ reads as a pattern
+    code, _, err = cli(["predict", name, "-m", str(abcnet_weights), "--backend", "torch", "--precision", "fp32"])
+    assert code == 1
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert "\x1b" not in err and len(errors) == 1
+    assert "evil\\x1b[2J\\nname.tif" in errors[0]

@@ -181,6 +181,8 @@ def test_options_reach_the_outputs_and_the_runner(cli, workdir, rasters, abcnet_
         (["--tta", "rot90"], "'rot90' is not one of 'flip', 'd4'"),
         (["--bands", "4;1;2"], "give 1-based band numbers separated by commas"),
         (["--calibration", "ortho.tif"], "calibrates int8 only; add --precision int8"),
+        (["--cluster", "local:0"], "bad cluster 'local:0'"),
+        (["--cluster", "local", "--split-rows", "0"], "--split-rows"),
     ],
 )
 def test_usage_errors_are_one_line_with_exit_code_2(cli, workdir, rasters, abcnet_weights, extra, message):
@@ -217,3 +219,40 @@ def test_extra_outputs_from_the_command_line(cli, workdir, rasters, abcnet_weigh
         "neon_osbs_029_classes_probabilities.tif",
         "neon_osbs_029_classes_uncertainty.tif",
     ]
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["keep", "overwrite"])
+def test_the_input_as_output_is_refused_without_inviting_overwrite(cli, workdir, rasters, opened, overwrite):
+    ortho = workdir / "ortho.tif"
+    shutil.copyfile(rasters["striped"], ortho)
+    before = ortho.read_bytes()
+    code, _, err = cli(["predict", str(ortho), "-m", "model", "-o", str(ortho), *overwrite, "--json"])
+    line = only_line(err)
+    assert code == 1 and f"this output is the input {ortho}" in line and "--overwrite" not in line
+    assert "choose another -o or --out-dir" in line and ortho.read_bytes() == before
+    assert sorted(p.name for p in workdir.iterdir()) == ["ortho.tif", "out"]
+
+
+def test_an_unexpected_error_fails_its_file_only(cli, workdir, rasters, context_runner, monkeypatch):
+    class BrokenOnTheSecondFile(context_runner):
+        def __call__(self, batch):
+            if self.tiles >= 16:  # the striped sample is 16 tiles of 128 pixels (overlap 32)
+                raise RuntimeError("CUDA error: device-side assert triggered\nmore GPU detail")
+            return super().__call__(batch)
+
+    monkeypatch.setattr(RunnerSpec, "open", lambda spec, choice=None: BrokenOnTheSecondFile())
+    argv = ["predict", str(rasters["striped"]), str(rasters["nodata"]), "-m", "model", "--out-dir"]
+    code, out, err = cli([*argv, str(workdir / "out"), "--json"])
+    assert code == 1 and [r["status"] for r in json.loads(out)] == ["ok", "failed"]
+    line = only_line(err)
+    assert "RGB.byte.tif: unexpected error (RuntimeError: CUDA error: device-side assert triggered)" in line
+    assert "rerun with -v for the traceback" in line
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["neon_osbs_029_classes.tif"]
+
+
+def test_a_vectorize_class_the_model_lacks_is_refused_before_any_file(cli, workdir, rasters, opened):
+    argv = ["predict", str(rasters["striped"]), str(rasters["nodata"]), "-m", "model", "--out-dir"]
+    code, _, err = cli([*argv, str(workdir / "out"), "--vectorize", "building,bilding", "--json"])
+    line = only_line(err)
+    assert code == 1 and "--vectorize, for this model: no class 'bilding'" in line and "1=building" in line
+    assert list((workdir / "out").iterdir()) == []

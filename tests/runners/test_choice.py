@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
+from dataclasses import replace
+from types import SimpleNamespace
+
 import pytest
 
 from aerialseg.errors import AerialsegError, MissingDependencyError
-from aerialseg.hardware import Hardware
-from aerialseg.runners.choice import PrecisionUnavailableError, choose_engine
+from aerialseg.hardware import Hardware, detect_hardware
+from aerialseg.runners.choice import DeviceUnavailableError, PrecisionUnavailableError, choose_engine, device_problem
 
 ZEN4 = Hardware("AMD EPYC 9R14", 2, frozenset({"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}))
 SKYLAKE = Hardware("Intel Xeon Platinum 8175M", 2, frozenset({"avx2", "avx512f", "avx512bw"}))
@@ -62,7 +66,9 @@ def test_reasons_say_why():
         (ZEN4, "torch", "int8", None, True, PrecisionUnavailableError, ["int8 runs on ONNX Runtime", "--backend onnx"]),
         (ZEN4, "auto", "int8", None, False, MissingDependencyError, ["aerialseg[cpu]", "--precision fp32"]),
         (ZEN4, "onnx", "auto", None, False, MissingDependencyError, ["aerialseg[cpu]"]),
-        (ZEN4, "auto", "auto", "cuda", True, PrecisionUnavailableError, ["no CUDA GPU", "--device cpu"]),
+        (ZEN4, "auto", "auto", "cuda", True, DeviceUnavailableError, ["no CUDA GPU", "--device cpu"]),
+        (GPU, "auto", "auto", "cuda:1", True, DeviceUnavailableError, ["cuda:1: this machine has 1 CUDA GPU"]),
+        (GPU, "auto", "auto", "gpu", True, DeviceUnavailableError, ["'gpu' is not a device", "cuda:N"]),
         (GPU, "onnx", "bf16", None, True, PrecisionUnavailableError, ["bf16 runs on PyTorch"]),
     ],
 )
@@ -87,3 +93,61 @@ def test_unknown_names_are_refused():
         choose_engine("tensorrt", "auto", None, ZEN4, onnxruntime=True)
     with pytest.raises(AerialsegError, match="choose one of auto, fp32"):
         choose_engine("auto", "half", None, ZEN4, onnxruntime=True)
+
+
+def test_devices_are_cpu_cuda_or_a_gpu_this_machine_has():
+    two = replace(GPU, cuda_devices=("NVIDIA H200", "NVIDIA H200"))
+    assert [device_problem(d, two) for d in ("cpu", "cuda", "cuda:0", "cuda:1")] == [None] * 4
+    assert "this machine has 2 CUDA GPUs (cuda:0 to cuda:1)" in device_problem("cuda:2", two)
+    assert device_problem("cuda:5", replace(two, cuda_count_known=False)) is None  # torch will say
+    assert "no CUDA GPU is available; use --device cpu" in device_problem("cuda:0", ZEN4)
+    for typo in ("gpu", "cuda0", "cuda:", "cuda:-1", "CPU", "cpu:0", " cuda", "mps"):
+        assert "is not a device" in device_problem(typo, two), typo
+
+
+@pytest.fixture
+def nvidia(tmp_path, monkeypatch):
+    """``nvidia(*models)``: a torch built with CUDA and a driver listing these GPUs, seen without torch."""
+    torch_folder = tmp_path / "torch"
+    torch_folder.mkdir()
+    (torch_folder / "version.py").write_text("cuda = '12.4'\n")
+    find_spec = importlib.util.find_spec
+    fake_torch = SimpleNamespace(submodule_search_locations=[str(torch_folder)])
+    monkeypatch.setattr(
+        "importlib.util.find_spec", lambda name, *a: fake_torch if name == "torch" else find_spec(name, *a)
+    )
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+
+    def gpus(*models):
+        proc = tmp_path / "proc"
+        (proc / "version").parent.mkdir(parents=True, exist_ok=True)
+        (proc / "version").write_text("NVRM version: 580.159.03\n")
+        for bus, model in enumerate(models):
+            folder = proc / "gpus" / f"0000:{bus + 1:02x}:00.0"
+            folder.mkdir(parents=True)
+            (folder / "information").write_text(f"Model: \t\t {model}\nIRQ:   \t\t 42\n")
+        monkeypatch.setattr("aerialseg.hardware._NVIDIA_PROC", proc)
+        detect_hardware.cache_clear()
+        return detect_hardware()
+
+    yield gpus
+    detect_hardware.cache_clear()
+
+
+def test_the_gpus_the_driver_lists_are_counted_without_torch(nvidia, monkeypatch):
+    hardware = nvidia("NVIDIA H200", "NVIDIA A100-SXM4-80GB")
+    assert hardware.cuda_devices == ("NVIDIA H200", "NVIDIA A100-SXM4-80GB") and hardware.cuda_count_known
+    assert "cuda:3: this machine has 2 CUDA GPUs" in device_problem("cuda:3", hardware)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,7")  # CUDA stops at the first index naming no GPU
+    detect_hardware.cache_clear()
+    assert detect_hardware().cuda_devices == ("NVIDIA A100-SXM4-80GB",)
+    assert "this machine has 1 CUDA GPU (cuda:0)" in device_problem("cuda:1", detect_hardware())
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-8c8e3c5e-0000")  # by UUID: left to torch to count
+    detect_hardware.cache_clear()
+    assert detect_hardware().cuda and not detect_hardware().cuda_count_known
+
+
+def test_a_driver_without_a_gpu_list_leaves_the_count_to_torch(nvidia):
+    hardware = nvidia()
+    assert hardware.cuda and not hardware.cuda_count_known
+    assert device_problem("cuda:3", hardware) is None

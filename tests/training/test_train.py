@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 import torch
 
 from aerialseg.errors import OutputExistsError, TrainingError
-from aerialseg.training.checkpoint import CHECKPOINT_TENSORS
+from aerialseg.training.checkpoint import CHECKPOINT_JSON, CHECKPOINT_TENSORS
 from aerialseg.training.loop import TrainOptions, train
 from aerialseg.weights import load_model, read_card, read_weights
 
@@ -145,3 +146,48 @@ def test_several_training_splits(potsdam_prepared, tmp_path):
     # train (12 patches) + val (4) in batches of 4: 4 steps per epoch
     result = train(options(potsdam_prepared, tmp_path / "run", epochs=1, train_split="train,val"))
     assert result.steps == 4
+
+
+@pytest.fixture(scope="module")
+def stopped_run(potsdam_prepared, tmp_path_factory):
+    """A run folder holding the checkpoint of a run stopped after one step."""
+    out = tmp_path_factory.mktemp("stopped") / "run"
+    train(options(potsdam_prepared, out, max_steps=1))
+    return out
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-5000])
+
+
+def _json_edit(change):
+    def edit(path: Path) -> None:
+        import json
+
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    "damaged, damage, words",
+    [
+        (CHECKPOINT_TENSORS, _truncate, "checkpoint tensors cannot be read"),
+        (CHECKPOINT_TENSORS, Path.unlink, "checkpoint tensors are missing"),
+        (CHECKPOINT_JSON, lambda p: p.write_text("{ not json"), "checkpoint is not valid JSON"),
+        (CHECKPOINT_JSON, _json_edit(lambda m: m | {"sha256": 5}), "checkpoint lacks or mistypes ['sha256']"),
+        (CHECKPOINT_JSON, _json_edit(lambda m: m | {"state": {"epoch": "x"}}), "checkpoint cannot be restored"),
+        (CHECKPOINT_JSON, _json_edit(lambda m: m | {"param_groups": []}), "checkpoint cannot be restored"),
+    ],
+)
+def test_resuming_from_a_damaged_checkpoint_is_one_line_naming_the_file(
+    potsdam_prepared, stopped_run, tmp_path, cli, damaged, damage, words
+):
+    out = tmp_path / "run"
+    shutil.copytree(stopped_run, out)
+    damage(out / damaged)
+    argv = ["train", "--data", str(potsdam_prepared.folder), "--out", str(out), "--arch", "manet"]
+    code, _, err = cli([*argv, "--backbone", "resnet18", "--batch-size", "4", "--crop", "96", "--resume"])
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 1 and len(lines) == 1 and lines[0].startswith(f"error: {out}"), err
+    assert words in lines[0], lines[0]

@@ -357,3 +357,44 @@ def test_confidence_attributes_and_refusals(tmp_path):
     with pytest.raises(InputRasterError, match="junk.tif: cannot open as a raster"):
         vectorize(path, tmp_path / "x.gpkg", VectorizeOptions(confidence=tmp_path / "junk.tif"))
     assert not (tmp_path / "x.gpkg").exists()
+
+
+def _spacenet_ids(spacenet_classes, ids):
+    """The SpaceNet footprints rasterised with footprint i as class ids[i % len(ids)] (0 elsewhere)."""
+    _, labels, _, _ = spacenet_classes
+    with rasterio.open(spacenet_classes[0]) as src:
+        shape, transform, crs = src.shape, src.transform, src.crs
+    pairs = ((g, ids[i % len(ids)]) for i, g in enumerate(labels.geometry))
+    return rasterize(pairs, out_shape=shape, transform=transform, fill=0, dtype="uint8"), transform, crs
+
+
+def test_class_names_become_safe_distinct_layer_names(spacenet_classes, tmp_path):
+    names = ["background", "gpkg_contents", "sheds/garages", "Building", "building", "roof\nwall " + "x" * 80]
+    array, transform, crs = _spacenet_ids(spacenet_classes, [1, 2, 3, 4, 5])
+    path = _write_classes(tmp_path / "named.tif", array, names, crs=crs, transform=transform)
+    options = VectorizeOptions(classes=("1", "2", "3", "4", "5"), **EXACT)
+    result = vectorize(path, tmp_path / "o.gpkg", options)
+    layers = ["class_gpkg_contents", "sheds_garages", "Building", "building_4", ("roof_wall " + "x" * 80)[:63]]
+    assert pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0].tolist() == layers
+    with rasterio.open(path) as src:
+        pieces = {v: 0 for v in range(1, 6)}
+        for _, value in shapes(array, mask=array > 0, transform=src.transform):
+            pieces[int(value)] += 1
+    assert result.counts == {layer: pieces[class_id] for class_id, layer in enumerate(layers, start=1)}
+    for class_id, layer in enumerate(layers, start=1):
+        frame = gpd.read_file(tmp_path / "o.gpkg", layer=layer)
+        assert set(frame["class"]) == {names[class_id]} and set(frame["class_id"]) == {class_id}
+    parquet = gpd.read_parquet(vectorize(path, tmp_path / "o.parquet", options).output)
+    assert set(parquet["class"]) == set(names[1:])
+
+
+def test_class_ids_beyond_the_class_names_are_an_error(spacenet_classes, tmp_path):
+    names = ["imp", "building", "low", "tree", "car", "clutter"]
+    array, transform, crs = _spacenet_ids(spacenet_classes, [1, 1, 9])  # every third footprint: class id 9
+    array[:20, :20] = NODATA_CLASS  # nodata is no class id
+    path = _write_classes(tmp_path / "c.tif", array, names, crs=crs, transform=transform)
+    with pytest.raises(InputRasterError, match=r"c\.tif: holds class id 9 .* names only 6 classes, 0\.\.5"):
+        vectorize(path, tmp_path / "o.gpkg", VectorizeOptions(strip_rows=64))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]
+    named = vectorize(path, tmp_path / "o.gpkg", VectorizeOptions(classes=("building", "other=9"), **EXACT))
+    assert named.counts["other"] == int((np.arange(43) % 3 == 2).sum())
