@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ..atomic import atomic_output
 from ..evaluation import EvalOptions
 from ..options import TilingOptions
 from ..runners import RunnerSpec
@@ -83,10 +84,13 @@ def evaluate_command(
         tiling=TilingOptions(tile_size, overlap, blend, batch_size),
         save_maps=save_maps,
     )
+    if markdown_path:
+        _check_table_path(markdown_path, [Path(model), data])
     with console.ItemProgress(f"eval {split}", enabled=None if not json_output else False) as progress:
         result: dict[str, Any] = evaluate(options, progress=progress).to_dict()
     if markdown_path:
-        markdown_path.write_text(markdown(result))
+        with atomic_output(markdown_path, overwrite=True) as tmp:  # replaces a link itself, never its target
+            tmp.write_text(markdown(result))
     if json_output:
         console.print_json(result)
         return
@@ -112,3 +116,14 @@ def evaluate_command(
         [(n, *row) for n, row in zip(names, result["confusion_matrix"], strict=True)],
         right=names,
     )
+
+
+def _check_table_path(path: Path, inputs: list[Path]) -> None:
+    """Refuse a ``--markdown`` path that is the weights file or lies in the dataset folder (an input)."""
+    target = path.resolve()
+    for item in inputs:
+        if not item.exists():
+            continue
+        if item.is_dir() and target.is_relative_to(item.resolve()) or path.exists() and path.samefile(item):
+            console.error(f"--markdown {path}: this is an input ({item}); choose another file")
+            raise typer.Exit(2)

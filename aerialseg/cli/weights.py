@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ..conventions import NODATA_CLASS
 from . import console
 from .options import Arch, Backbone, Half, JsonOutput, Overwrite, TrustPickle
 
@@ -20,7 +21,8 @@ def import_command(
     arch: Arch,
     backbone: Backbone = None,
     num_classes: Annotated[
-        int | None, typer.Option(help="Number of classes (default: read from the checkpoint).")
+        int | None,
+        typer.Option(min=1, max=NODATA_CLASS - 1, help="Number of classes (default: read from the checkpoint)."),
     ] = None,
     dataset: Annotated[
         str | None, typer.Option(help="vaihingen, potsdam or uavid: fills classes, bands and GSD.")

@@ -505,16 +505,22 @@ def _invoke(argv: list[str]) -> Outcome:
     previous = signal.signal(signal.SIGALRM, _watchdog)
     signal.alarm(WATCHDOG_S)
     try:
-        with _memory_cap(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main(argv)
+        try:
+            with _memory_cap(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+                main(argv)
+        finally:  # from here on a late alarm must not interrupt the bookkeeping
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGALRM})
+            signal.alarm(0)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else -1)
         return Outcome(code, out.getvalue(), err.getvalue())
     except BaseException:  # the crash itself is the finding
         return Outcome(None, out.getvalue(), err.getvalue(), traceback.format_exc())
     finally:
-        signal.alarm(0)
+        if signal.SIGALRM in signal.sigpending():
+            signal.sigwait({signal.SIGALRM})  # drop an alarm that fired as the command ended
         signal.signal(signal.SIGALRM, previous)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
     return Outcome(0, out.getvalue(), err.getvalue())
 
 
