@@ -1,4 +1,7 @@
-"""Write-then-rename, so a crash, a full disk or Ctrl-C never leaves a half file posing as output.
+"""Safe outputs: never an input, and written then renamed so no half file poses as output.
+
+:class:`InputFiles` recognises a command's inputs (rasters, the weights file, a checkpoint)
+under any spelling, so no output may replace one even with ``--overwrite``.
 
 The temporary file lives in the destination's folder (same filesystem, so the final
 ``os.replace`` is atomic) and keeps the destination's suffix (GDAL and ONNX tools pick
@@ -9,18 +12,22 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import AerialsegError, OutputExistsError, OutputWriteError
 
-__all__ = ["atomic_output", "check_output"]
+__all__ = ["atomic_output", "check_output", "InputFiles", "name_key"]
 
 
-def check_output(dest: str | os.PathLike[str], overwrite: bool) -> Path:
-    """Refuse before any work: an existing output without ``overwrite``, or a folder we cannot write."""
+def check_output(dest: str | os.PathLike[str], overwrite: bool, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
+    """Refuse before any work: an input, an existing output without ``overwrite``, an unwritable folder.
+
+    ``inputs`` (the files the command reads) are refused whatever ``overwrite`` says.
+    """
     path = Path(dest)
+    InputFiles(Path(item) for item in inputs).refuse(path)
     if path.exists() and not overwrite:
         raise OutputExistsError("output exists", path=path, hint="pass --overwrite to replace it")
     if path.is_dir():
@@ -31,6 +38,59 @@ def check_output(dest: str | os.PathLike[str], overwrite: bool) -> Path:
     if not os.access(folder, os.W_OK):
         raise OutputWriteError("output folder is not writable", path=path, hint="choose another folder")
     return path
+
+
+def name_key(path: Path) -> str:
+    """A path with links, ``..`` and (on a case-insensitive system) case resolved, for comparing spellings."""
+    return os.path.normcase(os.path.realpath(path))
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """Device and inode of the file ``path`` leads to (through links), or None when there is none."""
+    try:
+        stat = path.stat()
+    except (OSError, ValueError):
+        return None
+    return stat.st_dev, stat.st_ino
+
+
+class InputFiles:
+    """The inputs of a batch, recognised under any spelling: ``..``, a symbolic or hard link, another case.
+
+    An existing file is the same file when device and inode agree (as :func:`os.path.samefile`
+    decides); a path that does not exist is compared by its resolved, case-normalised name.
+    """
+
+    def __init__(self, paths: Iterable[Path]):
+        self._by_id: dict[tuple[int, int], Path] = {}
+        self._by_name: dict[str, Path] = {}
+        for path in paths:
+            file_id = _file_id(path)
+            if file_id is not None:
+                self._by_id.setdefault(file_id, path)
+            self._by_name.setdefault(name_key(path), path)
+
+    def find(self, path: Path) -> Path | None:
+        """The input ``path`` is (as the batch spells it), or None."""
+        file_id = _file_id(path)
+        if file_id is not None and file_id in self._by_id:
+            return self._by_id[file_id]
+        return self._by_name.get(name_key(path))
+
+    def refuse(self, path: Path, role: str = "output", hint: str = "choose another output name") -> None:
+        """Raise :class:`OutputWriteError` when ``path`` is one of the inputs, whatever ``--overwrite`` says."""
+        source = self.find(path)
+        if source is not None:
+            raise OutputWriteError(
+                f"this {role} is the input {source}; writing it would destroy the input",
+                path=path,
+                hint=hint,
+            )
+
+    def inside(self, folder: Path) -> Path | None:
+        """An input within ``folder`` (a folder about to be emptied), or None."""
+        prefix = name_key(folder) + os.sep
+        return next((path for key, path in self._by_name.items() if key.startswith(prefix)), None)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .atomic import check_output
+from .atomic import InputFiles, check_output, name_key
 from .card import ModelCard
 from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import scratch_paths
@@ -139,15 +139,8 @@ class OutputSet:
     def refuse_inputs(self, inputs: InputFiles) -> None:
         """Refuse, whatever ``overwrite`` says, an output or scratch file that is one of ``inputs``."""
         for path in self.written:
-            source = inputs.find(path)
-            if source is None:
-                continue
             role = "output" if path in self.products else "scratch file of the output"
-            raise OutputWriteError(
-                f"this {role} is the input {source}; writing it would destroy the input",
-                path=path,
-                hint="choose another -o or --out-dir",
-            )
+            inputs.refuse(path, role, hint="choose another -o or --out-dir")
 
     def check(self, overwrite: bool) -> None:
         """Refuse before any work: an existing output (without ``overwrite``), one that cannot be written.
@@ -163,61 +156,19 @@ class OutputSet:
             format_for(check_output(self.objects, overwrite))
 
 
-def _name_key(path: Path) -> str:
-    """A path with links, ``..`` and (on a case-insensitive system) case resolved, for comparing spellings."""
-    return os.path.normcase(os.path.realpath(path))
-
-
-def _file_id(path: Path) -> tuple[int, int] | None:
-    """Device and inode of the file ``path`` leads to (through links), or None when there is none."""
-    try:
-        stat = path.stat()
-    except (OSError, ValueError):
-        return None
-    return stat.st_dev, stat.st_ino
-
-
-class InputFiles:
-    """The inputs of a batch, recognised under any spelling: ``..``, a symbolic or hard link, another case.
-
-    An existing file is the same file when device and inode agree (as :func:`os.path.samefile`
-    decides); a path that does not exist is compared by its resolved, case-normalised name.
-    """
-
-    def __init__(self, paths: Iterable[Path]):
-        self._by_id: dict[tuple[int, int], Path] = {}
-        self._by_name: dict[str, Path] = {}
-        for path in paths:
-            file_id = _file_id(path)
-            if file_id is not None:
-                self._by_id.setdefault(file_id, path)
-            self._by_name.setdefault(_name_key(path), path)
-
-    def find(self, path: Path) -> Path | None:
-        """The input ``path`` is (as the batch spells it), or None."""
-        file_id = _file_id(path)
-        if file_id is not None and file_id in self._by_id:
-            return self._by_id[file_id]
-        return self._by_name.get(_name_key(path))
-
-    def inside(self, folder: Path) -> Path | None:
-        """An input within ``folder`` (a folder about to be emptied), or None."""
-        prefix = _name_key(folder) + os.sep
-        return next((path for key, path in self._by_name.items() if key.startswith(prefix)), None)
-
-
 class Batch:
     """The inputs of one batch with their class rasters, and the checks that span the whole batch.
 
     Outputs are checked against every input, not only their own, and against the outputs of
     the inputs started before them: one file's map must neither replace another input before
-    it is read nor replace another file's map.
+    it is read nor replace another file's map. ``reads`` are the other files the run reads (the
+    weights, a calibration raster): no output may be one of them either.
     """
 
-    def __init__(self, files: list[tuple[Path, Path]], output: OutputOptions):
+    def __init__(self, files: list[tuple[Path, Path]], output: OutputOptions, reads: Iterable[Path] = ()):
         self.files = files
         self.output = output
-        self.inputs = InputFiles(path for path, _ in files)
+        self.inputs = InputFiles([*(path for path, _ in files), *reads])
         self._claimed: dict[str, Path] = {}
 
     def start_file(self, path: Path, target: Path) -> OutputSet | None:
@@ -232,7 +183,7 @@ class Batch:
         outputs = OutputSet.for_target(target, self.output)
         outputs.refuse_inputs(self.inputs)
         for product in outputs.products:
-            owner = self._claimed.setdefault(_name_key(product), path)
+            owner = self._claimed.setdefault(name_key(product), path)
             if owner != path:
                 raise OutputWriteError(
                     f"is also the output of {owner} in this batch",

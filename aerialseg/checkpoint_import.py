@@ -186,7 +186,7 @@ def import_checkpoint(
     from .models import create_model
     from .weights import save_weights
 
-    check_output(dst, overwrite)
+    check_output(dst, overwrite, [src])
     spec = get_spec(arch, backbone)
     tensors, label = extract_state_dict(read_checkpoint(src, trust_pickle), src)
     found = _infer_num_classes(tensors, spec.arch)

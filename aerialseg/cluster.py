@@ -196,7 +196,7 @@ def predict_on_cluster(
 
     if split_rows < 1:
         raise AerialsegError(f"split_rows {split_rows} is not positive", hint="pass --split-rows 1 or more")
-    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output)
+    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output, spec.files)
     if options.output.vectorize is not None:
         check_settings(options.output, read_card(spec.model_file))
     results: dict[Path, PredictResult] = {}

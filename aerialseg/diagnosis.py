@@ -139,7 +139,11 @@ def doctor(
         _resolution(report, ds, card)
         factor = max(1, int(np.ceil(max(ds.height, ds.width) / 1024)))
         shape = (max(1, ds.height // factor), max(1, ds.width // factor))
-        valid_share = float(valid_pixels(ds, tuple(range(1, ds.count + 1)), out_shape=shape).mean())
+        try:
+            valid_share = float(valid_pixels(ds, tuple(range(1, ds.count + 1)), out_shape=shape).mean())
+        except AerialsegError as exc:  # opens, but its pixels do not decode (truncated, corrupt)
+            report.findings.append(Finding("error", exc.message, "the file is damaged: copy or export it again"))
+            return report
     report.facts["valid pixels"] = f"{valid_share:.1%}"
     reading = options.input
     with warnings.catch_warnings(record=True) as caught:

@@ -18,6 +18,7 @@ __all__ = [
     "OutputExistsError",
     "OutputWriteError",
     "UnknownModelError",
+    "UnknownDatasetError",
     "WeightsError",
     "ExportParityError",
     "MissingDependencyError",
@@ -65,6 +66,10 @@ class OutputWriteError(AerialsegError, OSError):
 
 class UnknownModelError(AerialsegError, LookupError):
     """A model, architecture or backbone name that aerialseg does not know."""
+
+
+class UnknownDatasetError(AerialsegError, ValueError):
+    """A dataset name that aerialseg has no protocol for."""
 
 
 class WeightsError(AerialsegError, ValueError):

@@ -28,7 +28,7 @@ from .data.manifest import Manifest
 from .errors import AerialsegError, DatasetLayoutError
 from .metrics import ConfusionMatrix, Scores
 from .options import InputOptions, OutputOptions, PredictOptions, TilingOptions
-from .raster import open_raster
+from .raster import open_raster, read_bands
 from .runners import Runner, RunnerSpec, describe_precision
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def compare_rasters(prediction: Path, label: Path, matrix: ConfusionMatrix, rows
         for top in range(0, truth.height, rows):
             window = Window(0, top, truth.width, min(rows, truth.height - top))
             try:
-                matrix.update(truth.read(1, window=window), pred.read(1, window=window))
+                matrix.update(read_bands(truth, 1, window=window), read_bands(pred, 1, window=window))
             except ValueError as exc:
                 raise AerialsegError(
                     f"{exc} (nodata in the prediction where the label has a class)", path=label
@@ -116,6 +116,10 @@ def _items(manifest: Manifest, split: str, labels: str, patches: bool) -> tuple[
     kind = "eroded" if eroded else "full"
     if patches:
         pairs = manifest.patch_pairs(split, eroded=eroded)
+        if not pairs:
+            raise DatasetLayoutError(
+                f"split {split!r} has no patches", path=manifest.folder, hint="evaluate its scenes without --patches"
+            )
         return [(image.stem, image, label) for image, label in pairs], kind
     labelled = [(s, label) for s in info.scenes if (label := s.label_eroded if eroded else s.label)]
     if not labelled:
@@ -155,6 +159,8 @@ def evaluate(
         raise AerialsegError(f"model bands {card.bands} differ from the dataset's {manifest.bands}", path=options.data)
     items, kind = _items(manifest, options.split, options.labels, options.patches)
     tiling = options.tiling.resolve(card)
+    if options.save_maps is not None and Path(options.save_maps).exists() and not Path(options.save_maps).is_dir():
+        raise AerialsegError("--save-maps names a file", path=options.save_maps, hint="give a folder for the maps")
     runner = opened or options.runner.open()
     predict_options = PredictOptions(
         tiling=options.tiling,
@@ -184,6 +190,13 @@ def evaluate(
             rows.append({"image": name, "pixels": pixels, "oa": None if np.isnan(oa) else round(float(oa) * 100, 3)})
             if progress:
                 progress(name, done, len(items))
+    if not matrix.matrix.any():
+        raise DatasetLayoutError(
+            f"no pixel of split {options.split!r} has a class label: every label value is the ignore index "
+            f"{manifest.ignore_index} or outside 0..{len(names) - 1}",
+            path=options.data,
+            hint="check the labels, or prepare the dataset again",
+        )
     scores = matrix.scores(names, [c.in_mean for c in manifest.classes])
     return EvalResult(
         dataset=manifest.dataset,

@@ -243,14 +243,14 @@ def export_onnx(
     """
     import onnx
 
-    from .weights import load_model
+    from .weights import load_model, resolve_weights
 
     if output not in ("probabilities", "logits"):
         raise ValueError("output must be 'probabilities' or 'logits'")
     newest = onnx.defs.onnx_opset_version()
     if not MIN_OPSET <= opset <= newest:
         raise AerialsegError(f"opset {opset} is not supported", hint=f"choose {MIN_OPSET}..{newest}")
-    check_output(output_path, overwrite)
+    check_output(output_path, overwrite, [resolve_weights(weights), *([parity_image] if parity_image else [])])
     default_diff, default_agreement = DEFAULT_LIMITS[(fp16, output)]
     limit_diff = default_diff if max_abs_diff is None else max_abs_diff
     limit_agreement = default_agreement if min_agreement is None else min_agreement

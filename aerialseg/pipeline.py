@@ -431,14 +431,18 @@ def predict_many(
     output: str | os.PathLike[str] | None = None,
     progress: Callable[[Progress], None] | None = None,
     on_result: Callable[[PredictResult], None] | None = None,
+    reads: Iterable[str | os.PathLike[str]] = (),
 ) -> list[PredictResult]:
     """Predict every input; any error of one file is its failed row, not raised, and the others go on.
+
+    ``reads`` are the other files the run reads (the weights file, a calibration raster): like
+    the inputs, no output may be one of them, whatever ``overwrite`` says.
 
     Settings the model cannot satisfy stop the batch before any work, and so does a network
     that fails its accuracy gate (every file would); Ctrl-C stops it too.
     ``options.output.skip_finished`` reports an input whose class raster exists as ``skipped``.
     """
-    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output)
+    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output, map(Path, reads))
     check_settings(options.output, runner.card)
     results = []
     for path, target in batch.files:

@@ -4,21 +4,25 @@ Every caller used to catch rasterio's exception types itself and word the messag
 way; :func:`open_raster` names the file, keeps only the first line of GDAL's message and
 raises :class:`~aerialseg.errors.InputRasterError` for reading or
 :class:`~aerialseg.errors.OutputWriteError` for writing, so the command line prints one
-line whatever went wrong. :func:`read_bands` works around a GDAL defect (below);
-:func:`block_cache_mb` sizes GDAL's block cache for streaming one raster.
+line whatever went wrong. Pixels and masks are read through :func:`read_bands` and
+:func:`read_mask`, which do the same for a file that opens but fails to decode (truncated,
+corrupt blocks) and work around a GDAL defect (below); :func:`block_cache_mb` sizes GDAL's
+block cache for streaming one raster.
 """
 
 from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 
 from .errors import InputRasterError, OutputWriteError
 
-__all__ = ["open_raster", "read_bands", "first_line", "block_cache_mb"]
+__all__ = ["open_raster", "read_bands", "read_mask", "first_line", "block_cache_mb"]
 
 
 def first_line(exc: BaseException) -> str:
@@ -56,20 +60,41 @@ def open_raster(  # noqa: ANN401 (returns a rasterio dataset)
         raise OutputWriteError(f"cannot {action} ({first_line(exc)})", path=shown) from exc
 
 
-def read_bands(dataset: Any, indexes: tuple[int, ...] | list[int], **options: Any) -> np.ndarray:  # noqa: ANN401
+@contextmanager
+def _decoding(dataset: Any) -> Iterator[None]:  # noqa: ANN401 (a rasterio dataset)
+    """GDAL's decoding errors (several rasterio types, or OSError) as one InputRasterError naming the file."""
+    try:
+        yield
+    except (MemoryError, InputRasterError):
+        raise
+    except Exception as exc:
+        raise InputRasterError(f"cannot read pixels ({first_line(exc)})", path=dataset.name) from exc
+
+
+def read_bands(dataset: Any, indexes: int | Sequence[int], **options: Any) -> np.ndarray:  # noqa: ANN401
     """``dataset.read(indexes, **options)``, reading a band named twice (``--bands 1,1,1``) only once.
 
     GDAL's multi-threaded decoding (``NUM_THREADS``) returns wrong pixels for the repeated
     entries of a band list such as ``(1, 1, 1)`` on band-interleaved files, and differently
-    from run to run; reading each band once and repeating it in memory is exact.
+    from run to run; reading each band once and repeating it in memory is exact. One band
+    index (an int) gives a 2-D array, as rasterio does.
     """
-    unique = sorted(set(indexes))
-    if len(unique) == len(indexes):
-        return dataset.read(list(indexes), **options)
-    if "out_shape" in options:
-        options = {**options, "out_shape": (len(unique), *options["out_shape"][1:])}
-    data = dataset.read(unique, **options)
-    return data[[unique.index(i) for i in indexes]]
+    with _decoding(dataset):
+        if isinstance(indexes, int):
+            return dataset.read(indexes, **options)
+        unique = sorted(set(indexes))
+        if len(unique) == len(indexes):
+            return dataset.read(list(indexes), **options)
+        if "out_shape" in options:
+            options = {**options, "out_shape": (len(unique), *options["out_shape"][1:])}
+        data = dataset.read(unique, **options)
+        return data[[unique.index(i) for i in indexes]]
+
+
+def read_mask(dataset: Any, band: int | None = None, **options: Any) -> np.ndarray:  # noqa: ANN401
+    """GDAL's validity mask (0: nodata, 255: valid): the dataset's, or ``band``'s own."""
+    with _decoding(dataset):
+        return dataset.dataset_mask(**options) if band is None else dataset.read_masks(band, **options)
 
 
 def block_cache_mb(path: str | os.PathLike[str]) -> int:

@@ -38,7 +38,7 @@ from .card import ModelCard
 from .conventions import CLASS_NAMES_TAG, NODATA_CLASS, PROBABILITY_NODATA, PROBABILITY_SCALE
 from .errors import OutputWriteError
 from .journal import partial_paths
-from .raster import open_raster
+from .raster import open_raster, read_bands
 
 __all__ = [
     "RasterSink",
@@ -315,7 +315,7 @@ def assemble_bands(parts: Sequence[tuple[int, Path]], target: Path, layout: Sink
             with open_raster(part) as src:
                 for row in range(0, src.height, BLOCK):
                     window = Window(0, row, src.width, min(BLOCK, src.height - row))
-                    sink.write(start + row, src.read(window=window))
+                    sink.write(start + row, read_bands(src, range(1, src.count + 1), window=window))
 
 
 def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:

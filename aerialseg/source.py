@@ -41,7 +41,7 @@ import numpy as np
 from .card import ModelCard
 from .errors import AerialsegError, AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
 from .gsd import ModelGrid, model_grid
-from .raster import open_raster, read_bands
+from .raster import open_raster, read_bands, read_mask
 from .tiling import Window
 
 __all__ = ["RasterSource", "resolve_bands", "valid_pixels", "BandAssumptionWarning"]
@@ -119,6 +119,22 @@ def resolve_bands(
     )
 
 
+_FLOAT32_TINY, _FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
+
+
+def scale_problem(scale: float) -> str | None:
+    """Why ``scale`` cannot divide the pixels, or None: it must be a positive float32 number.
+
+    ``nan`` and ``inf`` make every pixel the same; a divisor beyond float32 (1e-50, 1e50)
+    becomes 0 or inf in the float32 arithmetic and gives NaN or 0 pixels, a meaningless map.
+    """
+    if not (np.isfinite(scale) and scale > 0):
+        return f"{scale:g} is not a positive number"
+    if not _FLOAT32_TINY <= scale <= _FLOAT32_MAX:
+        return f"{scale:g} is outside the 32-bit range of a divisor ({_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g})"
+    return None
+
+
 def _floating(dataset: Any, indexes: tuple[int, ...]) -> bool:  # noqa: ANN401 (a rasterio dataset)
     return any(np.dtype(dataset.dtypes[i - 1]).kind == "f" for i in indexes)
 
@@ -129,7 +145,7 @@ def valid_pixels(dataset: Any, indexes: tuple[int, ...], **options: Any) -> np.n
     GDAL's dataset mask, and in floating-point bands finite values in every band of
     ``indexes`` (see the module docstring): what :meth:`RasterSource.read` calls valid.
     """
-    valid = dataset.dataset_mask(**options) > 0
+    valid = read_mask(dataset, **options) > 0
     if _floating(dataset, indexes):
         if "out_shape" in options:
             options = {**options, "out_shape": (len(indexes), *options["out_shape"])}
@@ -206,9 +222,10 @@ class RasterSource:
         dtype = np.dtype(self._dataset.dtypes[self.indexes[0] - 1])
         ones = np.ones((n, 1, 1), np.float32)
         if scale is not None:
-            if not (np.isfinite(scale) and scale > 0):
+            problem = scale_problem(scale)
+            if problem:
                 raise AerialsegError(
-                    f"scale {scale:g} is not a positive number",
+                    f"scale {problem}",
                     path=self.path,
                     hint="pass the divisor that maps the pixels to [0, 1], e.g. --scale 4095 for 12-bit data",
                 )
@@ -260,9 +277,9 @@ class RasterSource:
         rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
         try:
             data = read_bands(self._reader, self.indexes, window=rio_window).astype(np.float32)
-            valid = self._reader.dataset_mask(window=rio_window) > 0
-        except Exception as exc:  # GDAL decoding errors surface as several rasterio types
-            raise InputRasterError(f"cannot read pixels at {window} ({exc})", path=self.path) from exc
+            valid = read_mask(self._reader, window=rio_window) > 0
+        except InputRasterError as exc:  # named after the file, not a warped view of it
+            raise InputRasterError(f"{exc.message} at {window}", path=self.path) from exc
         if self._floating:
             finite = np.isfinite(data)
             valid &= finite.all(axis=0)

@@ -26,7 +26,6 @@ format aerialseg cannot write.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal
 
@@ -94,10 +93,13 @@ __all__ = [
 ]
 
 
-def _positive(value: float | None) -> float | None:
-    """``--scale``: a number above 0 (``nan`` or ``inf`` would make every pixel the same)."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"{value:g} is not a positive number; give the divisor that maps the pixels to [0, 1]")
+def _scale(value: float | None) -> float | None:
+    """``--scale``: a divisor the float32 pixels can take (see :func:`aerialseg.source.scale_problem`)."""
+    from ..source import scale_problem
+
+    problem = None if value is None else scale_problem(value)
+    if problem:
+        raise typer.BadParameter(f"{problem}; give the divisor that maps the pixels to [0, 1]")
     return value
 
 
@@ -215,7 +217,7 @@ BatchSize = Annotated[int, typer.Option(min=1, help="Tiles per forward pass.")]
 Bands = Annotated[str | None, typer.Option(help="Input bands in the model's order, e.g. 4,1,2.")]
 Scale = Annotated[
     float | None,
-    typer.Option(callback=_positive, help="Divisor for non-8-bit input (default: 2-98 percentile stretch)."),
+    typer.Option(callback=_scale, help="Divisor for non-8-bit input (default: 2-98 percentile stretch)."),
 ]
 GSD = Annotated[
     GSDChoice, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")

@@ -154,6 +154,7 @@ def predict_command(
                     output=output,
                     progress=progress,
                     on_result=progress.file_done,
+                    reads=spec.files,
                 )
             description = runner.description
             if (gate := gate_result(runner)) is not None and not json_output:

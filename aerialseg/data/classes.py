@@ -14,6 +14,7 @@ import colorsys
 from dataclasses import dataclass
 
 from ..card import ClassInfo
+from ..errors import UnknownDatasetError
 
 __all__ = ["DatasetInfo", "DATASETS", "IGNORE_INDEX", "dataset_info", "generic_classes"]
 
@@ -63,7 +64,7 @@ def dataset_info(name: str) -> DatasetInfo:
     """Look up a dataset by name (case-insensitive)."""
     key = name.lower()
     if key not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+        raise UnknownDatasetError(f"unknown dataset {name!r}", hint=f"choose one of {', '.join(DATASETS)}")
     return DATASETS[key]
 
 

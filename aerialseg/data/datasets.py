@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from rasterio.errors import RasterioIOError
 
 from ..errors import DatasetLayoutError, InputRasterError
-from ..raster import first_line, open_raster
+from ..raster import first_line, open_raster, read_bands
 from .augment import Augmentation, brightness_contrast, flip_rotate, mosaic, random_scale, smart_crop
 
 __all__ = ["PatchDataset", "TrainingView", "collate"]
@@ -48,8 +47,8 @@ def _read_patch(path: Path, band: int | None = None) -> np.ndarray:
     """Every band of a patch (C, H, W), or one (H, W); a patch that cannot be read is the prepared dataset's fault."""
     try:
         with open_raster(path, plain_pictures=True) as src:  # patches cut from PNG frames have no georeferencing
-            return src.read(band)
-    except (InputRasterError, RasterioIOError) as exc:
+            return read_bands(src, band if band is not None else range(1, src.count + 1))
+    except InputRasterError as exc:
         gdal_error = exc.__cause__ or exc
         raise DatasetLayoutError(f"cannot read a patch ({first_line(gdal_error)})", path=path) from exc
 

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from .. import __version__
 from ..card import ClassInfo
 from ..errors import AerialsegError, DatasetLayoutError, OutputExistsError, OutputWriteError
-from ..raster import open_raster
+from ..raster import open_raster, read_bands
 from .archives import IMAGE_KINDS, TileSource, find_tiles, pair_folder, split_by_fraction
 from .classes import IGNORE_INDEX, dataset_info
 from .labels import LabelTable, dataset_table, read_folder_classes
@@ -304,7 +304,8 @@ def _write_scene(image: DatasetReader, label_path: Path, dest: Path, cut: _Cut) 
             for row in range(0, image.height, _STRIP_ROWS):
                 window = Window(0, row, image.width, min(_STRIP_ROWS, image.height - row))
                 rows = (row, row + int(window.height) - 1)
-                ids = cut.table.to_ids(label.read(window=window), tolerance=cut.tolerance, path=label_path, rows=rows)
+                colours = read_bands(label, range(1, label.count + 1), window=window)
+                ids = cut.table.to_ids(colours, tolerance=cut.tolerance, path=label_path, rows=rows)
                 dst.write(ids, 1, window=window)
 
 
@@ -328,10 +329,10 @@ def _cut_patches(
                 window = Window(col, row, min(size, image.width - col), min(size, image.height - row))
                 name = f"{tile_id}_{row}_{col}"
                 geo = _georef(image, window)
-                pixels = image.read(list(range(1, len(cut.bands) + 1)), window=window)
+                pixels = read_bands(image, range(1, len(cut.bands) + 1), window=window)
                 _write_patch(folders["images"] / f"{name}.tif", _padded(pixels, size, 0), geo, cut.bands)
                 for key, src in sources.items():
-                    ids = _padded(src.read([1], window=window), size, IGNORE_INDEX)
+                    ids = _padded(read_bands(src, [1], window=window), size, IGNORE_INDEX)
                     _write_patch(folders[key] / f"{name}.tif", ids, geo)
                     if key == "labels":
                         counts += np.bincount(ids.ravel(), minlength=256)

@@ -156,6 +156,11 @@ class RunnerSpec:
 
         return resolve_weights(self.model)
 
+    @property
+    def files(self) -> list[Path]:
+        """The files a run reads besides its inputs (the model, a calibration raster): never to be written."""
+        return [self.model_file, *([Path(self.calibration)] if self.calibration else [])]
+
     def card(self) -> ModelCard:
         """The model's card, read without loading the network (nor torch)."""
         return read_card(self.model_file)

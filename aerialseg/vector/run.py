@@ -65,7 +65,7 @@ def vectorize(
     start = time.perf_counter()
     raster, output = Path(raster), Path(output)
     format_for(output)
-    check_output(output, options.overwrite)
+    check_output(output, options.overwrite, [raster, *([options.confidence] if options.confidence else [])])
     check_car_geometry(options)
     check_sizes(options)
     with ExitStack() as stack:

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..conventions import PROBABILITY_SCALE
 from ..errors import InputRasterError
-from ..raster import open_raster
+from ..raster import open_raster, read_bands, read_mask
 from .regions import Strip
 
 __all__ = ["strip_height", "open_confidence", "confidence_bands", "read_strips", "reporting"]
@@ -87,8 +87,8 @@ def read_strips(dataset: Any, confidence_ds: Any, bands: dict[int, int], rows_pe
         rows = min(rows_per_strip, height - row_off)
         top, bottom = max(row_off - 1, 0), min(row_off + rows + 1, height)
         window = Window(0, top, width, bottom - top)
-        classes = dataset.read(1, window=window)
-        nodata = dataset.read_masks(1, window=window) == 0
+        classes = read_bands(dataset, 1, window=window)
+        nodata = read_mask(dataset, 1, window=window) == 0
         pad = ((row_off - top == 0) * 1, (row_off + rows + 1 - bottom))
         classes = np.pad(classes, (pad, (0, 0)))
         nodata = np.pad(nodata, (pad, (0, 0)))
@@ -98,7 +98,7 @@ def read_strips(dataset: Any, confidence_ds: Any, bands: dict[int, int], rows_pe
             confidence = np.zeros(inner.shape, np.float32)
             own = Window(0, row_off, width, rows)
             for band in sorted(set(bands.values())):
-                values = confidence_ds.read(band, window=own).astype(np.float32) / PROBABILITY_SCALE
+                values = read_bands(confidence_ds, band, window=own).astype(np.float32) / PROBABILITY_SCALE
                 where = np.isin(inner, [c for c, b in bands.items() if b == band])
                 confidence[where] = values[where]
         yield row_off, classes, nodata, confidence

@@ -222,18 +222,20 @@ def test_extra_outputs_from_the_command_line(cli, workdir, rasters, abcnet_weigh
 
 
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]], ids=["keep", "overwrite"])
-def test_the_input_as_output_is_refused_without_inviting_overwrite(cli, workdir, rasters, opened, overwrite):
+def test_the_input_as_output_is_refused_without_inviting_overwrite(
+    cli, workdir, rasters, opened, abcnet_weights, overwrite
+):
     ortho = workdir / "ortho.tif"
     shutil.copyfile(rasters["striped"], ortho)
     before = ortho.read_bytes()
-    code, _, err = cli(["predict", str(ortho), "-m", "model", "-o", str(ortho), *overwrite, "--json"])
+    code, _, err = cli(["predict", str(ortho), "-m", str(abcnet_weights), "-o", str(ortho), *overwrite, "--json"])
     line = only_line(err)
     assert code == 1 and f"this output is the input {ortho}" in line and "--overwrite" not in line
     assert "choose another -o or --out-dir" in line and ortho.read_bytes() == before
     assert sorted(p.name for p in workdir.iterdir()) == ["ortho.tif", "out"]
 
 
-def test_an_unexpected_error_fails_its_file_only(cli, workdir, rasters, context_runner, monkeypatch):
+def test_an_unexpected_error_fails_its_file_only(cli, workdir, rasters, context_runner, abcnet_weights, monkeypatch):
     class BrokenOnTheSecondFile(context_runner):
         def __call__(self, batch):
             if self.tiles >= 16:  # the striped sample is 16 tiles of 128 pixels (overlap 32)
@@ -241,7 +243,7 @@ def test_an_unexpected_error_fails_its_file_only(cli, workdir, rasters, context_
             return super().__call__(batch)
 
     monkeypatch.setattr(RunnerSpec, "open", lambda spec, choice=None: BrokenOnTheSecondFile())
-    argv = ["predict", str(rasters["striped"]), str(rasters["nodata"]), "-m", "model", "--out-dir"]
+    argv = ["predict", str(rasters["striped"]), str(rasters["nodata"]), "-m", str(abcnet_weights), "--out-dir"]
     code, out, err = cli([*argv, str(workdir / "out"), "--json"])
     assert code == 1 and [r["status"] for r in json.loads(out)] == ["ok", "failed"]
     line = only_line(err)
@@ -250,8 +252,8 @@ def test_an_unexpected_error_fails_its_file_only(cli, workdir, rasters, context_
     assert sorted(p.name for p in (workdir / "out").iterdir()) == ["neon_osbs_029_classes.tif"]
 
 
-def test_a_vectorize_class_the_model_lacks_is_refused_before_any_file(cli, workdir, rasters, opened):
-    argv = ["predict", str(rasters["striped"]), str(rasters["nodata"]), "-m", "model", "--out-dir"]
+def test_a_vectorize_class_the_model_lacks_is_refused_before_any_file(cli, workdir, rasters, opened, abcnet_weights):
+    argv = ["predict", str(rasters["striped"]), str(rasters["nodata"]), "-m", str(abcnet_weights), "--out-dir"]
     code, _, err = cli([*argv, str(workdir / "out"), "--vectorize", "building,bilding", "--json"])
     line = only_line(err)
     assert code == 1 and "--vectorize, for this model: no class 'bilding'" in line and "1=building" in line
