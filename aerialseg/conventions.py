@@ -18,6 +18,8 @@ __all__ = [
     "PRECISION_KEY",
     "OUTPUT_KEY",
     "SAMPLE_ORTHOPHOTO",
+    "SAMPLE_WEIGHTS_MARK",
+    "MODEL_CHOICE_TAG",
 ]
 
 NODATA_CLASS = 255
@@ -43,3 +45,9 @@ OUTPUT_KEY = "aerialseg.output"
 
 SAMPLE_ORTHOPHOTO = Path(__file__).resolve().parent / "resources" / "neon_osbs_029.tif"
 """The orthophoto shipped with the package (CC0 NEON crop, 10 cm): examples, export parity, tests."""
+
+SAMPLE_WEIGHTS_MARK = "SAMPLE WEIGHTS"
+"""How a card's training notes begin for sample weights (a model name prefers any trained weights to them)."""
+
+MODEL_CHOICE_TAG = "AERIALSEG_MODEL_CHOICE"
+"""Tag of a raster predicted with weights chosen by a model name: the name, the weights and their score."""

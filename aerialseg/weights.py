@@ -32,6 +32,7 @@ from .errors import UnknownModelError, WeightsError
 if TYPE_CHECKING:
     import torch
 
+    from .catalog import WeightsChoice
     from .models.blocks import SegmentationModel
 
 __all__ = [
@@ -39,9 +40,11 @@ __all__ = [
     "WeightsEntry",
     "BrokenWeights",
     "weights_dirs",
+    "user_weights_dir",
     "scan_weights",
     "list_weights",
     "resolve_weights",
+    "choose_weights",
     "read_card",
     "verified_card",
     "tensors_sha256",
@@ -78,11 +81,15 @@ class BrokenWeights:
         return f"{self.error.message}; {self.error.hint}" if self.error.hint else self.error.message
 
 
+def user_weights_dir() -> Path:
+    """The user's weights folder, where ``train`` installs what it trained: ``$XDG_DATA_HOME/aerialseg/weights``."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "aerialseg" / "weights"
+
+
 def weights_dirs() -> list[Path]:
     """Folders searched for weights by name, highest priority first."""
     dirs = [Path(p).expanduser() for p in os.environ.get(WEIGHTS_ENV, "").split(os.pathsep) if p]
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    dirs.append(data_home / "aerialseg" / "weights")
+    dirs.append(user_weights_dir())
     package = Path(__file__).resolve().parent
     dirs.append(package / "bundled_weights")  # wheel installs
     dirs.append(package.parent / "weights")  # source checkouts and editable installs
@@ -117,10 +124,30 @@ def list_weights() -> list[WeightsEntry]:
 
 
 def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
-    """A path to an existing file, or a name found on the search path (a broken file's name: its error)."""
+    """The weights file a model argument means (see :func:`choose_weights`)."""
     path = Path(name_or_path).expanduser()
     if path.is_file():
         return path
+    choice = choose_weights(name_or_path)
+    assert choice is not None  # only an existing file gives None
+    return choice.entry.path
+
+
+def choose_weights(name_or_path: str | os.PathLike[str]) -> WeightsChoice | None:
+    """What a model argument chose: None for a file path; a name's own weights; else a query's best.
+
+    In order: an existing file (None: nothing was chosen); the weights file of that name on
+    the search path (a broken file's name gives its error); a query such as ``manet`` or
+    ``manet-potsdam`` answered by :func:`aerialseg.catalog.choose`. Raises
+    :class:`~aerialseg.errors.WeightsError` for a path that does not exist and
+    :class:`~aerialseg.errors.UnknownModelError` when nothing matches, naming what is
+    installed and the ways to get weights.
+    """
+    from .catalog import ModelQuery, WeightsChoice, choose, how_to_get
+
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return None
     text = str(name_or_path)
     looks_like_path = os.sep in text or text.endswith(SUFFIX)
     if looks_like_path:
@@ -128,14 +155,18 @@ def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
     entries, broken = scan_weights()
     for entry in entries:
         if entry.name == text:
-            return entry.path
+            return WeightsChoice(ModelQuery(text), entry, by_name=True)
     for bad in broken:
         if bad.name == text:
             raise bad.error
+    chosen = choose(text, entries)
+    if chosen is not None:
+        return chosen
     available = ", ".join(printable(e.name) for e in entries) or "none installed"
     raise UnknownModelError(
-        f"no weights named {text!r}",
-        hint=f"available: {available}; see 'aerialseg models', or give a file path",
+        f"no weights named {printable(text)!r} and no architecture, backbone or dataset of that name; "
+        f"installed: {available}",
+        hint=how_to_get(None, None),
     )
 
 

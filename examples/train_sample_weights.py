@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import rasterio
 
+from aerialseg.conventions import SAMPLE_WEIGHTS_MARK
 from aerialseg.data.classes import DATASETS
 from aerialseg.data.prepare import prepare_dataset
 from aerialseg.evaluation import EvalOptions, evaluate
@@ -111,7 +112,7 @@ def main() -> None:
         tensors, card = read_weights(stored)
         card = card.replace(
             training=(
-                "SAMPLE WEIGHTS, to exercise the pipeline, not to map a city: "
+                f"{SAMPLE_WEIGHTS_MARK}, to exercise the pipeline, not to map a city: "
                 f"{card.training}; trained from scratch (no ImageNet trunk) on 180,224 pixels of one 512 x 512 "
                 "crop of ISPRS Potsdam tile 2_10 (5 cm RGB), backbone at the decoder's rate; made by "
                 "examples/train_sample_weights.py"

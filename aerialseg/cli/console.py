@@ -19,6 +19,7 @@ __all__ = [
     "err",
     "error",
     "info",
+    "warning",
     "table",
     "print_json",
     "TileProgress",
@@ -40,6 +41,11 @@ def info(message: str) -> None:
     """One dim line on stderr (stdout stays for tables and JSON); silent under ``-q``."""
     if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
         err.print(message, style="dim", soft_wrap=True, markup=False, emoji=False)
+
+
+def warning(message: str) -> None:
+    """One line on stderr: ``warning: <message>`` (shown under ``-q`` too: it concerns the result)."""
+    err.print(f"[bold yellow]warning[/]: {escape(printable(message))}", soft_wrap=True, markup=True, emoji=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:

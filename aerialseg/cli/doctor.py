@@ -23,6 +23,7 @@ from .options import (
     Scale,
     TileSize,
     Uncertainty,
+    chosen_model,
     parse_bands,
     runner_spec,
 )
@@ -51,6 +52,7 @@ def doctor_command(
         input=InputOptions(bands=parse_bands(bands), scale=scale, gsd=gsd),
         output=OutputOptions(probabilities=probabilities, uncertainty=uncertainty),
     )
+    model, _ = chosen_model(model, announce=not json_output)
     report = doctor(raster, runner_spec(model, backend, device, precision), options)
     if json_output:
         console.print_json(

@@ -18,6 +18,7 @@ from .options import (
     BatchSize,
     Blend,
     Data,
+    DatasetName,
     Device,
     JsonOutput,
     MinAgreement,
@@ -25,6 +26,8 @@ from .options import (
     Overlap,
     Precision,
     TileSize,
+    chosen_model,
+    dataset_argument,
     runner_spec,
 )
 
@@ -49,8 +52,9 @@ def markdown(result: dict) -> str:
 
 
 def evaluate_command(
-    data: Data,
     model: Model,
+    dataset: DatasetName = None,
+    data: Data = None,
     split: Annotated[str, typer.Option(help="Split to score.")] = EvalOptions.split,
     eroded: Annotated[
         bool | None, typer.Option("--eroded/--full", help="Eroded (boundaries ignored) or full labels.")
@@ -74,6 +78,8 @@ def evaluate_command(
     """Per-class F1 and IoU, mean F1, OA and mIoU over the full test tiles, through predict's tiled path."""
     from ..evaluation import evaluate
 
+    data = dataset_argument(data, dataset)
+    model, _ = chosen_model(model, announce=not json_output)
     labels = EvalOptions.labels if eroded is None else ("eroded" if eroded else "full")
     options = EvalOptions(
         data=data,

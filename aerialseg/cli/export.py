@@ -9,7 +9,7 @@ import typer
 
 from ..export import DEFAULT_OPSET, OutputKind
 from . import console
-from .options import JsonOutput, Overwrite
+from .options import JsonOutput, Overwrite, chosen_model
 
 
 def export_command(
@@ -35,6 +35,7 @@ def export_command(
     """Export to ONNX with the model card in metadata_props; refuses to write if parity fails."""
     from ..export import export_onnx
 
+    weights, _ = chosen_model(weights, announce=not json_output)
     result = export_onnx(
         weights,
         output,

@@ -16,6 +16,7 @@ import typer
 
 from .. import __version__
 from ..errors import AerialsegError
+from ..raster import first_line
 from . import console
 from .doctor import doctor_command
 from .evaluate import evaluate_command
@@ -77,8 +78,11 @@ def main(argv: list[str] | None = None) -> None:
         console.error("interrupted")
         sys.exit(130)
     except Exception as exc:
-        if not isinstance(exc, UsageProblem):
-            raise
+        if not isinstance(exc, UsageProblem):  # a defect or a library's unworded error: one line, traceback at -v
+            logging.getLogger("aerialseg").info("the unexpected error", exc_info=exc)
+            detail = f"{type(exc).__name__}: {first_line(exc)}" if str(exc) else type(exc).__name__
+            console.error(f"unexpected error ({detail}); rerun with -v for the traceback, and report it")
+            sys.exit(1)
         if type(exc).__name__ == "NoArgsIsHelpError":  # a group called bare: its help, as click shows it
             exc.show()
         else:

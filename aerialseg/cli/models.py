@@ -1,4 +1,4 @@
-"""``aerialseg models``: the registered networks and the weights installed locally.
+"""``aerialseg models``: the registered networks, the weights installed locally and the prepared datasets.
 
 A weights file that cannot be used is listed with its reason rather than stopping the listing;
 file names are escaped, since any name can sit in a weights folder.
@@ -11,12 +11,15 @@ from .options import JsonOutput
 
 
 def models_command(json_output: JsonOutput = False) -> None:
-    """List architectures with parameter counts and compute, and the weights found locally (broken ones too)."""
+    """List architectures, the weights found by name (with their score) and the datasets prepared by name."""
     from ..card import printable
+    from ..catalog import is_sample, score_of
+    from ..data.store import data_home, list_prepared
     from ..models import ARCHITECTURES, MODELS
     from ..weights import scan_weights, weights_dirs
 
     weights, broken = scan_weights()
+    datasets = list_prepared()
     if json_output:
         console.print_json(
             {
@@ -34,6 +37,17 @@ def models_command(json_output: JsonOutput = False) -> None:
                 ],
                 "weights": [{"name": w.name, "path": str(w.path), "card": w.card.to_dict()} for w in weights],
                 "broken_weights": [{"name": b.name, "path": str(b.path), "problem": b.reason} for b in broken],
+                "data_folder": str(data_home()),
+                "datasets": [
+                    {
+                        "name": d.name,
+                        "path": str(d.folder),
+                        "dataset": d.manifest.dataset if d.manifest else None,
+                        "splits": {s.name: len(s.patches) for s in d.manifest.splits.values()} if d.manifest else {},
+                        "problem": d.problem,
+                    }
+                    for d in datasets
+                ],
             }
         )
         return
@@ -57,7 +71,7 @@ def models_command(json_output: JsonOutput = False) -> None:
     if weights:
         console.table(
             "Weights available by name",
-            ["Name", "Network", "Classes", "Bands", "GSD (m)", "Trained on", "File"],
+            ["Name", "Network", "Classes", "Bands", "GSD (m)", "Trained on", "Score", "File"],
             [
                 (
                     printable(w.name),
@@ -65,7 +79,8 @@ def models_command(json_output: JsonOutput = False) -> None:
                     w.card.num_classes,
                     "-".join(w.card.bands),
                     w.card.gsd_m,
-                    w.card.dataset,
+                    f"{w.card.dataset}{' (sample)' if is_sample(w.card.training) else ''}",
+                    f"{score[0]} {score[1]:.1f}" if (score := score_of(w.card.metrics, w.card.dataset)) else "-",
                     printable(str(w.path)),
                 )
                 for w in weights
@@ -80,3 +95,19 @@ def models_command(json_output: JsonOutput = False) -> None:
     if not weights:
         searched = ", ".join(printable(str(d)) for d in weights_dirs())
         console.out.print(f"No usable weights installed. Searched: {searched}")
+    if datasets:
+        console.table(
+            f"Prepared datasets (--dataset NAME), in {printable(str(data_home()))}",
+            ["Name", "Dataset", "Patches per split", "Problem"],
+            [
+                (
+                    printable(d.name),
+                    d.manifest.dataset if d.manifest else "",
+                    ", ".join(f"{s.name} {len(s.patches)}" for s in d.manifest.splits.values()) if d.manifest else "",
+                    d.problem or "",
+                )
+                for d in datasets
+            ],
+        )
+    else:
+        console.out.print(f"No datasets prepared by name in {printable(str(data_home()))} ('aerialseg prepare').")

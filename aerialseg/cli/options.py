@@ -39,6 +39,7 @@ from ..runners.choice import BACKENDS, PRECISIONS, device_problem
 from ..runners.tta import TTA_MODES
 from ..vector.settings import CAR_GEOMETRIES
 from ..vector.writer import FORMATS
+from . import console
 
 if TYPE_CHECKING:  # mypy sees plain strings; typer reads the Literal and offers its values as choices
     BackendChoice = str
@@ -89,6 +90,9 @@ __all__ = [
     "Backbone",
     "Half",
     "runner_spec",
+    "chosen_model",
+    "dataset_argument",
+    "DatasetName",
     "parse_bands",
 ]
 
@@ -241,7 +245,15 @@ ObjectsFormat = Annotated[
 ]
 
 # Datasets and networks to train: train, eval, weights import.
-Data = Annotated[Path, typer.Option("--data", help="Folder written by 'aerialseg prepare'.")]
+Data = Annotated[
+    Path | None, typer.Option("--data", help="Folder written by 'aerialseg prepare' (wins over --dataset).")
+]
+DatasetName = Annotated[
+    str | None,
+    typer.Option(
+        "--dataset", help="A prepared dataset by name (potsdam, vaihingen, uavid or your own), from $AERIALSEG_DATA."
+    ),
+]
 _ARCH = typer.Option(case_sensitive=False, help="Network.")
 Arch = Annotated[ArchChoice, _ARCH]
 ArchOrDefault = Annotated[ArchChoice | None, _ARCH]  # None: the library's default network
@@ -263,6 +275,41 @@ def runner_spec(
     if calibration is not None and precision != "int8":
         raise typer.BadParameter("calibrates int8 only; add --precision int8", param_hint="--calibration")
     return RunnerSpec(model, backend, device, tta, precision, min_agreement, calibration)
+
+
+def chosen_model(model: str, *, announce: bool = True) -> tuple[str, dict[str, str]]:
+    """The model argument as the run will use it, and the tag that records a choice made for a name.
+
+    A name such as ``manet`` or ``manet-potsdam`` becomes the path of the weights it chose (so
+    every later step, and every cluster worker, uses that one file); the choice is printed on
+    stderr (unless ``announce`` is false) and recorded in the outputs'
+    ``AERIALSEG_MODEL_CHOICE`` tag, and sample weights get a one-line warning. A file path, an
+    ``.onnx`` file or a weights file's own name are used as given.
+    """
+    from ..conventions import MODEL_CHOICE_TAG
+    from ..weights import choose_weights
+
+    if RunnerSpec(model).onnx_file:
+        return model, {}
+    choice = choose_weights(model)
+    if choice is None or choice.by_name:
+        return model, {}
+    if announce:
+        console.info(choice.describe())
+    if (warning := choice.warning()) is not None:
+        console.warning(warning)
+    return str(choice.entry.path), {MODEL_CHOICE_TAG: choice.describe()}
+
+
+def dataset_argument(data: Path | None, dataset: str | None) -> Path:
+    """The prepared dataset's folder: ``--data`` as given, else ``--dataset`` looked up in the data folder."""
+    from ..data.store import resolve_dataset
+
+    if data is not None:
+        return data
+    if dataset is None:
+        raise typer.BadParameter("name a prepared dataset with --dataset NAME, or its folder with --data FOLDER")
+    return resolve_dataset(dataset)
 
 
 def parse_bands(text: str | None) -> tuple[int, ...] | None:

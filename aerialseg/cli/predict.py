@@ -34,6 +34,7 @@ from .options import (
     Scale,
     TileSize,
     Uncertainty,
+    chosen_model,
     parse_bands,
     runner_spec,
 )
@@ -116,6 +117,7 @@ def predict_command(
     from ..runners import gate_result
     from .vectorize import parse_classes
 
+    model, choice_tags = chosen_model(model, announce=not json_output)
     spec = runner_spec(model, backend, device, precision, tta=tta, min_agreement=min_agreement, calibration=calibration)
     objects = (
         VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
@@ -133,7 +135,7 @@ def predict_command(
             uncertainty=uncertainty,
             vectorize=objects,
             objects_suffix=f".{objects_format.lstrip('.')}",
-            extra_tags={"AERIALSEG_TTA": tta or "none"},
+            extra_tags={"AERIALSEG_TTA": tta or "none", **choice_tags},
         ),
     )
     try:

@@ -39,7 +39,14 @@ def check_options(dataset: str, given: dict[str, bool]) -> str:
 
 def prepare_command(
     dataset: Annotated[str, typer.Argument(help="potsdam, vaihingen, uavid, or folder (your own images and labels).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the prepared dataset into.")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Folder to write into (default: $AERIALSEG_DATA/<name>, found by --dataset)."),
+    ] = None,
+    name: Annotated[
+        str | None,
+        typer.Option(help="Name in the data folder (default: the benchmark's; folder datasets need one or --out)."),
+    ] = None,
     root: Annotated[
         Path | None, typer.Option(help="Benchmarks: the folder the official archives were extracted into.")
     ] = None,
@@ -89,17 +96,25 @@ def prepare_command(
         "--seed": seed is not None,
         "--image-kind": image_kind is not None,
     }
-    name = check_options(dataset, given)
+    kind = check_options(dataset, given)
     from ..data.prepare import prepare_dataset, prepare_folder
+    from ..data.store import dataset_folder
+
+    if out is not None and name is not None:
+        raise typer.BadParameter("give --name (a folder in the data folder) or --out, not both", param_hint="--name")
+    if out is None and name is None and kind == "folder":
+        raise typer.BadParameter("a folder dataset needs --name NAME (or --out FOLDER)", param_hint="--name")
+    in_data_folder = out is None
+    out = out if out is not None else dataset_folder(name or kind)
 
     chosen: dict[str, Any] = {"patch_size": patch_size, "colour_tolerance": colour_tolerance}
-    if name == "folder":
+    if kind == "folder":
         chosen |= {"val_fraction": val_fraction, "test_fraction": test_fraction, "seed": seed}
     else:
         chosen["image_kind"] = image_kind
     settings = {key: value for key, value in chosen.items() if value is not None}  # the rest: the library's
-    with console.RowProgress(f"prepare {name}", enabled=False if json_output else None, unit="tiles") as progress:
-        if name == "folder":
+    with console.RowProgress(f"prepare {kind}", enabled=False if json_output else None, unit="tiles") as progress:
+        if kind == "folder":
             assert images and labels and classes  # check_options required them
             manifest = prepare_folder(
                 images, labels, classes, out, stride=stride, overwrite=overwrite, progress=progress, **settings
@@ -107,12 +122,14 @@ def prepare_command(
         else:
             assert root  # check_options required it
             manifest = prepare_dataset(
-                name, root, out, stride=stride, overwrite=overwrite, progress=progress, **settings
+                kind, root, out, stride=stride, overwrite=overwrite, progress=progress, **settings
             )
     if json_output:
         console.print_json(manifest.to_dict() | {"folder": str(manifest.folder)})
         return
     render(manifest)
+    use = f"--dataset {out.name}" if in_data_folder else f"--data {out}"
+    console.info(f"prepared in {out}: train with 'aerialseg train {use}', score with 'aerialseg eval {use} -m MODEL'")
 
 
 def render(manifest: Manifest) -> None:

@@ -8,12 +8,36 @@ from typing import Annotated, Any
 import typer
 
 from . import console
-from .options import ArchOrDefault, Backbone, Data, Device, Half, JsonOutput, Overwrite, TrustPickle
+from .options import (
+    ArchOrDefault,
+    Backbone,
+    Data,
+    DatasetName,
+    Device,
+    Half,
+    JsonOutput,
+    Overwrite,
+    TrustPickle,
+    dataset_argument,
+)
 
 
 def train_command(
-    data: Data,
-    out: Annotated[Path, typer.Option("--out", help="Run folder: weights, checkpoint, log.csv.")],
+    dataset: DatasetName = None,
+    data: Data = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Run folder: weights, checkpoint, log.csv (default: a new one in $AERIALSEG_DATA/runs)."
+        ),
+    ] = None,
+    install: Annotated[
+        bool | None,
+        typer.Option(
+            "--install/--no-install",
+            help="Copy the best weights into the user weights folder at the end (default: when --out is not given).",
+        ),
+    ] = None,
     arch: ArchOrDefault = None,
     backbone: Backbone = None,
     epochs: Annotated[int | None, typer.Option(min=1, help="Epochs (default: the dataset's recipe).")] = None,
@@ -82,8 +106,10 @@ def train_command(
     if val_split == "":
         given["val_split"] = None  # '' asks for no validation
     options = TrainOptions(
-        data=data,
+        data=dataset_argument(data, dataset),
+        dataset=dataset if data is None else None,
         out=out,
+        install=install,
         trust_pickle=trust_pickle,
         resume=resume,
         overwrite=overwrite,
@@ -103,3 +129,9 @@ def train_command(
     )
     best = f", best {result.best} (score {result.best_score:.4f})" if result.best else ""
     console.out.print(f"weights: {result.last}{best}")
+    if result.installed:
+        name = result.installed.name.removesuffix(".safetensors")
+        console.out.print(
+            f"installed as {name} ({result.installed}): '--model {name}' uses it, "
+            f"'--model {options.arch}' prefers it to sample weights and to runs that score lower"
+        )

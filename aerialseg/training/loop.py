@@ -16,7 +16,7 @@ import math
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from ..allocator import keep_freed_memory
 from ..card import ModelCard
 from ..data.datasets import PatchDataset, TrainingView, collate
 from ..data.manifest import Manifest
+from ..data.store import resolve_dataset
 from ..errors import OutputExistsError, TrainingError
 from ..models import create_model, get_spec
 from ..models.standardize import Standardize
@@ -36,6 +37,7 @@ from .losses import SegmentationLoss
 from .optim import Lookahead, lr_factor, parameter_groups, set_epoch_lr
 from .outputs import append_log, band_statistics, training_summary
 from .recipes import Recipe, recipe_for
+from .runs import install_weights, latest_run, new_run_folder
 from .validation import global_scores, validate
 
 __all__ = ["TrainOptions", "TrainEvent", "TrainResult", "train"]
@@ -49,10 +51,18 @@ class TrainOptions:
     (UAVid's final models train on ``train,val``, as GeoSeg does). ``max_steps`` stops early
     (smoke runs, sample weights); ``checkpoint_every`` saves the resume checkpoint every that
     many steps as well as at each epoch end. ``half`` stores the weights files in float16.
+
+    ``data`` is a prepared dataset's folder; without it, ``dataset`` names one in the data
+    folder (:mod:`aerialseg.data.store`). ``out`` is the run folder; without it the run goes
+    to a new folder under the data folder's ``runs`` (with ``resume``: the newest run of this
+    dataset and network) and ``install`` (default: when ``out`` is None) copies its best
+    weights into the user weights folder at the end (:mod:`.runs`).
     """
 
-    data: Path
-    out: Path
+    data: Path | None = None
+    out: Path | None = None
+    dataset: str | None = None
+    install: bool | None = None
     arch: str = "manet"
     backbone: str | None = None
     epochs: int | None = None
@@ -106,13 +116,19 @@ class TrainResult:
     history: list[dict[str, float | int | str]]
     stopped_early: bool
     weights_sha256: str
+    installed: Path | None = None
 
 
 def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None = None) -> TrainResult:
     """Train as :class:`TrainOptions` say; see the module docstring."""
-    manifest = Manifest.load(options.data)
+    manifest = Manifest.load(_data_folder(options))
     world = init_world(options.device)
-    out = Path(options.out)
+    spec = get_spec(options.arch, options.backbone)
+    out = (
+        Path(options.out)
+        if options.out is not None
+        else _run_folder(options, manifest, spec.arch, spec.backbone, world)
+    )
     _check_out(out, options, world)
     recipe = recipe_for(manifest.dataset).replace(
         epochs=options.epochs,
@@ -135,10 +151,45 @@ def train(options: TrainOptions, progress: Callable[[TrainEvent], None] | None =
         keep_freed_memory()  # before the loader forks its workers, so they keep their pages too
     run = _Run(options, manifest, recipe, world, out, progress)
     try:
-        return run.fit()
+        result = run.fit()
     finally:
         if world.distributed:
             torch.distributed.destroy_process_group()
+    install = options.out is None if options.install is None else options.install
+    if install and world.is_main:
+        weights = result.best or result.last
+        installed = install_weights(weights, out, spec.arch, spec.backbone, options.dataset or manifest.dataset)
+        result = replace(result, installed=installed)
+    return result
+
+
+def _data_folder(options: TrainOptions) -> Path:
+    """The prepared dataset: ``data`` when given, else the data folder's ``dataset``."""
+    if options.data is not None:
+        return Path(options.data)
+    if options.dataset is None:
+        raise TrainingError(
+            "no dataset to train on", hint="pass --dataset NAME (see 'aerialseg models') or --data FOLDER"
+        )
+    return resolve_dataset(options.dataset)
+
+
+def _run_folder(options: TrainOptions, manifest: Manifest, arch: str, backbone: str, world: World) -> Path:
+    """A new run folder under the data folder (the newest of this network and dataset for ``resume``).
+
+    Under torchrun the first process names it and the others take its name, so a start
+    astride a second boundary cannot split one run into two folders.
+    """
+    label = options.dataset or manifest.dataset  # a user's own dataset by its name, not 'folder'
+    if options.resume:
+        folder = latest_run(label, arch, backbone, CHECKPOINT_JSON)
+    else:
+        folder = new_run_folder(label, arch, backbone)
+    if world.distributed:
+        chosen = [str(folder)]
+        torch.distributed.broadcast_object_list(chosen, src=0)
+        folder = Path(chosen[0])
+    return folder
 
 
 def _check_out(out: Path, options: TrainOptions, world: World) -> None:
@@ -373,7 +424,7 @@ class _Run:
             mean=mean,
             std=std,
             gsd_m=m.gsd_m,
-            dataset=m.dataset,
+            dataset=self.options.dataset if m.dataset == "folder" and self.options.dataset else m.dataset,
             training=training_summary(
                 self.recipe, epoch, self.state.step, self.world.size, self.options.accumulate, self.options.seed
             ),
