@@ -107,7 +107,7 @@ def how_to_get(arch: str | None, dataset: str | None) -> str:
     arch, dataset = arch or "manet", (dataset or "potsdam").lower()
     return (
         f"get weights with 'aerialseg train --dataset {dataset} --arch {arch}', "
-        f"'aerialseg weights import CHECKPOINT --arch {arch} --dataset {dataset} -o {arch}-{dataset}.safetensors', "
+        f"'aerialseg weights import CHECKPOINT --arch {arch} --dataset {dataset}', "
         "or give a weights file's path"
     )
 

@@ -41,6 +41,7 @@ __all__ = [
     "BrokenWeights",
     "weights_dirs",
     "user_weights_dir",
+    "installed_name",
     "scan_weights",
     "list_weights",
     "resolve_weights",
@@ -84,6 +85,12 @@ class BrokenWeights:
 def user_weights_dir() -> Path:
     """The user's weights folder, where ``train`` installs what it trained: ``$XDG_DATA_HOME/aerialseg/weights``."""
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "aerialseg" / "weights"
+
+
+def installed_name(arch: str, backbone: str, dataset: str | None, suffix: str | None = None) -> str:
+    """The name installed weights get: ``manet-r50-vaihingen`` (and ``-<suffix>``, e.g. a run's time)."""
+    parts = [arch, backbone.replace("resnet", "r"), (dataset or "unknown").lower(), *([suffix] if suffix else [])]
+    return "-".join(parts)
 
 
 def weights_dirs() -> list[Path]:

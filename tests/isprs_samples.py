@@ -132,3 +132,100 @@ def write_scene(folder: Path, image: np.ndarray, label: np.ndarray) -> SplitInfo
         scenes=(scene,),
         has_eroded=True,
     )
+
+
+class IsprsFiles:
+    """Writers of files in the official ISPRS layouts, for tests of ``prepare`` and of the README's commands.
+
+    Georeferenced like a real tile (UTM 33N, 5 cm). The mmseg annotations are eroded (0 =
+    boundary, 1..6 = classes): full labels give boundary pixels class 0 (impervious surfaces),
+    eroded ``_noBoundary`` labels keep them black.
+    """
+
+    ISPRS_RGB = np.array(
+        [(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)], np.uint8
+    )
+    UAVID_RGB = np.array(
+        [(128, 0, 0), (128, 64, 128), (0, 128, 0), (128, 128, 0), (64, 0, 128), (192, 0, 192)], np.uint8
+    )
+    GSD = 0.05
+    ORIGIN = (500_000.0, 5_800_000.0)
+    QUADRANTS = {"potsdam": ("2_11", "2_10", "2_13", "7_10"), "vaihingen": ("area1", "area30", "area2", "area39")}
+
+    @staticmethod
+    def full_ids(ann: np.ndarray) -> np.ndarray:
+        return np.where(ann == 0, 0, ann.astype(np.int64) - 1).astype(np.uint8)
+
+    @staticmethod
+    def eroded_ids(ann: np.ndarray) -> np.ndarray:
+        return np.where(ann == 0, 255, ann.astype(np.int64) - 1).astype(np.uint8)
+
+    def colours(self, ids: np.ndarray, table: np.ndarray | None = None, ignore=(0, 0, 0)) -> np.ndarray:
+        lut = np.zeros((256, 3), np.uint8)
+        table = self.ISPRS_RGB if table is None else table
+        lut[: len(table)] = table
+        lut[255] = ignore
+        return lut[ids].transpose(2, 0, 1)
+
+    def transform(self, row: int, col: int):
+        """The geotransform of a tile whose top-left pixel is (row, col) of the sample."""
+        return from_origin(self.ORIGIN[0] + col * self.GSD, self.ORIGIN[1] - row * self.GSD, self.GSD, self.GSD)
+
+    def write(self, path: Path, array: np.ndarray, row=0, col=0, georef=True, driver="GTiff") -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if array.ndim == 2:
+            array = array[None]
+        geo = {"crs": "EPSG:32633", "transform": self.transform(row, col)}
+        with rasterio.open(
+            path,
+            "w",
+            driver=driver,
+            width=array.shape[2],
+            height=array.shape[1],
+            count=array.shape[0],
+            dtype=array.dtype,
+            **(geo if georef else {}),
+        ) as dst:
+            dst.write(array)
+        return path
+
+    def archive(
+        self,
+        isprs_sample: Callable[[str], tuple[np.ndarray, np.ndarray]],
+        root: Path,
+        dataset: str,
+        size: int = 256,
+        vaihingen_folders: tuple[str, str, str] = ("top", "ground_truth_COMPLETE", "ground_truth_eroded"),
+    ) -> dict[str, tuple[np.ndarray, np.ndarray, tuple[int, int]]]:
+        """The sample cut into four tiles named as train, val, test and (Potsdam) excluded / (Vaihingen) unlisted.
+
+        ``isprs_sample`` is the fixture reading the shared ISPRS patch: (image, mmseg annotation).
+        """
+        image, ann = isprs_sample(dataset)
+        tiles = {}
+        for i, tile in enumerate(self.QUADRANTS[dataset]):
+            r, c = (i // 2) * size, (i % 2) * size
+            img, a = image[:, r : r + size, c : c + size], ann[r : r + size, c : c + size]
+            tiles[tile] = (img, a, (r, c))
+            full, eroded = self.colours(self.full_ids(a)), self.colours(self.eroded_ids(a))
+            if dataset == "potsdam":
+                name = f"top_potsdam_{tile}"
+                self.write(root / "2_Ortho_RGB" / f"{name}_RGB.tif", img, r, c)
+                self.write(root / "4_Ortho_RGBIR" / f"{name}_RGBIR.tif", np.concatenate([img, 255 - img[:1]]), r, c)
+                self.write(root / "5_Labels_all" / f"{name}_label.tif", full, r, c)
+                self.write(root / "5_Labels_all_noBoundary" / f"{name}_label_noBoundary.tif", eroded, r, c)
+                (root / "2_Ortho_RGB" / f"{name}_RGB.tfw").write_text("0.05\n0\n0\n-0.05\n0\n0\n")
+            else:
+                name = f"top_mosaic_09cm_{tile}"
+                top, gt, eroded_folder = vaihingen_folders
+                self.write(root / "ISPRS_semantic_labeling_Vaihingen" / top / f"{name}.tif", img, r, c)
+                self.write(root / gt / f"{name}.tif", full, r, c)
+                self.write(root / eroded_folder / f"{name}_noBoundary.tif", eroded, r, c)
+        (root / "README.txt").write_text("not a raster")
+        return tiles
+
+
+@pytest.fixture(scope="session")
+def isprs_files() -> IsprsFiles:
+    """Writers of ISPRS-layout files and miniature official archives (see :class:`IsprsFiles`)."""
+    return IsprsFiles()

@@ -115,7 +115,7 @@ def test_names_resolve_through_the_environment_folder(tmp_path, monkeypatch, att
     assert entry.card.dataset == "potsdam"
     model, card = load_model("abc-potsdam")
     assert card.arch == "abcnet"
-    with pytest.raises(UnknownModelError, match="available: .*abc-potsdam"):
+    with pytest.raises(UnknownModelError, match="installed: .*abc-potsdam"):
         resolve_weights("abc-vaihingen")
 
 
@@ -213,7 +213,7 @@ def test_a_broken_file_in_a_weights_folder_breaks_nothing_else(weights_folder):
     assert {"junk", "escape"}.isdisjoint(e.name for e in list_weights())
     with pytest.raises(WeightsError, match=r"junk.safetensors: not a safetensors file"):
         resolve_weights("junk")
-    with pytest.raises(UnknownModelError, match="available: good"):
+    with pytest.raises(UnknownModelError, match="installed: good"):
         resolve_weights("absent")
 
 

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..card import printable
 from ..conventions import NODATA_CLASS
+from ..errors import OutputWriteError
 from . import console
 from .options import Arch, Backbone, Half, JsonOutput, Overwrite, TrustPickle
 
@@ -17,8 +19,15 @@ weights_app = typer.Typer(help="Import checkpoints into aerialseg's weights form
 @weights_app.command("import")
 def import_command(
     src: Annotated[Path, typer.Argument(help="GeoSeg .ckpt, or a state dict of the original authors' code.")],
-    output: Annotated[Path, typer.Option("-o", "--output", help="Weights file to write (.safetensors).")],
     arch: Arch,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Weights file to write (default: the user weights folder, as <arch>-<r50>-<dataset>, found by name).",
+        ),
+    ] = None,
     backbone: Backbone = None,
     num_classes: Annotated[
         int | None,
@@ -33,7 +42,16 @@ def import_command(
 ) -> None:
     """Convert a checkpoint, mapping every entry; refuses with the lists when entries do not fit."""
     from ..checkpoint_import import import_checkpoint
+    from ..models import get_spec
+    from ..weights import SUFFIX, installed_name, user_weights_dir
 
+    if output is None:
+        spec = get_spec(arch, backbone)
+        output = user_weights_dir() / f"{installed_name(spec.arch, spec.backbone, dataset)}{SUFFIX}"
+        try:
+            output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputWriteError(f"cannot create the weights folder ({exc.strerror})", path=output.parent) from exc
     card = import_checkpoint(
         src,
         output,
@@ -46,7 +64,8 @@ def import_command(
         overwrite=overwrite,
     )
     console.out.print(
-        f"wrote {output}: {card.arch}-{card.backbone}, {card.num_classes} classes, bands {'-'.join(card.bands)}; "
+        f"wrote {printable(str(output))}: {card.arch}-{card.backbone}, {card.num_classes} classes, "
+        f"bands {'-'.join(card.bands)}; "
         f"{card.source}; sha256 {card.sha256[:12]}"
     )
 

@@ -393,8 +393,12 @@ class _Run:
         else:
             score = None
         row["seconds_validation"] = round(time.perf_counter() - started, 2)
+        state = self.state  # every process tracks the best: the validation scores are global
+        improved = score is not None and not math.isnan(score) and (state.best is None or score > state.best)
+        if improved:
+            state.best, state.best_epoch = score, epoch + 1
         if self.world.is_main:
-            self.write_weights(epoch, metrics, score)
+            self.write_weights(epoch, metrics, improved)
             append_log(self.out / "log.csv", row)
         self.save_checkpoint()
         check_replicas(self.world, self.model)
@@ -432,13 +436,10 @@ class _Run:
             source=f"trained on {m.dataset} prepared at {m.folder} (split {self.options.train_split!r})",
         )
 
-    def write_weights(self, epoch: int, metrics: dict[str, object], score: float | None) -> None:
+    def write_weights(self, epoch: int, metrics: dict[str, object], improved: bool) -> None:
         card = self.card(epoch, metrics)
         save_weights(self.model, card, self.out / "last.safetensors", half=self.options.half, overwrite=True)
-        state = self.state
-        improved = score is not None and not math.isnan(score) and (state.best is None or score > state.best)
         if improved:
-            state.best, state.best_epoch = score, epoch + 1
             save_weights(self.model, card, self.out / "best.safetensors", half=self.options.half, overwrite=True)
 
     def save_checkpoint(self) -> None:

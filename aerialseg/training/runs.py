@@ -20,7 +20,7 @@ from ..atomic import atomic_output
 from ..card import printable
 from ..data.store import data_home
 from ..errors import TrainingError
-from ..weights import SUFFIX, user_weights_dir
+from ..weights import SUFFIX, installed_name, user_weights_dir
 
 __all__ = ["runs_folder", "new_run_folder", "latest_run", "install_weights"]
 
@@ -67,7 +67,7 @@ def install_weights(weights: Path, run: Path, arch: str, backbone: str, dataset:
     """Copy a run's weights into the user weights folder under a name that says what they are."""
     match = _STAMP.search(run.name)
     stamp = match.group(1) if match else time.strftime("%Y%m%d-%H%M%S")
-    name = f"{arch}-{backbone.replace('resnet', 'r')}-{dataset.lower()}-{stamp}"
+    name = installed_name(arch, backbone, dataset, stamp)
     folder = user_weights_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -20,78 +20,6 @@ from aerialseg.data.manifest import Manifest
 from aerialseg.data.prepare import patch_starts, prepare_dataset, prepare_folder
 from aerialseg.errors import DatasetLayoutError, LabelColourError, OutputExistsError
 
-ISPRS_RGB = np.array([(255, 255, 255), (0, 0, 255), (0, 255, 255), (0, 255, 0), (255, 255, 0), (255, 0, 0)], np.uint8)
-UAVID_RGB = np.array([(128, 0, 0), (128, 64, 128), (0, 128, 0), (128, 128, 0), (64, 0, 128), (192, 0, 192)], np.uint8)
-GSD = 0.05
-ORIGIN = (500_000.0, 5_800_000.0)
-
-
-def full_ids(ann):
-    return np.where(ann == 0, 0, ann.astype(np.int64) - 1).astype(np.uint8)
-
-
-def eroded_ids(ann):
-    return np.where(ann == 0, 255, ann.astype(np.int64) - 1).astype(np.uint8)
-
-
-def colours(ids, table=ISPRS_RGB, ignore=(0, 0, 0)):
-    lut = np.zeros((256, 3), np.uint8)
-    lut[: len(table)] = table
-    lut[255] = ignore
-    return lut[ids].transpose(2, 0, 1)
-
-
-def write(path, array, row=0, col=0, georef=True, driver="GTiff"):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if array.ndim == 2:
-        array = array[None]
-    geo = {"crs": "EPSG:32633", "transform": from_origin(ORIGIN[0] + col * GSD, ORIGIN[1] - row * GSD, GSD, GSD)}
-    with rasterio.open(
-        path,
-        "w",
-        driver=driver,
-        width=array.shape[2],
-        height=array.shape[1],
-        count=array.shape[0],
-        dtype=array.dtype,
-        **(geo if georef else {}),
-    ) as dst:
-        dst.write(array)
-    return path
-
-
-QUADRANTS = {"potsdam": ("2_11", "2_10", "2_13", "7_10"), "vaihingen": ("area1", "area30", "area2", "area39")}
-
-
-def isprs_archive(
-    isprs_sample, root, dataset, size=256, vaihingen_folders=("top", "ground_truth_COMPLETE", "ground_truth_eroded")
-):
-    """The sample cut into four tiles named as train, val, test and (Potsdam) excluded / (Vaihingen) unlisted.
-
-    ``isprs_sample`` is the fixture reading the shared ISPRS patch: (image, mmseg annotation).
-    """
-    image, ann = isprs_sample(dataset)
-    tiles = {}
-    for i, tile in enumerate(QUADRANTS[dataset]):
-        r, c = (i // 2) * size, (i % 2) * size
-        img, a = image[:, r : r + size, c : c + size], ann[r : r + size, c : c + size]
-        tiles[tile] = (img, a, (r, c))
-        if dataset == "potsdam":
-            name = f"top_potsdam_{tile}"
-            write(root / "2_Ortho_RGB" / f"{name}_RGB.tif", img, r, c)
-            write(root / "4_Ortho_RGBIR" / f"{name}_RGBIR.tif", np.concatenate([img, 255 - img[:1]]), r, c)
-            write(root / "5_Labels_all" / f"{name}_label.tif", colours(full_ids(a)), r, c)
-            write(root / "5_Labels_all_noBoundary" / f"{name}_label_noBoundary.tif", colours(eroded_ids(a)), r, c)
-            (root / "2_Ortho_RGB" / f"{name}_RGB.tfw").write_text("0.05\n0\n0\n-0.05\n0\n0\n")
-        else:
-            name = f"top_mosaic_09cm_{tile}"
-            top, gt, eroded = vaihingen_folders
-            write(root / "ISPRS_semantic_labeling_Vaihingen" / top / f"{name}.tif", img, r, c)
-            write(root / gt / f"{name}.tif", colours(full_ids(a)), r, c)
-            write(root / eroded / f"{name}_noBoundary.tif", colours(eroded_ids(a)), r, c)
-    (root / "README.txt").write_text("not a raster")
-    return tiles
-
 
 def read(path):
     with rasterio.open(path) as src:
@@ -99,9 +27,9 @@ def read(path):
 
 
 @pytest.fixture(scope="module")
-def potsdam(isprs_sample, tmp_path_factory):
+def potsdam(isprs_sample, tmp_path_factory, isprs_files):
     root = tmp_path_factory.mktemp("raw")
-    tiles = isprs_archive(isprs_sample, root, "potsdam")
+    tiles = isprs_files.archive(isprs_sample, root, "potsdam")
     out = tmp_path_factory.mktemp("prepared") / "potsdam"
     return tiles, root, prepare_dataset("potsdam", root, out, patch_size=128)
 
@@ -120,7 +48,7 @@ def test_potsdam_splits_by_tile_id_and_excludes_7_10(potsdam):
     assert not any(p.name.startswith(".") for p in manifest.folder.parent.iterdir())  # staging renamed away
 
 
-def test_potsdam_patches_and_scenes_round_trip_the_annotation(potsdam):
+def test_potsdam_patches_and_scenes_round_trip_the_annotation(potsdam, isprs_files):
     tiles, _, manifest = potsdam
     for split in manifest.splits.values():
         (tile,) = split.tiles
@@ -133,16 +61,30 @@ def test_potsdam_patches_and_scenes_round_trip_the_annotation(potsdam):
             window = (slice(r, r + 128), slice(c, c + 128))
             pixels, transform, crs = read(img_path)
             np.testing.assert_array_equal(pixels, image[:, window[0], window[1]])
-            np.testing.assert_array_equal(read(lab_path)[0][0], full_ids(ann)[window])
-            np.testing.assert_array_equal(read(ero_path)[0][0], eroded_ids(ann)[window])
+            np.testing.assert_array_equal(read(lab_path)[0][0], isprs_files.full_ids(ann)[window])
+            np.testing.assert_array_equal(read(ero_path)[0][0], isprs_files.eroded_ids(ann)[window])
             assert crs == "EPSG:32633"
-            assert transform == from_origin(ORIGIN[0] + (c0 + c) * GSD, ORIGIN[1] - (r0 + r) * GSD, GSD, GSD)
+            assert transform == from_origin(
+                isprs_files.ORIGIN[0] + (c0 + c) * isprs_files.GSD,
+                isprs_files.ORIGIN[1] - (r0 + r) * isprs_files.GSD,
+                isprs_files.GSD,
+                isprs_files.GSD,
+            )
         (scene,) = split.scenes
         assert scene.image == manifest.sources["root"] + f"/2_Ortho_RGB/top_potsdam_{tile}_RGB.tif"
         labels, transform, crs = read(manifest.resolve(scene.label))
-        np.testing.assert_array_equal(labels[0], full_ids(ann))
-        np.testing.assert_array_equal(read(manifest.resolve(scene.label_eroded))[0][0], eroded_ids(ann))
-        assert transform == from_origin(ORIGIN[0] + c0 * GSD, ORIGIN[1] - r0 * GSD, GSD, GSD) and crs == "EPSG:32633"
+        np.testing.assert_array_equal(labels[0], isprs_files.full_ids(ann))
+        np.testing.assert_array_equal(read(manifest.resolve(scene.label_eroded))[0][0], isprs_files.eroded_ids(ann))
+        assert (
+            transform
+            == from_origin(
+                isprs_files.ORIGIN[0] + c0 * isprs_files.GSD,
+                isprs_files.ORIGIN[1] - r0 * isprs_files.GSD,
+                isprs_files.GSD,
+                isprs_files.GSD,
+            )
+            and crs == "EPSG:32633"
+        )
 
 
 def test_potsdam_class_pixels_equal_bincount_of_the_annotation(potsdam):
@@ -160,8 +102,8 @@ def test_manifest_round_trips_through_load(potsdam):
     assert loaded.created.endswith("+00:00") and loaded.aerialseg_version
 
 
-def test_potsdam_rgbir_writes_four_bands(isprs_sample, tmp_path):
-    tiles = isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
+def test_potsdam_rgbir_writes_four_bands(isprs_sample, tmp_path, isprs_files):
+    tiles = isprs_files.archive(isprs_sample, tmp_path / "raw", "potsdam")
     manifest = prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256, image_kind="rgbir")
     assert manifest.bands == ("R", "G", "B", "NIR") and manifest.sources["image_kind"] == "RGBIR"
     image_path = manifest.patch_pairs("val")[0][0]
@@ -182,8 +124,8 @@ def test_potsdam_rgbir_writes_four_bands(isprs_sample, tmp_path):
         ("top", "gts_for_participants", "gts_eroded_for_participants"),
     ],
 )
-def test_vaihingen_tells_labels_from_images_by_folder(isprs_sample, tmp_path, folders):
-    tiles = isprs_archive(isprs_sample, tmp_path / "raw", "vaihingen", vaihingen_folders=folders)
+def test_vaihingen_tells_labels_from_images_by_folder(isprs_sample, tmp_path, folders, isprs_files):
+    tiles = isprs_files.archive(isprs_sample, tmp_path / "raw", "vaihingen", vaihingen_folders=folders)
     manifest = prepare_dataset("vaihingen", tmp_path / "raw", tmp_path / "out", patch_size=128, stride=128)
     assert {name: s.tiles for name, s in manifest.splits.items()} == {
         "train": ("area1",),
@@ -194,20 +136,20 @@ def test_vaihingen_tells_labels_from_images_by_folder(isprs_sample, tmp_path, fo
     image, ann, _ = tiles["area30"]
     scene = manifest.splits["val"].scenes[0]
     assert "ISPRS_semantic_labeling_Vaihingen/top/" in scene.image
-    np.testing.assert_array_equal(read(manifest.resolve(scene.label))[0][0], full_ids(ann))
-    np.testing.assert_array_equal(read(manifest.resolve(scene.label_eroded))[0][0], eroded_ids(ann))
+    np.testing.assert_array_equal(read(manifest.resolve(scene.label))[0][0], isprs_files.full_ids(ann))
+    np.testing.assert_array_equal(read(manifest.resolve(scene.label_eroded))[0][0], isprs_files.eroded_ids(ann))
     img_path, lab_path = manifest.patch_pairs("val")[-1]
     np.testing.assert_array_equal(read(img_path)[0], image[:, 128:, 128:])
-    np.testing.assert_array_equal(read(lab_path)[0][0], full_ids(ann)[128:, 128:])
+    np.testing.assert_array_equal(read(lab_path)[0][0], isprs_files.full_ids(ann)[128:, 128:])
 
 
-def test_last_window_shifts_inward_and_small_tiles_are_padded(isprs_sample, tmp_path):
+def test_last_window_shifts_inward_and_small_tiles_are_padded(isprs_sample, tmp_path, isprs_files):
     image, ann = isprs_sample("vaihingen")
     gt = tmp_path / "raw" / "gt"
     shapes = {"area1": (200, 300), "area3": (100, 90)}  # one taller/wider than a patch, one smaller
     for tile, (h, w) in shapes.items():
-        write(tmp_path / "raw" / "top" / f"top_mosaic_09cm_{tile}.tif", image[:, :h, :w])
-        write(gt / f"top_mosaic_09cm_{tile}.tif", colours(full_ids(ann[:h, :w])))
+        isprs_files.write(tmp_path / "raw" / "top" / f"top_mosaic_09cm_{tile}.tif", image[:, :h, :w])
+        isprs_files.write(gt / f"top_mosaic_09cm_{tile}.tif", isprs_files.colours(isprs_files.full_ids(ann[:h, :w])))
     manifest = prepare_dataset("vaihingen", tmp_path / "raw", tmp_path / "out", patch_size=128)
     train = manifest.splits["train"]
     assert train.patches == (
@@ -224,11 +166,16 @@ def test_last_window_shifts_inward_and_small_tiles_are_padded(isprs_sample, tmp_
         crop = (slice(r, min(r + 128, h)), slice(c, min(c + 128, w)))
         rows, cols = crop[0].stop - r, crop[1].stop - c
         expected_img[:, :rows, :cols] = image[:, crop[0], crop[1]]
-        expected_lab[:rows, :cols] = full_ids(ann)[crop]
+        expected_lab[:rows, :cols] = isprs_files.full_ids(ann)[crop]
         pixels, transform, _ = read(img_path)
         np.testing.assert_array_equal(pixels, expected_img)
         np.testing.assert_array_equal(read(lab_path)[0][0], expected_lab)
-        assert transform == from_origin(ORIGIN[0] + c * GSD, ORIGIN[1] - r * GSD, GSD, GSD)
+        assert transform == from_origin(
+            isprs_files.ORIGIN[0] + c * isprs_files.GSD,
+            isprs_files.ORIGIN[1] - r * isprs_files.GSD,
+            isprs_files.GSD,
+            isprs_files.GSD,
+        )
         counts += np.bincount(expected_lab.ravel(), minlength=256)
     assert train.class_pixels == tuple(int(v) for v in counts[:6]) and train.ignored_pixels == counts[255]
     assert not train.has_eroded and manifest.splits["val"].tiles == ()
@@ -250,8 +197,8 @@ def test_patch_starts_cover_every_pixel_and_stay_inside(length, size, stride):
             assert covered.all()
 
 
-def test_unknown_colour_names_colour_and_file_and_leaves_nothing(isprs_sample, tmp_path):
-    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
+def test_unknown_colour_names_colour_and_file_and_leaves_nothing(isprs_sample, tmp_path, isprs_files):
+    isprs_files.archive(isprs_sample, tmp_path / "raw", "potsdam")
     label = tmp_path / "raw" / "5_Labels_all" / "top_potsdam_2_10_label.tif"
     with rasterio.open(label, "r+") as dst:
         rgb = dst.read()
@@ -264,8 +211,8 @@ def test_unknown_colour_names_colour_and_file_and_leaves_nothing(isprs_sample, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
-def test_colour_tolerance_snaps_noisy_labels(isprs_sample, tmp_path):
-    tiles = isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
+def test_colour_tolerance_snaps_noisy_labels(isprs_sample, tmp_path, isprs_files):
+    tiles = isprs_files.archive(isprs_sample, tmp_path / "raw", "potsdam")
     noise = np.random.default_rng(0)
     for path in (tmp_path / "raw" / "5_Labels_all").glob("*.tif"):
         with rasterio.open(path, "r+") as dst:
@@ -275,11 +222,11 @@ def test_colour_tolerance_snaps_noisy_labels(isprs_sample, tmp_path):
         prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256)
     manifest = prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256, colour_tolerance=3)
     scene = manifest.splits["train"].scenes[0]
-    np.testing.assert_array_equal(read(manifest.resolve(scene.label))[0][0], full_ids(tiles["2_11"][1]))
+    np.testing.assert_array_equal(read(manifest.resolve(scene.label))[0][0], isprs_files.full_ids(tiles["2_11"][1]))
 
 
-def test_output_folder_needs_overwrite(isprs_sample, tmp_path):
-    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
+def test_output_folder_needs_overwrite(isprs_sample, tmp_path, isprs_files):
+    isprs_files.archive(isprs_sample, tmp_path / "raw", "potsdam")
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / "old.txt").write_text("x")
     with pytest.raises(OutputExistsError, match="pass --overwrite"):
@@ -322,8 +269,8 @@ def duplicate(root):
         (lambda root: None, "IRRG", "no potsdam images of kind IRRG found (16 files recognised)"),
     ],
 )
-def test_layout_errors_name_the_file(isprs_sample, tmp_path, damage, kind, message):
-    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
+def test_layout_errors_name_the_file(isprs_sample, tmp_path, damage, kind, message, isprs_files):
+    isprs_files.archive(isprs_sample, tmp_path / "raw", "potsdam")
     damage(tmp_path / "raw")
     with pytest.raises(DatasetLayoutError) as info:
         prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256, image_kind=kind)
@@ -331,8 +278,8 @@ def test_layout_errors_name_the_file(isprs_sample, tmp_path, damage, kind, messa
     assert not (tmp_path / "out").exists()
 
 
-def test_a_split_without_eroded_labels_has_none(isprs_sample, tmp_path):
-    isprs_archive(isprs_sample, tmp_path / "raw", "potsdam")
+def test_a_split_without_eroded_labels_has_none(isprs_sample, tmp_path, isprs_files):
+    isprs_files.archive(isprs_sample, tmp_path / "raw", "potsdam")
     (tmp_path / "raw" / "5_Labels_all_noBoundary" / "top_potsdam_2_10_label_noBoundary.tif").unlink()
     manifest = prepare_dataset("potsdam", tmp_path / "raw", tmp_path / "out", patch_size=256)
     assert {n: s.has_eroded for n, s in manifest.splits.items()} == {"train": True, "val": False, "test": True}
@@ -348,18 +295,21 @@ def test_nothing_recognised_names_root_and_expected_names(tmp_path):
     assert str(tmp_path / "raw") in str(info.value) and "top_mosaic_09cm_area1.tif" in str(info.value)
 
 
-def test_uavid_splits_from_folders_and_test_without_labels(isprs_sample, tmp_path):
+def test_uavid_splits_from_folders_and_test_without_labels(isprs_sample, tmp_path, isprs_files):
     image, ann = isprs_sample("potsdam")
-    ids = full_ids(ann)[:200, :300].copy()
+    ids = isprs_files.full_ids(ann)[:200, :300].copy()
     ids[:, 280:] = 255  # padding, white in UAVid labels
     ids[190:, :] = 7  # clutter, black
-    table = np.vstack([UAVID_RGB, [(64, 64, 0), (0, 0, 0)]])
+    table = np.vstack([isprs_files.UAVID_RGB, [(64, 64, 0), (0, 0, 0)]])
     for split, seq in (("train", "seq1"), ("val", "seq16"), ("test", "seq21")):
         base = tmp_path / "raw" / "uavid_v1.5" / f"uavid_{split}" / seq
-        write(base / "Images" / "000100.png", image[:, :200, :300], georef=False, driver="PNG")
+        isprs_files.write(base / "Images" / "000100.png", image[:, :200, :300], georef=False, driver="PNG")
         if split != "test":
-            write(
-                base / "Labels" / "000100.png", colours(ids, table, ignore=(255, 255, 255)), georef=False, driver="PNG"
+            isprs_files.write(
+                base / "Labels" / "000100.png",
+                isprs_files.colours(ids, table, ignore=(255, 255, 255)),
+                georef=False,
+                driver="PNG",
             )
     manifest = prepare_dataset("uavid", tmp_path / "raw", tmp_path / "out", patch_size=128)
     assert {n: s.tiles for n, s in manifest.splits.items()} == {
@@ -408,7 +358,7 @@ in_mean = false
 """
 
 
-def folder_dataset(isprs_sample, tmp_path, with_ids):
+def folder_dataset(isprs_sample, tmp_path, with_ids, isprs_files):
     image, ann = isprs_sample("potsdam")
     ids = {"tree": 40, "building": 20, "ground": 10, "grass": 30, "car": 50}
     text = CLASSES_TOML.format(
@@ -419,11 +369,11 @@ def folder_dataset(isprs_sample, tmp_path, with_ids):
     for i, (name, suffix) in enumerate(zip("abcd", ("", "_label", "_mask", "-gt"), strict=True)):
         r, c = (i // 2) * 256, (i % 2) * 256
         a = ann[r : r + 256, c : c + 256]
-        write(tmp_path / "images" / f"{name}.tif", image[:, r : r + 256, c : c + 256], r, c)
-        label = (a * 10 if with_ids else colours(eroded_ids(a))).astype(np.uint8)
+        isprs_files.write(tmp_path / "images" / f"{name}.tif", image[:, r : r + 256, c : c + 256], r, c)
+        label = (a * 10 if with_ids else isprs_files.colours(isprs_files.eroded_ids(a))).astype(np.uint8)
         png = suffix == "-gt"
         path = tmp_path / "labels" / f"{name}{suffix}.{'png' if png else 'tif'}"
-        write(path, label, georef=not png, driver="PNG" if png else "GTiff")
+        isprs_files.write(path, label, georef=not png, driver="PNG" if png else "GTiff")
         # toml order: tree, building, ground, grass, car  <- ann 4, 2, 1, 3, 5
         expected[name] = np.array([255, 2, 1, 3, 0, 4, 255], np.uint8)[a]
     (tmp_path / "labels" / "notes.txt").write_text("ignored: not a raster")
@@ -431,8 +381,8 @@ def folder_dataset(isprs_sample, tmp_path, with_ids):
 
 
 @pytest.mark.parametrize("with_ids", [False, True])
-def test_folder_remaps_classes_in_toml_order(isprs_sample, tmp_path, with_ids):
-    expected = folder_dataset(isprs_sample, tmp_path, with_ids)
+def test_folder_remaps_classes_in_toml_order(isprs_sample, tmp_path, with_ids, isprs_files):
+    expected = folder_dataset(isprs_sample, tmp_path, with_ids, isprs_files)
     manifest = prepare_folder(
         tmp_path / "images",
         tmp_path / "labels",
@@ -452,8 +402,8 @@ def test_folder_remaps_classes_in_toml_order(isprs_sample, tmp_path, with_ids):
             np.testing.assert_array_equal(read(label)[0][0], expected[tile])
 
 
-def test_folder_split_is_deterministic_per_seed(isprs_sample, tmp_path):
-    folder_dataset(isprs_sample, tmp_path, False)
+def test_folder_split_is_deterministic_per_seed(isprs_sample, tmp_path, isprs_files):
+    folder_dataset(isprs_sample, tmp_path, False, isprs_files)
     args = (tmp_path / "images", tmp_path / "labels", tmp_path / "classes.toml")
     splits = [
         {
@@ -468,8 +418,8 @@ def test_folder_split_is_deterministic_per_seed(isprs_sample, tmp_path):
     assert len({str(s) for s in splits}) > 1
 
 
-def test_folder_image_without_label_is_an_error(isprs_sample, tmp_path):
-    folder_dataset(isprs_sample, tmp_path, False)
+def test_folder_image_without_label_is_an_error(isprs_sample, tmp_path, isprs_files):
+    folder_dataset(isprs_sample, tmp_path, False, isprs_files)
     (tmp_path / "labels" / "c_mask.tif").unlink()
     with pytest.raises(DatasetLayoutError, match=r"c\.tif: image has no label"):
         prepare_folder(tmp_path / "images", tmp_path / "labels", tmp_path / "classes.toml", tmp_path / "out")
