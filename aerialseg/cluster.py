@@ -36,6 +36,7 @@ from .batch import (
     PredictResult,
     batch_targets,
     check_settings,
+    expand_inputs,
     failure,
     skipped,
     vectorize_outputs,
@@ -196,6 +197,23 @@ def predict_on_cluster(
 
     if split_rows < 1:
         raise AerialsegError(f"split_rows {split_rows} is not positive", hint="pass --split-rows 1 or more")
+    if options.input.mosaic:  # the mosaic is one raster to the cluster: split by rows like any other
+        from .mosaic import as_one_run, predict_mosaic
+
+        def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
+            return predict_on_cluster(
+                [source], spec, inner, client, output=target, split_rows=split_rows, progress=progress
+            )[0]
+
+        paths = expand_inputs(inputs)
+        card = read_card(spec.model_file)
+        mosaic = as_one_run(
+            paths, lambda: predict_mosaic(paths, card, run, options, out_dir=out_dir, output=output, reads=spec.files)
+        )
+        for result in mosaic:
+            if on_result is not None:
+                on_result(result)
+        return mosaic
     batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output, spec.files)
     if options.output.vectorize is not None:
         check_settings(options.output, read_card(spec.model_file))

@@ -75,6 +75,8 @@ class InputOptions:
     input (else a 2-98 percentile stretch). ``gsd``: see :data:`GSD_MODES`. ``rows=(start,
     stop)`` predicts only those input rows, into outputs that cover just them (georeferenced
     where they lie) and equal those rows of a whole-raster run (how a cluster splits one raster).
+    ``mosaic``: the inputs of a batch, on one pixel grid, are predicted as one raster and cut
+    back into one output per input (see :mod:`aerialseg.mosaic`).
     """
 
     bands: tuple[int, ...] | None = None
@@ -82,6 +84,7 @@ class InputOptions:
     allow_no_crs: bool = False
     gsd: str = "auto"
     rows: tuple[int, int] | None = None
+    mosaic: bool = False
 
 
 @dataclass(frozen=True)

@@ -442,6 +442,21 @@ def predict_many(
     that fails its accuracy gate (every file would); Ctrl-C stops it too.
     ``options.output.skip_finished`` reports an input whose class raster exists as ``skipped``.
     """
+    if options.input.mosaic:
+        from .mosaic import as_one_run, predict_mosaic
+
+        def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
+            return predict(source, target, runner, inner, progress)
+
+        paths, also_read = expand_inputs(inputs), list(reads)
+        results = as_one_run(
+            paths,
+            lambda: predict_mosaic(paths, runner.card, run, options, out_dir=out_dir, output=output, reads=also_read),
+        )
+        for result in results:
+            if on_result is not None:
+                on_result(result)
+        return results
     batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output, map(Path, reads))
     check_settings(options.output, runner.card)
     results = []

@@ -318,6 +318,40 @@ def assemble_bands(parts: Sequence[tuple[int, Path]], target: Path, layout: Sink
                     sink.write(start + row, read_bands(src, range(1, src.count + 1), window=window))
 
 
+def cut_raster(
+    source: Path,
+    window: tuple[int, int, int, int],
+    target: Path,
+    layout: SinkLayout,
+    *,
+    overwrite: bool,
+    tags: dict[str, str],
+) -> None:
+    """Stream the ``(col_off, row_off, width, height)`` window of ``source`` into ``target``, georeferenced there.
+
+    ``source`` is a raster ``predict`` wrote (its tags are kept, ``tags`` added); ``target``
+    comes out through :func:`raster_sinks` as a ``predict`` output: overviews, COG layout,
+    write-then-rename. How a mosaic's map becomes one map per input file.
+    """
+    from rasterio.windows import Window
+
+    col_off, row_off, width, height = window
+    with open_raster(source) as src:
+        grid = dict(
+            width=width,
+            height=height,
+            crs=src.crs,
+            transform=src.window_transform(Window(col_off, row_off, width, height)),
+            tags=src.tags() | tags,
+        )
+        with raster_sinks([(target, layout)], overwrite=overwrite, **grid) as (sink,):
+            for row in range(0, height, BLOCK):
+                rows = min(BLOCK, height - row)
+                sink.write(
+                    row, read_bands(src, range(1, src.count + 1), window=Window(col_off, row_off + row, width, rows))
+                )
+
+
 def encode_probabilities(probabilities: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """``(K, rows, width)`` probabilities -> uint8 x 254 with nodata 255 where not ``valid``."""
     out = np.rint(probabilities * PROBABILITY_SCALE).astype(np.uint8)

@@ -117,6 +117,10 @@ def template(request, tmp_path_factory, neon_tif, isprs_files) -> Path:
             "flights/b.tif": (256, 0, 144),
             "more/c.tif": (256, 256, 144),
             "shared/mosaic.tif": (100, 100, 200),
+            "sheets/nw.tif": (0, 0, 128),
+            "sheets/ne.tif": (0, 128, 128),
+            "sheets/sw.tif": (128, 0, 128),
+            "sheets/se.tif": (128, 128, 128),
         }.items():
             window = Window(col, row, size, size)
             profile = src.profile | {"width": size, "height": size, "transform": src.window_transform(window)}

@@ -109,6 +109,14 @@ def predict_command(
             "(default: aerialseg.cluster.DEFAULT_SPLIT_ROWS).",
         ),
     ] = None,
+    mosaic: Annotated[
+        bool,
+        typer.Option(
+            "--mosaic",
+            help="Predict the inputs (adjacent files on one pixel grid) as one raster, so file edges are no seams; "
+            "one output per input, or with -o one of the whole mosaic.",
+        ),
+    ] = InputOptions.mosaic,
     overwrite: Overwrite = OutputOptions.overwrite,
     json_output: JsonOutput = False,
 ) -> None:
@@ -126,7 +134,7 @@ def predict_command(
     )
     options = PredictOptions(
         tiling=TilingOptions(tile_size, overlap, blend, batch_size),
-        input=InputOptions(bands=parse_bands(bands), scale=scale, allow_no_crs=allow_no_crs, gsd=gsd),
+        input=InputOptions(bands=parse_bands(bands), scale=scale, allow_no_crs=allow_no_crs, gsd=gsd, mosaic=mosaic),
         output=OutputOptions(
             overwrite=overwrite,
             resume=resume,

@@ -126,7 +126,11 @@ class Manifest:
         try:
             data = json.loads(path.read_text())
             if data.pop("format", MANIFEST_FORMAT) > MANIFEST_FORMAT:
-                raise DatasetLayoutError("manifest is newer than this aerialseg", path=path, hint="upgrade aerialseg")
+                raise DatasetLayoutError(
+                    "manifest is newer than this aerialseg",
+                    path=path,
+                    hint="upgrade aerialseg, or prepare the dataset again with this version (prepare ... --overwrite)",
+                )
             classes = tuple(
                 ClassInfo(c["name"], tuple(c["color"]), bool(c.get("in_mean", True))) for c in data.pop("classes")
             )
