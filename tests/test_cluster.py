@@ -258,3 +258,33 @@ def test_resume_on_the_cluster_from_the_command_line_skips_finished_files(raster
     assert code == 0, err
     assert [(r["input"], r["status"]) for r in json.loads(stdout)] == [(str(rasters["striped"]), "skipped")]
     assert finished.read_bytes() == b"a finished map"
+
+
+def test_a_mosaic_on_the_cluster_equals_the_local_mosaic(client, rasters, abcnet_weights, tmp_path):
+    """Sheets of a real tile as one mosaic, split in bands of rows across the workers: the local map."""
+    from rasterio.windows import Window
+
+    from aerialseg.options import InputOptions
+
+    sheets = tmp_path / "sheets"
+    sheets.mkdir()
+    with rasterio.open(rasters["striped"]) as src:
+        for name, (col, row, width, height) in {"w": (0, 0, 190, 400), "e": (190, 0, 210, 400)}.items():
+            window = Window(col, row, width, height)
+            profile = src.profile | {"width": width, "height": height, "transform": src.window_transform(window)}
+            with rasterio.open(sheets / f"{name}.tif", "w", **profile) as dst:
+                dst.write(src.read(window=window))
+    options = PredictOptions(TilingOptions(tile_size=256, overlap=64), InputOptions(mosaic=True))
+    with worker_threads():
+        local = predict_many(
+            [sheets], open_runner(str(abcnet_weights), backend="torch"), options, out_dir=tmp_path / "l"
+        )
+    spec = RunnerSpec(str(abcnet_weights), backend="torch")
+    remote = predict_on_cluster([sheets], spec, options, client, out_dir=tmp_path / "c", split_rows=150)
+    assert [r.status for r in local] == [r.status for r in remote] == ["ok", "ok"]
+    for name in ("w", "e"):
+        with (
+            rasterio.open(tmp_path / "l" / f"{name}_classes.tif") as a,
+            rasterio.open(tmp_path / "c" / f"{name}_classes.tif") as b,
+        ):
+            assert a.transform == b.transform and np.array_equal(a.read(), b.read())
