@@ -3,19 +3,20 @@
 Orthophotos arrive as grids of sheets (1 km², 2000 x 2000 px); predicted one by one, every
 sheet edge is a prediction edge where the network sees no context and neighbouring maps
 disagree. Here the inputs of a call that share a CRS and a pixel grid become one GDAL VRT
-(built in a hidden scratch folder beside the outputs, never beside the inputs), whose mask
-band is each file's own mask and is empty in the gaps between files. The mosaic is
+(built in a hidden scratch folder beside the outputs, never beside the inputs) whose gaps
+between files read as nodata, the way the files mark theirs. The mosaic is
 predicted by the ordinary streaming path (tiles planned over the whole mosaic, overlaps
 blended as inside one raster, memory bounded by the mosaic's width) into scratch rasters,
 which are then cut back into one output per input (same name, grid and size as the input)
 or, with ``-o``, copied into one cloud-optimised GeoTIFF of the whole mosaic. The scratch
 folder's name comes from the inputs, so ``--resume`` continues an interrupted mosaic; it is
-removed when the outputs are written.
+removed when the outputs are written, or when a run fails before leaving anything to resume.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import time
@@ -28,6 +29,7 @@ from xml.sax.saxutils import escape
 from .atomic import name_key
 from .batch import Batch, OutputSet, PredictResult, batch_targets, check_settings, failure, vectorize_outputs
 from .errors import AerialsegError, InputRasterError
+from .journal import file_identity, partial_paths
 from .raster import open_raster
 from .sink import cut_raster
 
@@ -96,10 +98,12 @@ class Mosaic:
                 f"{self._sources(1, constant)}</VRTRasterBand>"
             )
         t = self.transform
+        inputs = escape(json.dumps([file_identity(f.path) for f in self.files]))  # an edited sheet: a new VRT
         return (
             f'<VRTDataset rasterXSize="{self.width}" rasterYSize="{self.height}">'
             f"<SRS>{escape(self.crs.to_wkt()) if self.crs else ''}</SRS>"
             f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
+            f'<Metadata><MDI key="AERIALSEG_INPUTS">{inputs}</MDI></Metadata>'
             f"{bands}</VRTDataset>\n"
         )
 
@@ -246,10 +250,45 @@ def predict_mosaic(
         return [PredictResult(path, target, "skipped") for path, target in targets]
     mosaic = build_mosaic(paths)
     scratch = _scratch_folder(mosaic, targets[0][1])
-    scratch.mkdir(exist_ok=True)
-    vrt = scratch / "mosaic.vrt"
-    vrt.write_text(mosaic.vrt())
     whole = OutputSet.for_target(scratch / "mosaic_classes.tif", wanted)
+    try:
+        rows, result = _predict_and_cut(mosaic, scratch, whole, targets, outputs, card, run, options)
+    except BaseException:
+        if not partial_paths(whole.classes)[1].exists():  # nothing a --resume could continue
+            shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    shutil.rmtree(scratch, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    total = sum(r.megapixels for r in rows) or 1.0
+    return [  # the one run's time and tiles, shared out by area
+        replace(
+            r,
+            seconds=seconds * r.megapixels / total,
+            tiles_run=round(result.tiles_run * r.megapixels / total),
+            tiles_skipped=round(result.tiles_skipped * r.megapixels / total),
+        )
+        if r.status == "ok"
+        else r
+        for r in rows
+    ]
+
+
+def _predict_and_cut(
+    mosaic: Mosaic,
+    scratch: Path,
+    whole: OutputSet,
+    targets: Sequence[tuple[Path, Path]],
+    outputs: Sequence[OutputSet | None],
+    card: ModelCard,
+    run: PredictRun,
+    options: PredictOptions,
+) -> tuple[list[PredictResult], PredictResult]:
+    """The mosaic into the scratch rasters, then each output cut from them; the rows and the mosaic's result."""
+    wanted = options.output
+    scratch.mkdir(exist_ok=True)
+    vrt, text = scratch / "mosaic.vrt", mosaic.vrt()
+    if not vrt.is_file() or vrt.read_text() != text:  # the same file, untouched, is what a resume's key expects
+        vrt.write_text(text)
     inner = replace(  # the mosaic as one raster into scratch files; a resume continues them
         options,
         input=replace(options.input, mosaic=False),
@@ -275,20 +314,7 @@ def predict_mosaic(
             cut_raster(whole_part, window, part, layout, overwrite=wanted.overwrite, tags=tags | source_tag)
         vectorize_outputs(item, wanted)
         rows.append(PredictResult(path, target, "ok", megapixels=window[2] * window[3] / 1e6))
-    shutil.rmtree(scratch, ignore_errors=True)
-    seconds = time.perf_counter() - start
-    total = sum(r.megapixels for r in rows) or 1.0
-    return [  # the one run's time and tiles, shared out by area
-        replace(
-            r,
-            seconds=seconds * r.megapixels / total,
-            tiles_run=round(result.tiles_run * r.megapixels / total),
-            tiles_skipped=round(result.tiles_skipped * r.megapixels / total),
-        )
-        if r.status == "ok"
-        else r
-        for r in rows
-    ]
+    return rows, result
 
 
 def as_one_run(paths: Sequence[Path], work: Callable[[], list[PredictResult]]) -> list[PredictResult]:

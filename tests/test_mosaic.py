@@ -8,6 +8,7 @@ their edges, which is what the option is for.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -162,3 +163,37 @@ def test_the_command_line_mosaic_with_the_sample_weights(cli, tmp_path, neon_tif
                 (_read(tmp_path / folder / f"{name}_classes.tif") != whole[row : row + height, col : col + width]).sum()
             )
     assert differ["m"] == 0 and differ["apart"] > 0
+
+
+def test_an_interrupted_mosaic_resumes_and_a_failed_one_leaves_no_scratch(tmp_path, neon_tif, context_runner, whole):
+    _cut(neon_tif, tmp_path / "sheets", SHEETS)
+
+    class Interrupted(context_runner):
+        def __call__(self, batch):
+            if self.tiles >= 30:  # well into the mosaic: finished rows are on disk
+                raise KeyboardInterrupt
+            return super().__call__(batch)
+
+    options = PredictOptions(TILING, InputOptions(mosaic=True), OutputOptions(resume=True, skip_finished=True))
+    with pytest.raises(KeyboardInterrupt):
+        predict_many([tmp_path / "sheets"], Interrupted(), options, out_dir=tmp_path / "out")
+    (scratch,) = [p for p in (tmp_path / "out").iterdir()]
+    assert scratch.name.startswith(".aerialseg-mosaic-")  # kept for --resume; no output yet
+    resumed = context_runner()
+    results = predict_many([tmp_path / "sheets"], resumed, options, out_dir=tmp_path / "out")
+    full = context_runner()
+    predict_many([tmp_path / "sheets"], full, replace(options, output=OutputOptions()), out_dir=tmp_path / "full")
+    assert [r.status for r in results] == ["ok"] * 4 and 0 < resumed.tiles < full.tiles  # the rest only
+    for name, (col, row, width, height) in SHEETS.items():
+        assert np.array_equal(
+            _read(tmp_path / "out" / f"{name}_classes.tif"), whole[row : row + height, col : col + width]
+        )
+    assert not scratch.exists()
+
+    class Broken(context_runner):
+        def __call__(self, batch):
+            raise RuntimeError("out of memory")
+
+    (result,) = predict_many([tmp_path / "sheets"], Broken(), options, out_dir=tmp_path / "again")
+    assert result.status == "failed" and "unexpected error (RuntimeError: out of memory)" in result.error
+    assert list((tmp_path / "again").iterdir()) == []
