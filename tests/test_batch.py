@@ -63,6 +63,9 @@ def test_no_product_or_scratch_file_may_be_an_input(tmp_path, ortho, context_run
     options = PredictOptions(TILING, output=OutputOptions(probabilities=True, overwrite=True))
     (result,) = predict_many([ortho], context_runner(), options, output=tmp_path / "map.tif")
     assert result.status == "failed" and "map_probabilities.tif: this output is the input" in result.error
+    os.link(ortho, tmp_path / "styled.qml")  # the style file of -o styled.tif
+    (result,) = predict_many([ortho], context_runner(), options, output=tmp_path / "styled.tif")
+    assert result.status == "failed" and "styled.qml: this output is the input" in result.error
     os.symlink(ortho, tmp_path / ".run.tif.partial.tif")  # a resumed run would update it in place
     resuming = PredictOptions(TILING, output=OutputOptions(resume=True))
     (result,) = predict_many([ortho], context_runner(), resuming, output=tmp_path / "run.tif")
@@ -118,7 +121,14 @@ def test_any_error_of_one_file_is_its_row_and_the_batch_goes_on(tmp_path, raster
     assert line.startswith(f"{inputs[1]}: unexpected error ({type(error).__name__}") and "\n" not in line
     assert "rerun with -v for the traceback" in line
     assert any(record.exc_info and record.exc_info[1] is error for record in caplog.records)
-    assert sorted(p.name for p in out.iterdir()) == ["RGB.byte_classes.tif", "cogeo_classes.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [  # the failed file left nothing, not even a style
+        "RGB.byte_classes.qml",
+        "RGB.byte_classes.tif",
+        "RGB.byte_classes.tif.aux.xml",
+        "cogeo_classes.qml",
+        "cogeo_classes.tif",
+        "cogeo_classes.tif.aux.xml",
+    ]
 
 
 def test_ctrl_c_still_stops_the_batch(tmp_path, rasters, context_runner):
@@ -165,7 +175,8 @@ def test_a_folder_or_pattern_names_the_same_inputs_after_a_run(tmp_path, rasters
     (folder / ".RGB.byte_classes.tif.bands").mkdir()
     shutil.copyfile(folder / "map.tif", folder / ".RGB.byte_classes.tif.bands" / "0000000000.tif")
     shutil.copyfile(folder / "map.tif", folder / ".RGB.byte_classes.tif.partial.tif")
-    assert len(list(folder.iterdir())) == 2 + 2 * 4 + 3
+    # two inputs; each one's 4 products and 2 style files; map.tif with its 2, the band folder and the partial file
+    assert len(list(folder.iterdir())) == 2 + 2 * (4 + 2) + 3 + 2
     assert expand_inputs([folder]) == inputs
     assert expand_inputs([folder / "*"]) == inputs
     assert expand_inputs([str(folder / "**" / "*.tif")]) == inputs
