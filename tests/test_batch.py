@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,30 @@ def test_no_product_or_scratch_file_may_be_an_input(tmp_path, ortho, context_run
     assert result.status == "failed" and "scratch file of the output is the input" in result.error
     assert ortho.read_bytes() == before
     assert not (tmp_path / "map.tif").exists() and not (tmp_path / "run.tif").exists()
+
+
+@pytest.mark.parametrize("style", ["map.qml", "map.tif.aux.xml", "map_objects.qml"])
+def test_a_style_file_is_an_output_like_the_others(tmp_path, ortho, context_runner, style):
+    (tmp_path / style).write_text("the user's own style")
+    runner = context_runner()
+    output = OutputOptions(vectorize=VectorizeOptions(classes=("car",)), objects_suffix=".fgb")
+    (result,) = predict_many([ortho], runner, PredictOptions(TILING, output=output), output=tmp_path / "map.tif")
+    assert (
+        result.status == "failed"
+        and result.error == f"{tmp_path / style}: output exists; pass --overwrite to replace it"
+    )
+    assert runner.tiles == 0 and sorted(p.name for p in tmp_path.iterdir()) == sorted(["ortho.tif", style])
+    overwrite = PredictOptions(TILING, output=replace(output, overwrite=True))
+    (result,) = predict_many([ortho], runner, overwrite, output=tmp_path / "map.tif")
+    assert result.status == "ok" and (tmp_path / style).read_text() != "the user's own style"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "map.qml",
+        "map.tif",
+        "map.tif.aux.xml",
+        "map_objects.fgb",
+        "map_objects.qml",
+        "ortho.tif",
+    ]
 
 
 def test_one_input_is_never_replaced_by_another_inputs_map(tmp_path, rasters, context_runner):
