@@ -6,7 +6,8 @@ formats the readers actually use:
 * GDAL category names and a raster attribute table in the PAM sidecar ``<raster>.aux.xml``
   (:func:`pam_xml`). A GeoTIFF holds the palette but nowhere to put class names: GDAL's GTiff
   driver keeps category names and attribute tables only in that sidecar (measured with GDAL
-  3.10). QGIS labels a paletted band with the category names, ArcGIS reads the table.
+  3.10). QGIS labels a paletted band with the category names (measured with QGIS 3.22); the
+  table serves tools that read raster attribute tables.
 * A QML style beside a file, ``<stem>.qml`` (:func:`qml_path`), which QGIS applies when the
   file is added: the class raster's paletted renderer (:func:`paletted_qml`: only the classes,
   where GDAL's palette alone lists all 256 entries) and the categories of a single-layer

@@ -121,7 +121,9 @@ def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, 
     assert result.status == "ok"
     assert same_file(local / result.output.name, tmp_path / result.output.name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "RGB.byte_classes.qml",
         "RGB.byte_classes.tif",
+        "RGB.byte_classes.tif.aux.xml",
         "RGB.byte_classes_probabilities.tif",
     ]
 
