@@ -271,7 +271,10 @@ def test_every_format_round_trips(spacenet_classes, tmp_path, suffix):
     path = spacenet_classes[0]
     out = tmp_path / f"objects{suffix}"
     result = vectorize(path, out, VectorizeOptions())
-    frame = gpd.read_parquet(out) if suffix == ".parquet" else gpd.read_file(out)
+    if suffix == ".parquet":
+        frame = gpd.read_parquet(out)
+    else:  # a GeoPackage also holds its layer_styles table: a layer is read by name
+        frame = gpd.read_file(out, layer="building" if suffix == ".gpkg" else None)
     assert len(frame) == result.counts["building"] == 43
     assert frame.crs == spacenet_classes[1].crs and frame.is_valid.all()
     assert set(frame["class"]) == {"building"} and frame.area_m2.min() >= 4
