@@ -24,11 +24,13 @@ from pathlib import Path
 
 from .atomic import InputFiles, check_output, name_key
 from .card import ModelCard
+from .conventions import PAM_SUFFIX, QML_SUFFIX
 from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import scratch_paths
 from .options import OutputOptions
 from .raster import first_line, open_raster
 from .sink import SinkLayout, class_raster, probability_raster, uncertainty_raster
+from .styles import qml_path, raster_sidecars
 
 __all__ = [
     "RASTER_SUFFIXES",
@@ -87,24 +89,36 @@ class OutputSet:
     """Every file one input gives: the class raster, and the optional products named after it.
 
     ``<target>_probabilities.tif`` and ``<target>_uncertainty.tif`` sit beside the class raster;
-    the objects file drops a ``_classes`` suffix: ``<input>_objects<objects_suffix>``.
+    the objects file drops a ``_classes`` suffix: ``<input>_objects<objects_suffix>``. ``styles``
+    are the style files QGIS and GDAL read beside them (:mod:`aerialseg.styles`): the class
+    raster's ``.qml`` and ``.aux.xml`` when the rasters are delivered (``cog``), and the objects
+    file's ``.qml`` unless it is a GeoPackage, which keeps its styles inside.
     """
 
     classes: Path
     probabilities: Path | None = None
     uncertainty: Path | None = None
     objects: Path | None = None
+    styles: tuple[Path, ...] = ()
 
     @classmethod
     def for_target(cls, target: str | os.PathLike[str], output: OutputOptions) -> OutputSet:
         """The outputs ``output`` asks for, with the class raster at ``target``."""
+        from .vector.writer import FORMATS
+
         path = Path(target)
         objects = path.with_name(f"{path.stem.removesuffix('_classes')}_objects{output.objects_suffix}")
+        vectorized = output.vectorize is not None
+        styles = [
+            *(raster_sidecars(path) if output.cog else []),
+            *([qml_path(objects)] if vectorized and FORMATS.get(objects.suffix.lower(), "GPKG") != "GPKG" else []),
+        ]
         return cls(
             path,
             path.with_name(f"{path.stem}_probabilities.tif") if output.probabilities else None,
             path.with_name(f"{path.stem}_uncertainty.tif") if output.uncertainty else None,
-            objects if output.vectorize is not None else None,
+            objects if vectorized else None,
+            tuple(styles),
         )
 
     @property
@@ -128,8 +142,8 @@ class OutputSet:
 
     @property
     def products(self) -> list[Path]:
-        """The rasters, then the objects file when there is one."""
-        return [*self.rasters, *([self.objects] if self.objects is not None else [])]
+        """The rasters, the objects file when there is one, then the style files."""
+        return [*self.rasters, *([self.objects] if self.objects is not None else []), *self.styles]
 
     @property
     def written(self) -> list[Path]:
@@ -148,7 +162,7 @@ class OutputSet:
         An objects file of an unknown format is refused too. Call :meth:`refuse_inputs` first:
         this refusal suggests ``--overwrite``, which must never be suggested for an input.
         """
-        for path in self.rasters:
+        for path in (*self.rasters, *self.styles):
             check_output(path, overwrite)
         if self.objects is not None:
             from .vector.writer import format_for
@@ -221,6 +235,7 @@ def is_product(path: Path) -> bool:
 
     Known by its name: hidden (scratch files, a cluster's band folders), a raster ending in
     :data:`PRODUCT_SUFFIXES`, an objects file; else, for a GeoTIFF, by aerialseg's provenance tag.
+    A style file (``.qml``, GDAL's ``.aux.xml``) is one when the file it styles is one.
     """
     from .vector.writer import FORMATS
 
@@ -228,11 +243,26 @@ def is_product(path: Path) -> bool:
         return True
     if path.stem.endswith("_objects") and path.suffix.lower() in FORMATS:
         return True
+    if path.suffix.lower() == QML_SUFFIX or path.name.lower().endswith(PAM_SUFFIX):
+        return _styles_a_product(path)
     if path.suffix.lower() not in RASTER_SUFFIXES:
         return False
     if path.stem.endswith(PRODUCT_SUFFIXES):
         return True
     return path.suffix.lower() in (".tif", ".tiff") and _has_provenance(path)
+
+
+def _styles_a_product(path: Path) -> bool:
+    """Whether the style file ``path`` (``.qml``, ``.aux.xml``) is named as a product's or styles a file that is one."""
+    from .vector.writer import FORMATS
+
+    if path.suffix.lower() != QML_SUFFIX:
+        return is_product(path.with_name(path.name[: -len(PAM_SUFFIX)]))
+    if path.stem.endswith((*PRODUCT_SUFFIXES, "_objects")):
+        return True
+    return any(
+        file.is_file() and is_product(file) for file in (path.with_suffix(s) for s in (*RASTER_SUFFIXES, *FORMATS))
+    )
 
 
 def _has_provenance(path: Path) -> bool:

@@ -20,6 +20,9 @@ __all__ = [
     "SAMPLE_ORTHOPHOTO",
     "SAMPLE_WEIGHTS_MARK",
     "MODEL_CHOICE_TAG",
+    "QML_SUFFIX",
+    "PAM_SUFFIX",
+    "LAYER_STYLES",
 ]
 
 NODATA_CLASS = 255
@@ -51,3 +54,12 @@ SAMPLE_WEIGHTS_MARK = "SAMPLE WEIGHTS"
 
 MODEL_CHOICE_TAG = "AERIALSEG_MODEL_CHOICE"
 """Tag of a raster predicted with weights chosen by a model name: the name, the weights and their score."""
+
+QML_SUFFIX = ".qml"
+"""The style file QGIS applies to a file-based layer: same folder and stem, this suffix (``map.tif`` -> ``map.qml``)."""
+
+PAM_SUFFIX = ".aux.xml"
+"""GDAL's sidecar of what a format cannot hold (a GeoTIFF's category names): appended, ``map.tif.aux.xml``."""
+
+LAYER_STYLES = "layer_styles"
+"""The GeoPackage table QGIS keeps layer styles in: no class layer may take this name."""

@@ -97,8 +97,8 @@ class OutputOptions:
     ``probabilities`` / ``uncertainty`` also write ``<output>_probabilities.tif`` (one band per
     class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values x 254.
     ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>``.
-    ``cog=False`` leaves the rasters as plain tiled GeoTIFFs without overviews: for parts that
-    are assembled or compared and then deleted (a cluster's bands, eval's maps).
+    ``cog=False`` leaves the rasters as plain tiled GeoTIFFs without overviews nor style files:
+    for parts that are assembled or compared and then deleted (a cluster's bands, eval's maps).
     """
 
     overwrite: bool = False

@@ -9,7 +9,8 @@ driver would buffer the whole raster in memory, so the GTiff driver's
 has nodata 255, and carries provenance tags.
 
 * :func:`class_raster`: uint8 class ids with a palette of the classes' colours and the
-  class names in the band metadata.
+  class names in the band metadata; delivered with its style beside it (a QML QGIS applies,
+  and GDAL's PAM sidecar with category names and an attribute table: :mod:`aerialseg.styles`).
 * :func:`probability_raster`: one band per class, probability x 254 (GDAL scale 1/254).
 * :func:`uncertainty_raster`: confidence (top probability), margin (top minus second) and
   normalised entropy, each x 254.
@@ -39,6 +40,7 @@ from .conventions import CLASS_NAMES_TAG, NODATA_CLASS, PROBABILITY_NODATA, PROB
 from .errors import OutputWriteError
 from .journal import partial_paths
 from .raster import open_raster, read_bands
+from .styles import ClassStyle, paletted_qml, pam_path, pam_xml, qml_path
 
 __all__ = [
     "RasterSink",
@@ -51,6 +53,7 @@ __all__ = [
     "encode_probabilities",
     "encode_uncertainty",
     "BLOCK",
+    "sidecars",
 ]
 
 BLOCK = 512
@@ -62,6 +65,7 @@ class SinkLayout:
     """What one output raster holds, band by band, and how a finished strip becomes its bands.
 
     ``encode`` maps a :class:`~aerialseg.blend.Strip` to ``(bands, rows, width)`` uint8.
+    ``legend`` (the class raster's classes) makes a delivered raster come with its style files.
     """
 
     name: str
@@ -71,6 +75,7 @@ class SinkLayout:
     colormap: dict[int, tuple[int, int, int, int]] | None = None
     band_tags: dict[str, str] = field(default_factory=dict)
     scale: float = 1.0
+    legend: tuple[ClassStyle, ...] = ()
 
 
 def class_raster(card: ModelCard) -> SinkLayout:
@@ -85,7 +90,15 @@ def class_raster(card: ModelCard) -> SinkLayout:
         lambda strip: strip.classes[None],
         colors,
         {CLASS_NAMES_TAG: json.dumps(card.class_names), **names},
+        legend=tuple(ClassStyle(i, c.name, c.color) for i, c in enumerate(card.classes)),
     )
+
+
+def sidecars(path: Path, layout: SinkLayout) -> dict[Path, str]:
+    """The style files written beside the raster at ``path`` (none but the class raster's), with their text."""
+    if not layout.legend:
+        return {}
+    return {qml_path(path): paletted_qml(layout.legend, NODATA_CLASS), pam_path(path): pam_xml(layout.legend)}
 
 
 def probability_raster(card: ModelCard) -> SinkLayout:
@@ -281,18 +294,26 @@ def raster_sinks(
     ``grid`` holds the other :class:`RasterSink` arguments (size, CRS, transform, tags, resume,
     cog), the same for every raster. When the block ends normally every sink is closed and
     renamed to its path; when it raises, no output appears and the intermediate files go,
-    except those :meth:`RasterSink.suspend` kept for a resume.
+    except those :meth:`RasterSink.suspend` kept for a resume. A delivered (``cog``) raster's
+    :func:`sidecars` go the same way, renamed just before their raster, so a raster that exists
+    has its style.
     """
     with ExitStack() as stack:
         sinks = []
+        styles = []
         for path, layout in rasters:
             tmp = stack.enter_context(atomic_output(path, overwrite=overwrite))
+            if grid.get("cog", True):
+                for side, text in sidecars(path, layout).items():
+                    styles.append((stack.enter_context(atomic_output(side, overwrite=overwrite)), text))
             sink = RasterSink(tmp, partial_paths(path)[0], layout, **grid)
             stack.callback(sink.release)
             sinks.append(sink)
         yield sinks
         for sink in sinks:
             sink.close()
+        for side_tmp, text in styles:
+            side_tmp.write_text(text, encoding="utf-8")
 
 
 def assemble_bands(parts: Sequence[tuple[int, Path]], target: Path, layout: SinkLayout, *, overwrite: bool) -> None:

@@ -16,10 +16,12 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from aerialseg.card import ModelCard
 from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 
 pytest_plugins = ["isprs_samples", "fake_runners"]
@@ -96,6 +98,36 @@ def neon_tif(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("neon") / SAMPLE_ORTHOPHOTO.name
     shutil.copyfile(SAMPLE_ORTHOPHOTO, path)
     return path
+
+
+@dataclass(frozen=True)
+class NeonMap:
+    """The sample orthophoto predicted with the stand-in runner: its files and the card they came from."""
+
+    classes: Path
+    objects: Path
+    card: ModelCard
+    layers: tuple[str, ...]
+
+
+@pytest.fixture(scope="session")
+def neon_map(tmp_path_factory, neon_tif, context_runner) -> NeonMap:
+    """``predict`` of the NEON orthophoto (stand-in runner, Potsdam classes) with its objects GeoPackage.
+
+    The objects are the building, car and clutter layers: the stand-in finds clutter on this
+    forest tile, so one layer has polygons and the others are empty. Shared by the session:
+    copy the files before changing them.
+    """
+    from aerialseg.options import OutputOptions, TilingOptions
+    from aerialseg.pipeline import PredictOptions, predict
+    from aerialseg.vector import VectorizeOptions
+
+    folder = tmp_path_factory.mktemp("neon_map")
+    runner = context_runner()
+    layers = ("building", "car", "clutter")
+    output = OutputOptions(vectorize=VectorizeOptions(classes=layers))
+    predict(neon_tif, folder / "neon_classes.tif", runner, PredictOptions(TilingOptions(tile_size=128), output=output))
+    return NeonMap(folder / "neon_classes.tif", folder / "neon_objects.gpkg", runner.card, layers)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -63,12 +64,39 @@ def test_no_product_or_scratch_file_may_be_an_input(tmp_path, ortho, context_run
     options = PredictOptions(TILING, output=OutputOptions(probabilities=True, overwrite=True))
     (result,) = predict_many([ortho], context_runner(), options, output=tmp_path / "map.tif")
     assert result.status == "failed" and "map_probabilities.tif: this output is the input" in result.error
+    os.link(ortho, tmp_path / "styled.qml")  # the style file of -o styled.tif
+    (result,) = predict_many([ortho], context_runner(), options, output=tmp_path / "styled.tif")
+    assert result.status == "failed" and "styled.qml: this output is the input" in result.error
     os.symlink(ortho, tmp_path / ".run.tif.partial.tif")  # a resumed run would update it in place
     resuming = PredictOptions(TILING, output=OutputOptions(resume=True))
     (result,) = predict_many([ortho], context_runner(), resuming, output=tmp_path / "run.tif")
     assert result.status == "failed" and "scratch file of the output is the input" in result.error
     assert ortho.read_bytes() == before
     assert not (tmp_path / "map.tif").exists() and not (tmp_path / "run.tif").exists()
+
+
+@pytest.mark.parametrize("style", ["map.qml", "map.tif.aux.xml", "map_objects.qml"])
+def test_a_style_file_is_an_output_like_the_others(tmp_path, ortho, context_runner, style):
+    (tmp_path / style).write_text("the user's own style")
+    runner = context_runner()
+    output = OutputOptions(vectorize=VectorizeOptions(classes=("car",)), objects_suffix=".fgb")
+    (result,) = predict_many([ortho], runner, PredictOptions(TILING, output=output), output=tmp_path / "map.tif")
+    assert (
+        result.status == "failed"
+        and result.error == f"{tmp_path / style}: output exists; pass --overwrite to replace it"
+    )
+    assert runner.tiles == 0 and sorted(p.name for p in tmp_path.iterdir()) == sorted(["ortho.tif", style])
+    overwrite = PredictOptions(TILING, output=replace(output, overwrite=True))
+    (result,) = predict_many([ortho], runner, overwrite, output=tmp_path / "map.tif")
+    assert result.status == "ok" and (tmp_path / style).read_text() != "the user's own style"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "map.qml",
+        "map.tif",
+        "map.tif.aux.xml",
+        "map_objects.fgb",
+        "map_objects.qml",
+        "ortho.tif",
+    ]
 
 
 def test_one_input_is_never_replaced_by_another_inputs_map(tmp_path, rasters, context_runner):
@@ -118,7 +146,14 @@ def test_any_error_of_one_file_is_its_row_and_the_batch_goes_on(tmp_path, raster
     assert line.startswith(f"{inputs[1]}: unexpected error ({type(error).__name__}") and "\n" not in line
     assert "rerun with -v for the traceback" in line
     assert any(record.exc_info and record.exc_info[1] is error for record in caplog.records)
-    assert sorted(p.name for p in out.iterdir()) == ["RGB.byte_classes.tif", "cogeo_classes.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [  # the failed file left nothing, not even a style
+        "RGB.byte_classes.qml",
+        "RGB.byte_classes.tif",
+        "RGB.byte_classes.tif.aux.xml",
+        "cogeo_classes.qml",
+        "cogeo_classes.tif",
+        "cogeo_classes.tif.aux.xml",
+    ]
 
 
 def test_ctrl_c_still_stops_the_batch(tmp_path, rasters, context_runner):
@@ -165,7 +200,8 @@ def test_a_folder_or_pattern_names_the_same_inputs_after_a_run(tmp_path, rasters
     (folder / ".RGB.byte_classes.tif.bands").mkdir()
     shutil.copyfile(folder / "map.tif", folder / ".RGB.byte_classes.tif.bands" / "0000000000.tif")
     shutil.copyfile(folder / "map.tif", folder / ".RGB.byte_classes.tif.partial.tif")
-    assert len(list(folder.iterdir())) == 2 + 2 * 4 + 3
+    # two inputs; each one's 4 products and 2 style files; map.tif with its 2, the band folder and the partial file
+    assert len(list(folder.iterdir())) == 2 + 2 * (4 + 2) + 3 + 2
     assert expand_inputs([folder]) == inputs
     assert expand_inputs([folder / "*"]) == inputs
     assert expand_inputs([str(folder / "**" / "*.tif")]) == inputs

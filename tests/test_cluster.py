@@ -91,6 +91,8 @@ def test_a_batch_on_the_cluster_equals_the_local_run(client, batch, local_maps, 
         assert same_file(local / name, tmp_path / name)
         probabilities = name.replace(".tif", "_probabilities.tif")
         assert same_file(local / probabilities, tmp_path / probabilities)
+        for style in (name.replace(".tif", ".qml"), f"{name}.aux.xml"):  # the assembled map's style files
+            assert (local / style).read_bytes() == (tmp_path / style).read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no band folders left
 
 
@@ -119,7 +121,9 @@ def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, 
     assert result.status == "ok"
     assert same_file(local / result.output.name, tmp_path / result.output.name)
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "RGB.byte_classes.qml",
         "RGB.byte_classes.tif",
+        "RGB.byte_classes.tif.aux.xml",
         "RGB.byte_classes_probabilities.tif",
     ]
 

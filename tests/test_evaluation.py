@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import xml.etree.ElementTree as ET
+
 import numpy as np
 import pytest
 import rasterio
@@ -50,9 +52,12 @@ def test_eval_of_a_full_tile_equals_predict_plus_direct_comparison(potsdam_prepa
         f1 = 2 * tp / (expected.sum(0) + expected.sum(1))
     assert result.scores.mean_f1 == pytest.approx(np.nanmean(f1[:5]))
     assert result.scores.oa == pytest.approx(tp.sum() / expected.sum())
-    # the saved map is the one compared
+    # the saved map is the one compared, delivered with its style files
     with rasterio.open(tmp_path / "maps" / "2_10_classes.tif") as src:
         assert (src.read(1) == pred).all()
+    style = ET.parse(tmp_path / "maps" / "2_10_classes.qml").getroot()
+    assert [e.get("label") for e in style.iter("paletteEntry")] == [c.name for c in DATASETS["potsdam"].classes]
+    assert (tmp_path / "maps" / "2_10_classes.tif.aux.xml").is_file()
 
 
 def test_eval_on_prepared_patches_and_errors(potsdam_prepared, potsdam_weights):

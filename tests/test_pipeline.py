@@ -92,7 +92,7 @@ def test_output_lines_up_with_the_input(tmp_path, rasters, abcnet_weights, kind)
         assert set(np.unique(classes)) <= set(range(6)) | {NODATA_CLASS}
         if min(src.width, src.height) >= 512:
             assert out.overviews(1)[0] == 2
-    assert [p.name for p in tmp_path.iterdir()] == ["classes.tif"]  # no temporary left
+    assert sorted(p.name for p in tmp_path.iterdir()) == styled("classes")  # no temporary left
 
 
 @pytest.mark.parametrize("kind", ["nodata", "alpha"])
@@ -162,7 +162,7 @@ def test_a_failing_file_does_not_stop_the_batch(tmp_path, rasters, context_runne
     )
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     assert "notes.tif: cannot open as a raster" in results[1].error
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["cogeo_classes.tif", "neon_osbs_029_classes.tif"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == styled("cogeo_classes", "neon_osbs_029_classes")
 
 
 @pytest.fixture
@@ -186,6 +186,11 @@ def test_interrupt_leaves_no_output_and_no_temporary(tmp_path, rasters, interrup
             rasters["nodata"], tmp_path / "out.tif", interrupting(after=5), PredictOptions(TilingOptions(tile_size=96))
         )
     assert list(tmp_path.iterdir()) == []
+
+
+def styled(*stems):
+    """The sorted names of the class rasters ``<stem>.tif`` with the style files beside each."""
+    return sorted(name for stem in stems for name in (f"{stem}.qml", f"{stem}.tif", f"{stem}.tif.aux.xml"))
 
 
 def _classes(path):
@@ -223,7 +228,7 @@ def test_interrupt_then_resume_equals_an_uninterrupted_run(tmp_path, rasters, co
     )
     assert 0 < finishing.tiles < whole.tiles  # it really skipped the finished rows
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "whole.tif"))
-    assert sorted(p.name for p in target.parent.iterdir()) == ["resumed.tif"]  # partial files cleaned up
+    assert sorted(p.name for p in target.parent.iterdir()) == styled("resumed")  # partial files cleaned up
 
 
 @pytest.mark.parametrize("gsd_m", [None, 0.2], ids=["native-grid", "model-grid"])
@@ -324,7 +329,7 @@ def test_a_killed_run_leaves_no_output_and_a_resume_starts_over(tmp_path, raster
         PredictOptions(TilingOptions(tile_size=96, overlap=16)),
     )
     np.testing.assert_array_equal(_classes(target), _classes(tmp_path / "fresh.tif"))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fresh.tif", "killed.tif"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == styled("fresh", "killed")
 
 
 def test_probability_and_uncertainty_outputs_agree_with_the_class_map(
@@ -335,7 +340,7 @@ def test_probability_and_uncertainty_outputs_agree_with_the_class_map(
     )
     predict(rasters["nodata"], tmp_path / "map.tif", context_runner(), options)
     names = sorted(p.name for p in tmp_path.iterdir())
-    assert names == ["map.tif", "map_probabilities.tif", "map_uncertainty.tif"]
+    assert names == [*styled("map"), "map_probabilities.tif", "map_uncertainty.tif"]
     classes = _classes(tmp_path / "map.tif")
     with rasterio.open(tmp_path / "map_probabilities.tif") as src:
         assert src.count == 6 and src.descriptions[1] == "p(building)" and src.scales[0] == pytest.approx(1 / 254)
@@ -411,11 +416,21 @@ def test_an_output_set_names_every_product_of_one_input(context_runner):
         Path("maps/a_classes_uncertainty.tif"),
     ]
     assert outputs.objects == Path("maps/a_objects.fgb") and outputs.confidence == outputs.probabilities
-    assert outputs.products == [*outputs.rasters, outputs.objects]
+    assert outputs.styles == (
+        Path("maps/a_classes.qml"),
+        Path("maps/a_classes.tif.aux.xml"),
+        Path("maps/a_objects.qml"),
+    )
+    assert outputs.products == [*outputs.rasters, outputs.objects, *outputs.styles]
     assert Path("maps/.a_classes_uncertainty.tif.partial.tif") in outputs.written  # what a resume updates in place
     plain = OutputSet.for_target("x.tif", OutputOptions(uncertainty=True))
     assert plain.rasters == [Path("x.tif"), Path("x_uncertainty.tif")] and plain.objects is None
     assert plain.confidence == Path("x_uncertainty.tif")
+    assert plain.styles == (Path("x.qml"), Path("x.tif.aux.xml"))  # the GeoPackage keeps its styles inside
+    gpkg = OutputSet.for_target("x.tif", OutputOptions(vectorize=VectorizeOptions()))
+    assert gpkg.objects == Path("x_objects.gpkg") and gpkg.styles == plain.styles
+    parts = OutputSet.for_target("x.tif", OutputOptions(vectorize=VectorizeOptions(), objects_suffix=".fgb", cog=False))
+    assert parts.styles == (Path("x_objects.qml"),)  # a band of rows, an unsaved eval map: no raster style
     card = context_runner().card
     assert [layout.name for _, layout in outputs.layouts(card)] == ["classes", "probabilities", "uncertainty"]
 

@@ -9,7 +9,8 @@ on every model's output.
 Class names come from files (a card's classes, ``--classes roof=1``) and may be anything,
 while a GeoPackage layer is an SQLite table beside the format's own: :func:`layer_names`
 turns each class into a layer name GDAL and other readers accept, and the features keep
-the original name in their ``class`` attribute.
+the original name in their ``class`` attribute. :func:`class_colors` gives each class the
+colour the raster's palette shows it in, so the objects are styled like the map.
 """
 
 from __future__ import annotations
@@ -20,17 +21,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..conventions import CLASS_NAMES_TAG
+from ..conventions import CLASS_NAMES_TAG, LAYER_STYLES
 from ..errors import AerialsegError
 
-__all__ = ["class_kind", "class_names", "resolve_classes", "layer_names", "MAX_LAYER_NAME"]
+__all__ = ["class_kind", "class_names", "class_colors", "resolve_classes", "layer_names", "MAX_LAYER_NAME"]
 
 MAX_LAYER_NAME = 63
 """Longest layer name written (PostgreSQL's identifier limit, so a GeoPackage's layers can be imported there)."""
 
-# GeoPackage refuses layers named gpkg*, SQLite tables named sqlite_*, and rtree_<layer>_<column>
-# names the spatial index of another layer.
+# GeoPackage refuses layers named gpkg*, SQLite tables named sqlite_*, rtree_<layer>_<column>
+# names the spatial index of another layer, and layer_styles holds QGIS's styles of the layers.
 _RESERVED_PREFIXES = ("gpkg", "sqlite_", "rtree_")
+_RESERVED_NAMES = (LAYER_STYLES,)
+
+# Colours of classes a raster without a palette leaves uncoloured: ISPRS's building blue and car
+# yellow, then distinct colours by class id.
+_KIND_COLORS = {"building": (0, 0, 255), "car": (255, 255, 0)}
+_OTHER_COLORS = ((255, 0, 0), (0, 255, 0), (255, 0, 255), (0, 255, 255), (255, 128, 0), (128, 0, 255))
 
 
 def class_kind(name: str) -> str | None:
@@ -54,6 +61,24 @@ def class_names(dataset: Any) -> list[str] | None:
         if isinstance(names, list) and all(isinstance(n, str) for n in names):
             return names
     return None
+
+
+def class_colors(dataset: Any, classes: Sequence[tuple[int, str]]) -> dict[int, tuple[int, int, int]]:
+    """The RGB colour of each ``(class id, name)``: the raster's palette entry, else a colour by kind or id."""
+    try:
+        palette = dataset.colormap(1)
+    except ValueError:  # no palette
+        palette = {}
+    colors = {}
+    for class_id, name in classes:
+        kind = class_kind(name)
+        fallback = _KIND_COLORS[kind] if kind else _OTHER_COLORS[class_id % len(_OTHER_COLORS)]
+        if class_id in palette:
+            red, green, blue = (int(v) for v in palette[class_id][:3])
+            colors[class_id] = (red, green, blue)
+        else:
+            colors[class_id] = fallback
+    return colors
 
 
 def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, path: Path) -> list[tuple[int, str]]:
@@ -110,16 +135,17 @@ def layer_names(classes: Sequence[tuple[int, str]]) -> dict[int, str]:
     """A safe, distinct layer name for each ``(class id, class name)``, by class id.
 
     Control characters and path separators become ``_``; an empty name becomes
-    ``class_<id>``; a reserved prefix (``gpkg``, ``sqlite_``, ``rtree_``) gets ``class_`` in
-    front; names are cut to :data:`MAX_LAYER_NAME` characters; a name equal to an earlier
-    one, ignoring case as SQLite does, gets ``_<id>`` appended. Ordinary names stay as they are.
+    ``class_<id>``; a reserved prefix (``gpkg``, ``sqlite_``, ``rtree_``) or name
+    (``layer_styles``) gets ``class_`` in front; names are cut to :data:`MAX_LAYER_NAME`
+    characters; a name equal to an earlier one, ignoring case as SQLite does, gets ``_<id>``
+    appended. Ordinary names stay as they are.
     """
     layers: dict[int, str] = {}
     taken: set[str] = set()
     for class_id, name in classes:
         text = "".join("_" if c in "/\\" or unicodedata.category(c).startswith("C") else c for c in name).strip()
         text = text or f"class_{class_id}"
-        if text.lower().startswith(_RESERVED_PREFIXES):
+        if text.lower().startswith(_RESERVED_PREFIXES) or text.lower() in _RESERVED_NAMES:
             text = f"class_{text}"
         layer = text[:MAX_LAYER_NAME]
         suffix = 0

@@ -3,7 +3,9 @@
 Every refusal comes before any work (output format, existing output, options, class
 raster, classes, CRS, confidence raster); then regions stream from the strips into the
 writer, so memory stays one strip plus the open regions and a batch of rows, and the
-output appears only when complete (:func:`~aerialseg.atomic.atomic_output`). A class id
+output appears only when complete (:func:`~aerialseg.atomic.atomic_output`), styled in the
+class raster's colours: a GeoPackage holds its layers' styles, any other format gets a QML
+file beside it, renamed into place just before the objects file. A class id
 the raster's class names do not cover is found only while streaming; it stops the run
 and nothing is written, since dropping those pixels would leave objects out of the map.
 """
@@ -14,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,8 @@ from ..atomic import atomic_output, check_output
 from ..conventions import NODATA_CLASS
 from ..errors import InputRasterError
 from ..raster import open_raster
-from .classes import class_names, layer_names, resolve_classes
+from ..styles import ClassStyle, categorized_qml, fill_qml, qml_path, raster_sidecars
+from .classes import class_colors, class_names, layer_names, resolve_classes
 from .features import columns, feature
 from .frame import Frame
 from .regions import Strip, iter_regions
@@ -64,8 +67,11 @@ def vectorize(
 
     start = time.perf_counter()
     raster, output = Path(raster), Path(output)
-    format_for(output)
-    check_output(output, options.overwrite, [raster, *([options.confidence] if options.confidence else [])])
+    inputs = [raster, *([options.confidence] if options.confidence else [])]
+    style = qml_path(output) if format_for(output) != "GPKG" else None
+    check_output(output, options.overwrite, inputs)
+    if style is not None:  # nor may it replace the class raster's own style
+        check_output(style, options.overwrite, [*inputs, *raster_sidecars(raster)])
     check_car_geometry(options)
     check_sizes(options)
     with ExitStack() as stack:
@@ -89,8 +95,13 @@ def vectorize(
         rows_per_strip = strip_height(dataset, options.strip_rows)
         counts = {layer: 0 for layer in layers.values()}
         regions = 0
-        with atomic_output(output, options.overwrite) as tmp:
-            writer = VectorWriter(tmp, dataset.crs, metadata, tmp.with_name(tmp.stem + ".work.gpkg"), output.stem)
+        colors = class_colors(dataset, classes)
+        legend = [ClassStyle(class_id, name, colors[class_id]) for class_id, name in classes]
+        styles = {layers[c.value]: fill_qml(c.color) for c in legend}
+        with atomic_output(output, options.overwrite) as tmp, _style_beside(style, legend, options.overwrite):
+            writer = VectorWriter(
+                tmp, dataset.crs, metadata, tmp.with_name(tmp.stem + ".work.gpkg"), output.stem, styles
+            )
             try:
                 for class_id, name in classes:
                     writer.declare(layers[class_id], columns(name, confidence_ds is not None))
@@ -113,6 +124,20 @@ def vectorize(
                 writer.discard()
                 raise
     return VectorizeResult(raster, output, counts, time.perf_counter() - start, regions)
+
+
+@contextmanager
+def _style_beside(style: Path | None, legend: list[ClassStyle], overwrite: bool) -> Iterator[None]:
+    """The QML of a single-layer output (polygons coloured by their ``class``), renamed into place on success.
+
+    Entered after the output's own :func:`atomic_output`, so it is renamed just before the output.
+    """
+    if style is None:
+        yield
+        return
+    with atomic_output(style, overwrite) as tmp:
+        tmp.write_text(categorized_qml("class", legend), encoding="utf-8")
+        yield
 
 
 def _check_class_raster(dataset: Any, path: Path) -> None:

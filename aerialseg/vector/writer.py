@@ -4,17 +4,20 @@ Features always go first into a GeoPackage (one layer per class, appended batch 
 A ``.gpkg`` output is that file; GeoParquet, FlatGeobuf and GeoJSON outputs are single
 layers (a ``class`` column tells the classes apart) converted from it record batch by
 record batch, because FlatGeobuf cannot be appended to and GDAL here has no Parquet
-driver. Writing happens in a temporary file renamed by the caller.
+driver. Writing happens in a temporary file renamed by the caller. A GeoPackage gets each
+layer's default QGIS style in its ``layer_styles`` table (:func:`~aerialseg.styles.write_layer_styles`);
+the single-layer formats cannot hold one, so the caller writes a QML file beside them.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import AerialsegError
+from ..styles import write_layer_styles
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -49,12 +52,20 @@ class VectorWriter:
 
     ``name`` is the layer name of single-layer formats (FlatGeobuf, GeoJSON): the final
     file's stem, since ``path`` is usually a temporary name that would otherwise end up inside.
+    ``styles`` (layer name -> QML) become the layers' default styles in a GeoPackage.
     """
 
     def __init__(
-        self, path: Path, crs: Any, metadata: dict[str, str], work_gpkg: Path | None = None, name: str | None = None
+        self,
+        path: Path,
+        crs: Any,
+        metadata: dict[str, str],
+        work_gpkg: Path | None = None,
+        name: str | None = None,
+        styles: Mapping[str, str] | None = None,
     ):
         self.path = path
+        self.styles = dict(styles or {})
         self.name = name or path.stem
         self.format = format_for(path)
         self.crs = crs.to_wkt() if crs is not None else None
@@ -110,6 +121,10 @@ class VectorWriter:
         for layer in list(self.pending):
             self._flush(layer)
         if self.format == "GPKG":
+            if self.styles:
+                write_layer_styles(
+                    self.gpkg, {layer: self.styles[layer] for layer in self.layers if layer in self.styles}
+                )
             return
         try:
             self._convert()

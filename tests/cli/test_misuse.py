@@ -633,6 +633,7 @@ def test_predict_survives_misuse(rng, materials, tmp_path, caplog):
         if output is not None:
             bench.argv += ["-o", str(output)]
             bench.output_prefixes.append(output.with_name(output.stem.removesuffix("_classes") + "_"))
+            bench.outputs += [output.with_suffix(".qml"), output.with_name(output.name + ".aux.xml")]  # its style
         out_dir = bench.out_dir(bench.pick("--out-dir", ("none", "none", "new"), ("here", "file", "unicode")))
         if out_dir is not None:
             bench.argv += ["--out-dir", str(out_dir)]

@@ -78,17 +78,21 @@ def test_output_folder_not_writable(cli, workdir, rasters, abcnet_weights):
     assert code == 1 and "output folder does not exist" in only_line(err)
 
 
-def test_existing_output_needs_overwrite(cli, workdir, rasters, abcnet_weights):
+@pytest.mark.parametrize("existing", ["classes.tif", "classes.qml", "classes.tif.aux.xml"])
+def test_existing_output_needs_overwrite(cli, workdir, rasters, abcnet_weights, existing):
     target = workdir / "out" / "classes.tif"
-    target.write_bytes(b"earlier result")
+    (workdir / "out" / existing).write_bytes(b"earlier result")
     argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(target), "--json"]
     code, _, err = cli(argv)
-    assert code == 1 and "output exists; pass --overwrite" in only_line(err)
-    assert target.read_bytes() == b"earlier result"
+    assert code == 1 and f"{workdir / 'out' / existing}: output exists; pass --overwrite" in only_line(err)
+    assert [p.name for p in (workdir / "out").iterdir()] == [existing]
+    assert (workdir / "out" / existing).read_bytes() == b"earlier result"
     code, _, _ = cli([*argv, "--overwrite"])
     assert code == 0
     with rasterio.open(target) as out:
         assert out.width == 400
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["classes.qml", "classes.tif", "classes.tif.aux.xml"]
+    assert (workdir / "out" / existing).read_bytes() != b"earlier result"
 
 
 def test_batch_reports_each_file_and_fails_the_exit_code(cli, workdir, rasters, abcnet_weights):
@@ -126,7 +130,14 @@ def test_a_folder_and_a_glob_name_the_rasters_in_them(cli, workdir, rasters, abc
     code, out, err = cli(["predict", str(folder), "-m", model, "--out-dir", out_dir, "--json"])
     assert code == 0, err
     assert [Path(r["input"]).name for r in json.loads(out)] == found
-    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["RGB.byte_classes.tif", "neon_osbs_029_classes.tif"]
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "RGB.byte_classes.qml",
+        "RGB.byte_classes.tif",
+        "RGB.byte_classes.tif.aux.xml",
+        "neon_osbs_029_classes.qml",
+        "neon_osbs_029_classes.tif",
+        "neon_osbs_029_classes.tif.aux.xml",
+    ]
 
     # the same files by pattern; --resume leaves the finished ones alone
     code, out, err = cli(["predict", str(folder / "*.tif"), "-m", model, "--out-dir", out_dir, "--resume", "--json"])
@@ -215,7 +226,9 @@ def test_extra_outputs_from_the_command_line(cli, workdir, rasters, abcnet_weigh
     )
     assert code == 0
     assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "neon_osbs_029_classes.qml",
         "neon_osbs_029_classes.tif",
+        "neon_osbs_029_classes.tif.aux.xml",
         "neon_osbs_029_classes_probabilities.tif",
         "neon_osbs_029_classes_uncertainty.tif",
     ]
@@ -249,7 +262,11 @@ def test_an_unexpected_error_fails_its_file_only(cli, workdir, rasters, context_
     line = only_line(err)
     assert "RGB.byte.tif: unexpected error (RuntimeError: CUDA error: device-side assert triggered)" in line
     assert "rerun with -v for the traceback" in line
-    assert sorted(p.name for p in (workdir / "out").iterdir()) == ["neon_osbs_029_classes.tif"]
+    assert sorted(p.name for p in (workdir / "out").iterdir()) == [
+        "neon_osbs_029_classes.qml",
+        "neon_osbs_029_classes.tif",
+        "neon_osbs_029_classes.tif.aux.xml",
+    ]
 
 
 def test_a_vectorize_class_the_model_lacks_is_refused_before_any_file(cli, workdir, rasters, opened, abcnet_weights):

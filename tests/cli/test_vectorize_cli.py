@@ -36,7 +36,7 @@ def classes(tmp_path):
 def test_vectorize_writes_a_layer_per_class(tmp_path, classes, cli):
     code, out, _ = cli(["vectorize", str(classes), "-o", str(tmp_path / "o.gpkg"), "--json"])
     assert code == 0 and json.loads(out)["counts"] == {"building": 1, "car": 1}
-    assert sorted(pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0]) == ["building", "car"]
+    assert sorted(pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0]) == ["building", "car", "layer_styles"]
 
 
 @pytest.mark.parametrize(
@@ -52,3 +52,13 @@ def test_bad_requests_exit_1_with_one_line(tmp_path, classes, cli, extra, messag
     assert code in (1, 2) and message in " ".join(err.split())
     assert not (tmp_path / "o.gpkg").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["map_classes.tif"]
+
+
+def test_a_single_layer_output_writes_its_style_beside_it_like_an_output(tmp_path, classes, cli):
+    out, style = tmp_path / "o.fgb", tmp_path / "o.qml"
+    style.write_text("the user's style")
+    code, _, err = cli(["vectorize", str(classes), "-o", str(out)])
+    assert code == 1 and f"{style}: output exists; pass --overwrite" in " ".join(err.split())
+    assert not out.exists() and style.read_text() == "the user's style"
+    code, _, _ = cli(["vectorize", str(classes), "-o", str(out), "--overwrite"])
+    assert code == 0 and out.exists() and 'type="categorizedSymbol"' in style.read_text()

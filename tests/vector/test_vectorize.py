@@ -2,6 +2,10 @@
 
 import json
 import math
+import shutil
+import sqlite3
+import xml.etree.ElementTree as ET
+from contextlib import closing
 
 import geopandas as gpd
 import numpy as np
@@ -13,7 +17,7 @@ from rasterio.features import rasterize, shapes
 from rasterio.transform import from_origin
 
 from aerialseg.conventions import NODATA_CLASS, PROBABILITY_SCALE
-from aerialseg.errors import AerialsegError, InputRasterError, OutputExistsError
+from aerialseg.errors import AerialsegError, InputRasterError, OutputExistsError, OutputWriteError
 from aerialseg.vector import VectorizeOptions, resolve_classes, vectorize
 from aerialseg.vector.regions import iter_regions
 from aerialseg.vector.shapes import oriented_box, regularize
@@ -238,7 +242,7 @@ def test_cars_get_boxes_and_headings(tmp_path):
     assert car.length_m == pytest.approx(4.0, abs=0.2) and car.width_m == pytest.approx(1.6, abs=0.2)
     assert car.heading_deg == pytest.approx(60.0, abs=3)
     assert len(car.geometry.exterior.coords) == 5
-    assert pyogrio.list_layers(tmp_path / "cars.gpkg")[:, 0].tolist() == ["building", "car"]
+    assert pyogrio.list_layers(tmp_path / "cars.gpkg")[:, 0].tolist() == ["building", "car", "layer_styles"]
 
 
 def test_regularized_building_has_right_angles():
@@ -267,7 +271,10 @@ def test_every_format_round_trips(spacenet_classes, tmp_path, suffix):
     path = spacenet_classes[0]
     out = tmp_path / f"objects{suffix}"
     result = vectorize(path, out, VectorizeOptions())
-    frame = gpd.read_parquet(out) if suffix == ".parquet" else gpd.read_file(out)
+    if suffix == ".parquet":
+        frame = gpd.read_parquet(out)
+    else:  # a GeoPackage also holds its layer_styles table: a layer is read by name
+        frame = gpd.read_file(out, layer="building" if suffix == ".gpkg" else None)
     assert len(frame) == result.counts["building"] == 43
     assert frame.crs == spacenet_classes[1].crs and frame.is_valid.all()
     assert set(frame["class"]) == {"building"} and frame.area_m2.min() >= 4
@@ -370,14 +377,16 @@ def _spacenet_ids(spacenet_classes, ids):
 
 def test_class_names_become_safe_distinct_layer_names(spacenet_classes, tmp_path):
     names = ["background", "gpkg_contents", "sheds/garages", "Building", "building", "roof\nwall " + "x" * 80]
-    array, transform, crs = _spacenet_ids(spacenet_classes, [1, 2, 3, 4, 5])
+    names.append("Layer_Styles")  # QGIS's table of layer styles in the same file
+    array, transform, crs = _spacenet_ids(spacenet_classes, [1, 2, 3, 4, 5, 6])
     path = _write_classes(tmp_path / "named.tif", array, names, crs=crs, transform=transform)
-    options = VectorizeOptions(classes=("1", "2", "3", "4", "5"), **EXACT)
+    options = VectorizeOptions(classes=("1", "2", "3", "4", "5", "6"), **EXACT)
     result = vectorize(path, tmp_path / "o.gpkg", options)
     layers = ["class_gpkg_contents", "sheds_garages", "Building", "building_4", ("roof_wall " + "x" * 80)[:63]]
-    assert pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0].tolist() == layers
+    layers.append("class_Layer_Styles")
+    assert pyogrio.list_layers(tmp_path / "o.gpkg")[:, 0].tolist() == [*layers, "layer_styles"]
     with rasterio.open(path) as src:
-        pieces = {v: 0 for v in range(1, 6)}
+        pieces = {v: 0 for v in range(1, 7)}
         for _, value in shapes(array, mask=array > 0, transform=src.transform):
             pieces[int(value)] += 1
     assert result.counts == {layer: pieces[class_id] for class_id, layer in enumerate(layers, start=1)}
@@ -398,3 +407,92 @@ def test_class_ids_beyond_the_class_names_are_an_error(spacenet_classes, tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.tif"]
     named = vectorize(path, tmp_path / "o.gpkg", VectorizeOptions(classes=("building", "other=9"), **EXACT))
     assert named.counts["other"] == int((np.arange(43) % 3 == 2).sum())
+
+
+def _fill(qml_text):
+    """``(fill rgba, outline rgba)`` of the first fill symbol of a QML style."""
+    props = {p.get("k"): p.get("v") for p in ET.fromstring(qml_text).iter("prop")}
+    return props["color"], props["outline_color"]
+
+
+def _rgba(color, alpha):
+    return ",".join(str(v) for v in (*color, alpha))
+
+
+def test_each_geopackage_layer_opens_with_its_class_colour(neon_map):
+    colors = {c.name: c.color for c in neon_map.card.classes}
+    with closing(sqlite3.connect(neon_map.objects)) as db:
+        rows = db.execute(
+            "SELECT f_table_catalog, f_table_schema, f_table_name, f_geometry_column, styleName, styleQML, "
+            "useAsDefault FROM layer_styles ORDER BY id"
+        ).fetchall()
+        kind = db.execute(
+            "SELECT data_type, identifier FROM gpkg_contents WHERE table_name = 'layer_styles'"
+        ).fetchall()
+    assert [row[2] for row in rows] == list(neon_map.layers)  # one row per layer, named by its table
+    assert kind == [("attributes", "layer_styles")]  # registered as QGIS (through GDAL) registers it
+    for catalog, schema, layer, geometry, name, qml, default in rows:
+        assert (catalog, schema, name, default) == ("", "", layer, 1)  # QGIS finds a default by these
+        assert geometry == pyogrio.read_info(neon_map.objects, layer=layer)["geometry_name"]
+        assert ET.fromstring(qml).find("renderer-v2").get("type") == "singleSymbol"
+        fill, outline = _fill(qml)
+        assert fill == _rgba(colors[layer], 102) and outline == _rgba(colors[layer], 255)
+    # GDAL sees an attribute table beside the unchanged layers
+    assert pyogrio.list_layers(neon_map.objects).tolist() == [
+        *([layer, "Polygon"] for layer in neon_map.layers),
+        ["layer_styles", None],
+    ]
+    styles = pyogrio.read_dataframe(neon_map.objects, layer="layer_styles")
+    assert styles["f_table_name"].tolist() == list(neon_map.layers)
+    assert len(pyogrio.read_dataframe(neon_map.objects, layer="clutter")) > 0
+
+
+@pytest.mark.parametrize("suffix", [".fgb", ".geojson", ".parquet"])
+def test_single_layer_formats_get_a_qml_beside_them(neon_map, tmp_path, suffix):
+    out = tmp_path / f"objects{suffix}"
+    vectorize(neon_map.classes, out, VectorizeOptions(classes=neon_map.layers))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([out.name, "objects.qml"])
+    renderer = ET.parse(tmp_path / "objects.qml").getroot().find("renderer-v2")
+    assert (renderer.get("type"), renderer.get("attr")) == ("categorizedSymbol", "class")
+    categories = [(c.get("value"), c.get("label"), c.get("symbol")) for c in renderer.iter("category")]
+    assert categories == [(name, name, str(i)) for i, name in enumerate(neon_map.layers)]
+    colors = {c.name: c.color for c in neon_map.card.classes}
+    for symbol in renderer.iter("symbol"):
+        name = neon_map.layers[int(symbol.get("name"))]
+        assert _fill(ET.tostring(symbol)) == (_rgba(colors[name], 102), _rgba(colors[name], 255))
+    # the style is an output like the objects: kept without --overwrite, refused before any work
+    (tmp_path / "objects.qml").write_text("mine")
+    out.unlink()
+    with pytest.raises(OutputExistsError, match="objects.qml: output exists"):
+        vectorize(neon_map.classes, out, VectorizeOptions(classes=neon_map.layers))
+    assert not out.exists() and (tmp_path / "objects.qml").read_text() == "mine"
+    vectorize(neon_map.classes, out, VectorizeOptions(classes=neon_map.layers, overwrite=True))
+    assert (tmp_path / "objects.qml").read_text().startswith("<!DOCTYPE qgis")
+
+
+def test_objects_of_a_raster_without_palette_are_coloured_by_kind(tmp_path):
+    a = np.zeros((40, 40), np.uint8)
+    a[2:20, 2:20], a[25:30, 25:35], a[32:38, 2:8] = 1, 4, 5
+    path = _write_classes(tmp_path / "plain_classes.tif", a, ["imp", "building", "low", "tree", "car", "clutter"])
+    vectorize(path, tmp_path / "o.gpkg", VectorizeOptions(classes=("building", "car", "clutter"), **EXACT))
+    with closing(sqlite3.connect(tmp_path / "o.gpkg")) as db:
+        styles = dict(db.execute("SELECT f_table_name, styleQML FROM layer_styles").fetchall())
+    assert _fill(styles["building"])[1] == "0,0,255,255" and _fill(styles["car"])[1] == "255,255,0,255"
+    assert _fill(styles["clutter"])[1].count(",") == 3  # some colour of its own
+
+
+def test_the_objects_style_never_replaces_the_class_rasters(neon_map, tmp_path):
+    raster = tmp_path / "neon_classes.tif"
+    shutil.copyfile(neon_map.classes, raster)
+    shutil.copyfile(neon_map.classes.with_suffix(".qml"), raster.with_suffix(".qml"))
+    before = raster.with_suffix(".qml").read_bytes()
+    with pytest.raises(AerialsegError, match="would destroy the input"):
+        vectorize(raster, tmp_path / "neon_classes.fgb", VectorizeOptions(classes=neon_map.layers, overwrite=True))
+    assert raster.with_suffix(".qml").read_bytes() == before and not (tmp_path / "neon_classes.fgb").exists()
+
+
+def test_styles_that_cannot_be_stored_fail_in_one_line_and_leave_nothing(neon_map, tmp_path, monkeypatch):
+    monkeypatch.setattr("aerialseg.styles._CREATE_LAYER_STYLES", "CREATE TABLE gpkg_contents (taken)")
+    with pytest.raises(OutputWriteError, match=r"o\.gpkg: cannot write \(cannot store the QGIS layer styles: table"):
+        vectorize(neon_map.classes, tmp_path / "o.gpkg", VectorizeOptions(classes=neon_map.layers))
+    assert list(tmp_path.iterdir()) == []
