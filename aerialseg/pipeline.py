@@ -44,7 +44,7 @@ from .errors import AerialsegError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
 from .options import PredictOptions
 from .provenance import provenance_tags
-from .raster import block_cache_mb
+from .raster import block_cache, block_cache_mb
 from .resample import ScoreResampler
 from .runners import Runner
 from .runners.gate import PrecisionGateError
@@ -132,7 +132,7 @@ def predict(
     """
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=block_cache_mb(input_path)):
+    with rasterio.Env(**block_cache(block_cache_mb(input_path))):
         return _predict(Path(input_path), Path(output_path), runner, options, progress)
 
 

@@ -7,7 +7,7 @@ raises :class:`~aerialseg.errors.InputRasterError` for reading or
 line whatever went wrong. Pixels and masks are read through :func:`read_bands` and
 :func:`read_mask`, which do the same for a file that opens but fails to decode (truncated,
 corrupt blocks) and work around a GDAL defect (below); :func:`block_cache_mb` sizes GDAL's
-block cache for streaming one raster.
+block cache for streaming one raster and :func:`block_cache` sets it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import InputRasterError, OutputWriteError
 
-__all__ = ["open_raster", "read_bands", "read_mask", "first_line", "block_cache_mb"]
+__all__ = ["open_raster", "read_bands", "read_mask", "first_line", "block_cache_mb", "block_cache"]
 
 
 def first_line(exc: BaseException) -> str:
@@ -112,3 +112,13 @@ def block_cache_mb(path: str | os.PathLike[str]) -> int:
     except InputRasterError:
         row_bytes = 0
     return int(min(1024, max(32, 2 * row_bytes / 2**20)))
+
+
+def block_cache(megabytes: int) -> dict[str, int]:
+    """The ``rasterio.Env`` settings for a GDAL block cache of ``megabytes`` MB.
+
+    rasterio hands an integer ``GDAL_CACHEMAX`` straight to ``GDALSetCacheMax64``, which counts
+    bytes: ``GDAL_CACHEMAX=64`` is a 64-byte cache, so every overlapping window decodes (and,
+    for a remote file, downloads) its blocks again.
+    """
+    return {"GDAL_CACHEMAX": megabytes * 2**20}

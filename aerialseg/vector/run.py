@@ -24,7 +24,7 @@ import numpy as np
 from ..atomic import atomic_output, check_output
 from ..conventions import NODATA_CLASS
 from ..errors import InputRasterError
-from ..raster import open_raster
+from ..raster import block_cache, open_raster
 from .classes import class_names, layer_names, resolve_classes
 from .features import columns, feature
 from .frame import Frame
@@ -72,7 +72,7 @@ def vectorize(
         dataset = stack.enter_context(open_raster(raster))
         # GDAL's block cache (5 % of RAM by default) would keep every strip read; one row of
         # blocks of both rasters is all that is ever re-read.
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=64))
+        stack.enter_context(rasterio.Env(**block_cache(64)))
         _check_class_raster(dataset, raster)
         names = class_names(dataset)
         classes = resolve_classes(options.classes, names, raster)
