@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ..conventions import CLASS_NAMES_TAG
@@ -56,7 +55,7 @@ def class_names(dataset: Any) -> list[str] | None:
     return None
 
 
-def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, path: Path) -> list[tuple[int, str]]:
+def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, path: object) -> list[tuple[int, str]]:
     """``(class id, layer name)`` for each requested class of the raster at ``path``."""
     available = ", ".join(f"{i}={n}" for i, n in enumerate(names)) if names else "none recorded"
     if requested is None:

@@ -5,7 +5,8 @@ raster, classes, CRS, confidence raster); then regions stream from the strips in
 writer, so memory stays one strip plus the open regions and a batch of rows, and the
 output appears only when complete (:func:`~aerialseg.atomic.atomic_output`). A class id
 the raster's class names do not cover is found only while streaming; it stops the run
-and nothing is written, since dropping those pixels would leave objects out of the map.
+and nothing is written, since dropping those pixels would leave objects out of the map. The class raster may be a
+URL or ``/vsi`` path (see :mod:`aerialseg.locations`): its strips are then fetched as read.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import numpy as np
 from ..atomic import atomic_output, check_output
 from ..conventions import NODATA_CLASS
 from ..errors import InputRasterError
+from ..locations import InputRef, RasterRef, as_input, local_files, public_url, reading
 from ..raster import block_cache, open_raster
 from .classes import class_names, layer_names, resolve_classes
 from .features import columns, feature
@@ -43,7 +45,7 @@ _DEFAULT_OPTIONS = VectorizeOptions()
 class VectorizeResult:
     """Objects written per layer (keyed by layer name: the class name made safe, see ``layer_names``), and the time."""
 
-    input: Path
+    input: InputRef
     output: Path
     counts: dict[str, int]
     seconds: float
@@ -51,7 +53,7 @@ class VectorizeResult:
 
 
 def vectorize(
-    raster: str | os.PathLike[str],
+    raster: str | os.PathLike[str] | RasterRef,
     output: str | os.PathLike[str],
     options: VectorizeOptions = _DEFAULT_OPTIONS,
     progress: Callable[[int, int], None] | None = None,
@@ -63,12 +65,14 @@ def vectorize(
     import rasterio
 
     start = time.perf_counter()
-    raster, output = Path(raster), Path(output)
+    raster, output = as_input(raster), Path(output)
     format_for(output)
-    check_output(output, options.overwrite, [raster, *([options.confidence] if options.confidence else [])])
+    reads = [*local_files([raster]), *([options.confidence] if options.confidence else [])]
+    check_output(output, options.overwrite, reads)
     check_car_geometry(options)
     check_sizes(options)
     with ExitStack() as stack:
+        stack.enter_context(reading(raster))
         dataset = stack.enter_context(open_raster(raster))
         # GDAL's block cache (5 % of RAM by default) would keep every strip read; one row of
         # blocks of both rasters is all that is ever re-read.
@@ -115,7 +119,7 @@ def vectorize(
     return VectorizeResult(raster, output, counts, time.perf_counter() - start, regions)
 
 
-def _check_class_raster(dataset: Any, path: Path) -> None:
+def _check_class_raster(dataset: Any, path: InputRef) -> None:
     """Refuse a raster whose first band does not hold integer class ids."""
     if dataset.count < 1 or not np.issubdtype(np.dtype(dataset.dtypes[0]), np.integer):
         raise InputRasterError(
@@ -126,7 +130,7 @@ def _check_class_raster(dataset: Any, path: Path) -> None:
 
 
 def _known_ids(
-    strips: Iterator[Strip], count: int, requested: list[int], path: Path, names: list[str]
+    strips: Iterator[Strip], count: int, requested: list[int], path: InputRef, names: list[str]
 ) -> Iterator[Strip]:
     """``strips`` unchanged, after checking every data pixel holds one of the ``count`` named class ids.
 
@@ -153,7 +157,7 @@ def _known_ids(
 
 
 def _metadata(
-    raster: Path,
+    raster: InputRef,
     classes: list[tuple[int, str]],
     cleanups: dict[str, Cleanup],
     confidence: str | os.PathLike[str] | None,
@@ -163,7 +167,7 @@ def _metadata(
 
     return {
         "aerialseg_version": __version__,
-        "source": str(raster.resolve()),
+        "source": str(raster.resolve()) if isinstance(raster, Path) else public_url(raster.spelling),
         "classes": json.dumps({name: class_id for class_id, name in classes}),
         "cleanup": json.dumps({name: asdict(c) for name, c in cleanups.items()}),
         "confidence": str(confidence or ""),
