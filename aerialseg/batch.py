@@ -11,6 +11,11 @@ what follows the rasters (the objects file: :func:`vectorize_outputs`) and how e
 reported (one :class:`PredictResult` row; any error of one file, expected or not, is that
 file's failed row while the others go on: :func:`failure`). Keeping this in one module lets
 the two paths differ only in how the rasters get computed.
+
+An input is a local :class:`~pathlib.Path` or a :class:`~aerialseg.locations.RasterRef` (a
+URL, ``/vsi`` path or STAC item's asset): nothing is written beside a remote input, so its
+outputs need ``-o`` or ``--out-dir`` (refused before any work without), and only local inputs
+need protecting from outputs.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from .card import ModelCard
 from .conventions import PAM_SUFFIX, QML_SUFFIX
 from .errors import AerialsegError, InputRasterError, OutputWriteError
 from .journal import scratch_paths
+from .locations import RASTER_SUFFIXES, InputRef, RasterRef, local_file, local_files, looks_remote, remote_ref
 from .options import OutputOptions
 from .raster import first_line, open_raster
 from .sink import SinkLayout, class_raster, probability_raster, uncertainty_raster
@@ -44,6 +50,7 @@ __all__ = [
     "output_for",
     "batch_targets",
     "check_settings",
+    "check_places",
     "vectorize_outputs",
     "failed",
     "failure",
@@ -51,9 +58,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-
-RASTER_SUFFIXES = (".tif", ".tiff", ".vrt", ".jp2", ".img", ".png")
-"""The files a folder given as input contributes."""
 
 PRODUCT_SUFFIXES = ("_classes", "_probabilities", "_uncertainty")
 """Name endings (before the extension) of the rasters aerialseg writes; ``_classes_probabilities`` ends so too."""
@@ -69,7 +73,7 @@ class PredictResult:
     ``status`` is ``ok``, ``skipped`` (``skip_finished`` found its class raster: a success) or ``failed``.
     """
 
-    input: Path
+    input: InputRef
     output: Path | None
     status: str
     seconds: float = 0.0
@@ -179,21 +183,22 @@ class Batch:
     weights, a calibration raster): no output may be one of them either.
     """
 
-    def __init__(self, files: list[tuple[Path, Path]], output: OutputOptions, reads: Iterable[Path] = ()):
+    def __init__(self, files: list[tuple[InputRef, Path]], output: OutputOptions, reads: Iterable[Path] = ()):
         self.files = files
         self.output = output
-        self.inputs = InputFiles([*(path for path, _ in files), *reads])
-        self._claimed: dict[str, Path] = {}
+        self.inputs = InputFiles([*local_files(path for path, _ in files), *reads])
+        self._claimed: dict[str, InputRef] = {}
 
-    def start_file(self, path: Path, target: Path) -> OutputSet | None:
+    def start_file(self, path: InputRef, target: Path) -> OutputSet | None:
         """The checks before one input's work: its outputs, or None when ``skip_finished`` finds its class raster.
 
         Raises :class:`~aerialseg.errors.AerialsegError` for a missing input, an output that is
         an input of the batch or another input's output, or one that may not be written (see
         :meth:`OutputSet.check`).
         """
-        if not path.exists():
-            raise InputRasterError("no such file", path=path)
+        local = local_file(path)
+        if local is not None and not local.exists():
+            raise InputRasterError("no such file" if local == path else f"no such file {local}", path=path)
         outputs = OutputSet.for_target(target, self.output)
         outputs.refuse_inputs(self.inputs)
         for product in outputs.products:
@@ -274,21 +279,36 @@ def _has_provenance(path: Path) -> bool:
         return False
 
 
-def expand_inputs(items: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Files, folders (their rasters, sorted) and glob patterns, in the order given, without repeats.
+def expand_inputs(items: Iterable[str | os.PathLike[str] | RasterRef], asset: str | None = None) -> list[InputRef]:
+    """Files, folders (their rasters, sorted), glob patterns, URLs and STAC items, in the order given, without repeats.
 
     Folders and patterns leave out aerialseg's own outputs (:func:`is_product`), so a rerun
     beside earlier results sees the same inputs; a file named explicitly is taken as given.
+    A URL or ``/vsi`` path is one remote input; a ``.json`` file or URL is a STAC Item (or
+    ItemCollection), read now, whose ``asset`` (default: its visual image) is the input (see
+    :mod:`aerialseg.stac`).
     """
-    paths: list[Path] = []
+    from .stac import is_stac, stac_inputs
+
+    paths: list[InputRef] = []
     for item in items:
         text = str(item)
-        if Path(text).is_dir():
-            found = _without_products(
-                sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
-            )
+        found: list[InputRef]
+        if isinstance(item, RasterRef):
+            found = [item]
+        elif is_stac(text) and not Path(text).is_dir():
+            found = stac_inputs(text, asset)
+        elif isinstance(item, str) and (ref := remote_ref(text)) is not None:
+            found = [ref]
+        elif Path(text).is_dir():
+            found = [
+                *_without_products(
+                    sorted(p for p in Path(text).iterdir() if p.suffix.lower() in RASTER_SUFFIXES and p.is_file())
+                )
+            ]
         elif any(ch in text for ch in "*?[") and not Path(text).exists():  # a file may have [ in its name
-            found = _without_products(sorted(Path(p) for p in glob.glob(text, recursive=True)))
+            matches = _without_products(sorted(Path(p) for p in glob.glob(text, recursive=True)))
+            found = [each for p in matches for each in (stac_inputs(str(p), asset) if is_stac(str(p)) else [p])]
         else:
             found = [Path(text)]
         paths += [p for p in found if p not in paths]
@@ -306,32 +326,82 @@ def _without_products(found: list[Path]) -> list[Path]:
     return kept
 
 
-def output_for(input_path: Path, out_dir: Path) -> Path:
-    """Predictable output name: ``<out_dir>/<input stem>_classes.tif``."""
+def output_for(input_path: InputRef, out_dir: Path) -> Path:
+    """Predictable output name: ``<out_dir>/<input stem>_classes.tif`` (a URL's file name, a STAC item's id)."""
     return out_dir / f"{input_path.stem}_classes.tif"
 
 
+def _beside(path: InputRef) -> Path:
+    """The folder outputs go to without ``--out-dir``; a remote input has none (checked before)."""
+    folder = path.parent if isinstance(path, Path) else path.folder
+    assert folder is not None, "remote inputs are refused without -o or --out-dir"
+    return folder
+
+
 def batch_targets(
-    inputs: Iterable[str | os.PathLike[str]],
+    inputs: Iterable[str | os.PathLike[str] | RasterRef],
     *,
     out_dir: str | os.PathLike[str] | None = None,
     output: str | os.PathLike[str] | None = None,
-) -> list[tuple[Path, Path]]:
+    asset: str | None = None,
+) -> list[tuple[InputRef, Path]]:
     """``(input, class raster)`` of every input: ``output`` for a single input, else :func:`output_for`.
 
-    The class rasters go to ``out_dir`` (created here) or beside each input.
+    The class rasters go to ``out_dir`` (created here) or beside each input, as
+    :func:`check_places` allows. ``asset`` chooses a STAC item's asset (see :func:`expand_inputs`).
     """
-    paths = expand_inputs(inputs)
-    if output is not None and len(paths) != 1:
-        raise AerialsegError(f"-o names one output but {len(paths)} inputs were given", hint="use --out-dir")
+    paths = expand_inputs(inputs, asset)
+    check_places(paths, out_dir=out_dir, output=output)
     if out_dir is not None:
         try:
             Path(out_dir).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise OutputWriteError(f"cannot create the output folder ({exc.strerror})", path=out_dir) from exc
     return [
-        (path, Path(output) if output is not None else output_for(path, Path(out_dir or path.parent))) for path in paths
+        (path, Path(output) if output is not None else output_for(path, Path(out_dir or _beside(path))))
+        for path in paths
     ]
+
+
+def check_places(
+    paths: list[InputRef],
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    mosaic: bool = False,
+) -> None:
+    """Refuse, before any work, outputs that cannot be placed.
+
+    That is ``output`` for several inputs (unless it is the ``mosaic``'s), a URL as ``output``
+    or ``out_dir`` (outputs are local files), a remote input with neither (nothing is written
+    beside a URL), and any input that is not a local file in a ``mosaic`` (its VRT names local
+    files, see :mod:`aerialseg.mosaic`).
+    """
+    if mosaic:
+        for path in paths:
+            if not isinstance(path, Path):
+                raise AerialsegError(
+                    "--mosaic takes local files only",
+                    path=path,
+                    hint="download the files first, or predict without --mosaic",
+                )
+    for place, flag in ((output, "-o"), (out_dir, "--out-dir")):
+        if place is not None and looks_remote(place):
+            raise AerialsegError(
+                f"{flag} is not a local path: outputs are written to local files",
+                path=place,
+                hint="write to a local folder, then copy the results up (aws s3 cp, gsutil cp, azcopy)",
+            )
+    if output is not None and len(paths) != 1 and not mosaic:
+        raise AerialsegError(f"-o names one output but {len(paths)} inputs were given", hint="use --out-dir")
+    if output is None and out_dir is None:
+        for path in paths:
+            if isinstance(path, RasterRef) and path.folder is None:
+                raise AerialsegError(
+                    "nothing can be written beside a remote input",
+                    path=path,
+                    hint="pass --out-dir FOLDER (outputs are named <name>_classes.tif), or -o FILE for one input",
+                )
 
 
 def vectorize_outputs(outputs: OutputSet, output: OutputOptions) -> None:
@@ -348,12 +418,12 @@ def vectorize_outputs(outputs: OutputSet, output: OutputOptions) -> None:
     vectorize(outputs.classes, outputs.objects, settings)
 
 
-def failed(path: Path, message: str) -> PredictResult:
+def failed(path: InputRef, message: str) -> PredictResult:
     """The row of an input that failed with ``message`` (one line naming the file)."""
     return PredictResult(path, None, "failed", error=message)
 
 
-def failure(path: Path, exc: Exception) -> PredictResult:
+def failure(path: InputRef, exc: Exception) -> PredictResult:
     """The row of an input whose work raised ``exc``: aerialseg's one line, or an unexpected error.
 
     An unexpected error (a bug, or a library's error aerialseg does not word) keeps its
@@ -366,6 +436,6 @@ def failure(path: Path, exc: Exception) -> PredictResult:
     return failed(path, f"{path}: unexpected error ({detail}); rerun with -v for the traceback")
 
 
-def skipped(path: Path, target: Path) -> PredictResult:
+def skipped(path: InputRef, target: Path) -> PredictResult:
     """The row of an input left alone because its class raster exists (``skip_finished``)."""
     return PredictResult(path, target, "skipped")

@@ -43,6 +43,7 @@ from .batch import (
 )
 from .card import read_card
 from .errors import AerialsegError, MissingDependencyError, OutputWriteError
+from .locations import InputRef, RasterRef
 from .options import PredictOptions
 from .pipeline import predict
 from .raster import open_raster
@@ -141,7 +142,7 @@ def _default_local_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _predict_file(spec: RunnerSpec, path: Path, target: Path, options: PredictOptions) -> PredictResult:
+def _predict_file(spec: RunnerSpec, path: InputRef, target: Path, options: PredictOptions) -> PredictResult:
     """Task: one whole raster, as the local path runs it; a bad file is a failed result, not an error."""
     try:
         return predict(path, target, _runner(spec), options)
@@ -149,7 +150,7 @@ def _predict_file(spec: RunnerSpec, path: Path, target: Path, options: PredictOp
         return failure(path, exc)
 
 
-def _predict_rows(spec: RunnerSpec, path: Path, target: Path, options: PredictOptions) -> tuple[Any, PredictResult]:
+def _predict_rows(spec: RunnerSpec, path: InputRef, target: Path, options: PredictOptions) -> tuple[Any, PredictResult]:
     """Task: one band of rows into its own raster; returns the model card (for the assembly) and the result."""
     runner = _runner(spec)
     return runner.card, predict(path, target, runner, options)
@@ -159,7 +160,7 @@ def _predict_rows(spec: RunnerSpec, path: Path, target: Path, options: PredictOp
 class _Split:
     """A raster predicted as bands of rows: ``(first row, output)`` per band and the results in so far."""
 
-    path: Path
+    path: InputRef
     target: Path
     folder: Path
     started: float
@@ -173,7 +174,7 @@ def _bands(height: int, split_rows: int) -> list[tuple[int, int]]:
 
 
 def predict_on_cluster(
-    inputs: Iterable[str | os.PathLike[str]],
+    inputs: Iterable[str | os.PathLike[str] | RasterRef],
     spec: RunnerSpec,
     options: PredictOptions,
     client: Any,  # noqa: ANN401 (dask.distributed.Client)
@@ -205,7 +206,7 @@ def predict_on_cluster(
                 [source], spec, inner, client, output=target, split_rows=split_rows, progress=progress
             )[0]
 
-        paths = expand_inputs(inputs)
+        paths = expand_inputs(inputs, options.input.asset)
         card = read_card(spec.model_file)
         mosaic = as_one_run(
             paths, lambda: predict_mosaic(paths, card, run, options, out_dir=out_dir, output=output, reads=spec.files)
@@ -214,12 +215,13 @@ def predict_on_cluster(
             if on_result is not None:
                 on_result(result)
         return mosaic
-    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output, spec.files)
+    targets = batch_targets(inputs, out_dir=out_dir, output=output, asset=options.input.asset)
+    batch = Batch(targets, options.output, spec.files)
     if options.output.vectorize is not None:
         check_settings(options.output, read_card(spec.model_file))
-    results: dict[Path, PredictResult] = {}
-    futures: dict[Any, tuple[str, Path, _Split | None]] = {}
-    splits: dict[Path, _Split] = {}
+    results: dict[InputRef, PredictResult] = {}
+    futures: dict[Any, tuple[str, InputRef, _Split | None]] = {}
+    splits: dict[InputRef, _Split] = {}
     for path, target in batch.files:
         try:
             if batch.start_file(path, target) is None:
@@ -259,7 +261,7 @@ def predict_on_cluster(
     return ordered
 
 
-def _height(path: Path) -> int:
+def _height(path: InputRef) -> int:
     """The raster's height in rows (it decides whether the raster is split)."""
     with open_raster(path) as src:
         return src.height
@@ -305,7 +307,7 @@ def _submit_bands(
         split.bands.append((start, part))
 
 
-def _outcome(future: Any, path: Path) -> PredictResult:  # noqa: ANN401
+def _outcome(future: Any, path: InputRef) -> PredictResult:  # noqa: ANN401
     try:
         return future.result()
     except Exception as exc:  # a task's error, of whatever kind, fails its file only

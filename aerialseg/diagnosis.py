@@ -5,7 +5,10 @@ and the engine and precision ``predict`` would choose (with the rule's reason), 
 layout (striped files read slowly), CRS, ground sampling distance against the model's and
 what predict will do about it, how the bands map onto the model's, how pixels are scaled,
 where nodata comes from and how much of the raster it covers, the tile plan, and estimates
-of the pipeline's memory and of the run time. Each problem comes with the fix.
+of the pipeline's memory and of the run time. Each problem comes with the fix. A remote file
+(URL, ``/vsi`` path, STAC asset) without internal tiles, or large and without overviews, is
+reported as slow to read remotely: every window, or every decimated read, then fetches far
+more than it needs; a cloud-optimised copy (``gdal_translate -of COG``) reads only its blocks.
 """
 
 from __future__ import annotations
@@ -13,7 +16,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,6 +23,7 @@ import numpy as np
 from .card import ModelCard, read_card
 from .errors import AerialsegError
 from .gsd import pixel_size_m
+from .locations import InputRef, RasterRef, as_input, reading
 from .options import PredictOptions
 from .pipeline import uses_dense_accumulator
 from .raster import open_raster
@@ -31,6 +34,8 @@ from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 __all__ = ["Finding", "DoctorReport", "doctor"]
 
 _STRIPED_WIDTH = 2048
+_OVERVIEW_SIZE = 1024
+"""Above this many pixels a side, decimated reads (valid share, percentile stretch) need overviews to stay small."""
 # Throughput assumed for the time estimate, per CPU core in fp32, and the gain of reduced
 # precision over it: a rough guide taken from the README's Speed section, not a promise.
 _FP32_GFLOPS_PER_CORE = 75.0
@@ -50,7 +55,7 @@ class Finding:
 class DoctorReport:
     """Facts about one raster with one model, and the findings."""
 
-    path: Path
+    path: InputRef
     facts: dict[str, str] = field(default_factory=dict)
     findings: list[Finding] = field(default_factory=list)
 
@@ -68,7 +73,10 @@ def _layout(report: DoctorReport, ds: Any) -> None:  # noqa: ANN401 (a rasterio 
         f"{'tiled' if tiled else 'striped'} {block_cols} x {block_rows}, "
         f"{ds.compression.name if ds.compression else 'uncompressed'}"
     )
-    if not tiled and ds.width > _STRIPED_WIDTH:
+    remote = isinstance(report.path, RasterRef) and report.path.remote
+    if remote:
+        _remote_layout(report, ds, tiled)
+    elif not tiled and ds.width > _STRIPED_WIDTH:
         report.findings.append(
             Finding(
                 "warning",
@@ -88,6 +96,23 @@ def _layout(report: DoctorReport, ds: Any) -> None:  # noqa: ANN401 (a rasterio 
     else:
         source = "none (every pixel is data)"
     report.facts["nodata"] = source
+
+
+def _remote_layout(report: DoctorReport, ds: Any, tiled: bool) -> None:  # noqa: ANN401 (a rasterio dataset)
+    """A remote file that is not laid out as a COG: what each read then fetches, and the copy that fixes it."""
+    problems = []
+    if not tiled:
+        problems.append("no internal tiles, so every window fetches whole-width strips")
+    if not ds.overviews(1) and max(ds.width, ds.height) > _OVERVIEW_SIZE:
+        problems.append("no overviews, so the decimated reads fetch the whole raster")
+    if problems and isinstance(report.path, RasterRef):
+        report.findings.append(
+            Finding(
+                "warning",
+                f"slow to read remotely, not a cloud-optimised GeoTIFF: {'; '.join(problems)}",
+                f"gdal_translate -of COG {report.path.gdal_path} {report.path.stem}_cog.tif, and read that copy",
+            )
+        )
 
 
 def _resolution(report: DoctorReport, ds: Any, card: ModelCard) -> None:  # noqa: ANN401 (a rasterio dataset)
@@ -110,30 +135,45 @@ def _resolution(report: DoctorReport, ds: Any, card: ModelCard) -> None:  # noqa
 
 
 def doctor(
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | RasterRef,
     model: RunnerSpec | str | os.PathLike[str],
     options: PredictOptions | None = None,
 ) -> DoctorReport:
     """Inspect ``path`` for prediction with ``model`` and ``options``; never raises for problems of the raster.
 
-    ``model`` is the :class:`RunnerSpec` predict would open, or a weights name/path or
-    ``.onnx`` file (run with automatic engine and precision). ``options`` are predict's:
-    the tiling, how the input is read, and which outputs are written (they decide how much
-    memory the blending takes); None: predict's defaults.
+    ``path`` may be a URL, a ``/vsi`` path or a STAC item (its ``options.input.asset``), as
+    predict takes them. ``model`` is the :class:`RunnerSpec` predict would open, or a weights
+    name/path or ``.onnx`` file (run with automatic engine and precision). ``options`` are
+    predict's: the tiling, how the input is read, and which outputs are written (they decide
+    how much memory the blending takes); None: predict's defaults.
     """
-    from .source import BandAssumptionWarning, RasterSource, valid_pixels
+    from .stac import input_of
 
     spec = model if isinstance(model, RunnerSpec) else RunnerSpec(str(model))
     options = options or PredictOptions()
-    report = DoctorReport(Path(path))
+    report = DoctorReport(as_input(path))
     card = read_card(spec.model_file)
     report.facts["model"] = f"{card.arch}-{card.backbone}, bands {'-'.join(card.bands)}, {card.num_classes} classes"
     choice = _engine(report, spec)
     try:
-        dataset = open_raster(path)
+        report.path = input_of(path, options.input.asset)
     except AerialsegError as exc:
         report.findings.append(Finding("error", exc.message, exc.hint or ""))
         return report
+    with reading(report.path):
+        _inspect(report, card, choice, options)
+    return report
+
+
+def _inspect(report: DoctorReport, card: ModelCard, choice: EngineChoice | None, options: PredictOptions) -> None:
+    """The raster's part of the report: layout, CRS and GSD, valid share, bands, scaling, tiles and estimates."""
+    from .source import BandAssumptionWarning, RasterSource, valid_pixels
+
+    try:
+        dataset = open_raster(report.path)
+    except AerialsegError as exc:
+        report.findings.append(Finding("error", exc.message, exc.hint or ""))
+        return
     with dataset as ds:
         _layout(report, ds)
         _resolution(report, ds, card)
@@ -143,18 +183,18 @@ def doctor(
             valid_share = float(valid_pixels(ds, tuple(range(1, ds.count + 1)), out_shape=shape).mean())
         except AerialsegError as exc:  # opens, but its pixels do not decode (truncated, corrupt)
             report.findings.append(Finding("error", exc.message, "the file is damaged: copy or export it again"))
-            return report
+            return
     report.facts["valid pixels"] = f"{valid_share:.1%}"
-    reading = options.input
+    wanted = options.input
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", BandAssumptionWarning)
         try:
             source = RasterSource(
-                path, card, bands=reading.bands, scale=reading.scale, allow_no_crs=True, gsd=reading.gsd
+                report.path, card, bands=wanted.bands, scale=wanted.scale, allow_no_crs=True, gsd=wanted.gsd
             )
         except AerialsegError as exc:
             report.findings.append(Finding("error", exc.message, exc.hint or ""))
-            return report
+            return
     for warning in caught:
         report.findings.append(Finding("warning", str(warning.message).split(": ", 1)[-1], "pass --bands"))
     with source:
@@ -173,7 +213,7 @@ def doctor(
             tiling = options.tiling.resolve(card)
         except AerialsegError as exc:
             report.findings.append(Finding("error", exc.message, exc.hint or ""))
-            return report
+            return
         plan = plan_tiles(source.height, source.width, tiling.tile, tiling.overlap, tiling.blend, align=TILE_ALIGN)
         dense = uses_dense_accumulator(options, resampled=source.grid is not None)
         _estimates(report, card, plan, valid_share, choice, options, dense)
@@ -185,7 +225,6 @@ def doctor(
                 "set one, e.g. gdal_edit.py -a_nodata 0",
             )
         )
-    return report
 
 
 def _engine(report: DoctorReport, spec: RunnerSpec) -> EngineChoice | None:

@@ -8,8 +8,6 @@ clauses keep working.
 
 from __future__ import annotations
 
-from os import PathLike
-
 __all__ = [
     "AerialsegError",
     "InputRasterError",
@@ -30,9 +28,13 @@ __all__ = [
 
 
 class AerialsegError(Exception):
-    """Root of aerialseg's errors: ``path: problem; hint``."""
+    """Root of aerialseg's errors: ``path: problem; hint``.
 
-    def __init__(self, message: str, *, path: str | PathLike[str] | None = None, hint: str | None = None):
+    ``path`` is anything whose ``str()`` names the file as the user wrote it: a path, or a
+    remote input (:class:`~aerialseg.locations.RasterRef`, whose spelling a Path would mangle).
+    """
+
+    def __init__(self, message: str, *, path: object = None, hint: str | None = None):
         self.message = message
         self.path = None if path is None else str(path)
         self.hint = hint

@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .locations import InputRef, local_file
+
 __all__ = ["partial_paths", "scratch_paths", "run_key", "file_identity", "load_rows_done", "save_rows_done"]
 
 
@@ -43,10 +45,17 @@ def run_key(**facts: Any) -> dict[str, Any]:
     return json.loads(json.dumps(facts, default=str, sort_keys=True))
 
 
-def file_identity(path: Path) -> dict[str, Any]:
-    """Size and modification time: enough to notice a replaced or edited input."""
-    stat = path.stat()
-    return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+def file_identity(path: InputRef) -> dict[str, Any]:
+    """Size and modification time: enough to notice a replaced or edited input.
+
+    A remote input is known by its URL only (GDAL gives no cheap stat of it): a file replaced
+    at the same URL between an interrupted run and its resume is not noticed.
+    """
+    local = local_file(path)
+    if local is None:
+        return {"url": str(path)}
+    stat = local.stat()
+    return {"path": str(local.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
 def load_rows_done(journal: Path, key: dict[str, Any]) -> int | None:

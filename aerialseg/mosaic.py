@@ -27,9 +27,19 @@ from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from .atomic import name_key
-from .batch import Batch, OutputSet, PredictResult, batch_targets, check_settings, failure, vectorize_outputs
+from .batch import (
+    Batch,
+    OutputSet,
+    PredictResult,
+    batch_targets,
+    check_places,
+    check_settings,
+    failure,
+    vectorize_outputs,
+)
 from .errors import AerialsegError, InputRasterError
 from .journal import file_identity, partial_paths
+from .locations import InputRef
 from .raster import open_raster
 from .sink import cut_raster
 
@@ -221,7 +231,7 @@ PredictRun = Callable[[Path, Path, "PredictOptions"], PredictResult]
 
 
 def predict_mosaic(
-    paths: Sequence[Path],
+    inputs: Sequence[InputRef],
     card: ModelCard,
     run: PredictRun,
     options: PredictOptions,
@@ -230,17 +240,19 @@ def predict_mosaic(
     output: str | os.PathLike[str] | None = None,
     reads: Sequence[str | os.PathLike[str]] = (),
 ) -> list[PredictResult]:
-    """Predict ``paths`` as one mosaic (see the module docstring); one row per input, or one for ``output``.
+    """Predict ``inputs`` (local files) as one mosaic (see the module docstring): a row per input or for ``output``.
 
     Every output is checked before any work, as in a batch; an input whose outputs cannot be
     written fails the whole call (the mosaic is one run). ``card`` is the network's.
     """
     start = time.perf_counter()
+    check_places(list(inputs), out_dir=out_dir, output=output, mosaic=True)  # the VRT names local files
+    paths = [path for path in inputs if isinstance(path, Path)]
     wanted = options.output
     if output is not None:  # one output: checked against every input, as the batch checks its files
         batch = Batch([(paths[0], Path(output))], wanted, [*paths, *map(Path, reads)])
         outputs = [batch.start_file(paths[0], Path(output))]
-        targets = [(Path(f"mosaic of {len(paths)} files"), Path(output))]
+        targets: list[tuple[InputRef, Path]] = [(Path(f"mosaic of {len(paths)} files"), Path(output))]
     else:
         batch = Batch(batch_targets(paths, out_dir=out_dir), wanted, map(Path, reads))
         targets = batch.files
@@ -277,7 +289,7 @@ def _predict_and_cut(
     mosaic: Mosaic,
     scratch: Path,
     whole: OutputSet,
-    targets: Sequence[tuple[Path, Path]],
+    targets: Sequence[tuple[InputRef, Path]],
     outputs: Sequence[OutputSet | None],
     card: ModelCard,
     run: PredictRun,
@@ -317,7 +329,7 @@ def _predict_and_cut(
     return rows, result
 
 
-def as_one_run(paths: Sequence[Path], work: Callable[[], list[PredictResult]]) -> list[PredictResult]:
+def as_one_run(paths: Sequence[InputRef], work: Callable[[], list[PredictResult]]) -> list[PredictResult]:
     """``work()``'s rows; if it fails, one failed row for the whole mosaic (it is one run), the error's line.
 
     A network that fails its accuracy gate and Ctrl-C stop the call, as in a batch.

@@ -76,7 +76,8 @@ class InputOptions:
     stop)`` predicts only those input rows, into outputs that cover just them (georeferenced
     where they lie) and equal those rows of a whole-raster run (how a cluster splits one raster).
     ``mosaic``: the inputs of a batch, on one pixel grid, are predicted as one raster and cut
-    back into one output per input (see :mod:`aerialseg.mosaic`).
+    back into one output per input (see :mod:`aerialseg.mosaic`). ``asset``: the asset of a
+    STAC item input to read (None: its visual image; see :mod:`aerialseg.stac`).
     """
 
     bands: tuple[int, ...] | None = None
@@ -85,6 +86,7 @@ class InputOptions:
     gsd: str = "auto"
     rows: tuple[int, int] | None = None
     mosaic: bool = False
+    asset: str | None = None
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,10 @@ from .blend import LeanStripAccumulator, Strip, StripAccumulator
 from .conventions import NODATA_CLASS
 from .errors import AerialsegError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
+from .locations import InputRef, RasterRef, local_files, reading
 from .options import PredictOptions
 from .provenance import provenance_tags
-from .raster import block_cache_mb
+from .raster import block_cache, block_cache_mb
 from .resample import ScoreResampler
 from .runners import Runner
 from .runners.gate import PrecisionGateError
@@ -76,7 +77,7 @@ TileRow = list[tuple[Window, int, int]]
 class Progress:
     """Reported after every batch: tiles handled (run or skipped) out of the total."""
 
-    path: Path
+    path: InputRef
     tiles_done: int
     tiles_total: int
     megapixels_done: float
@@ -119,7 +120,7 @@ def uses_dense_accumulator(options: PredictOptions, *, resampled: bool) -> bool:
 
 
 def predict(
-    input_path: str | os.PathLike[str],
+    input_path: str | os.PathLike[str] | RasterRef,
     output_path: str | os.PathLike[str],
     runner: Runner,
     options: PredictOptions = _DEFAULT_OPTIONS,
@@ -127,17 +128,22 @@ def predict(
 ) -> PredictResult:
     """Predict one raster into a class GeoTIFF; raises :class:`AerialsegError` on bad input or output.
 
-    Nothing is written when an output (or its scratch file) is the input itself, whatever
-    ``overwrite`` says, or when the settings do not suit the model (see :mod:`aerialseg.batch`).
+    ``input_path`` may be a URL or ``/vsi`` path (given as a string), read window by window
+    (see :mod:`aerialseg.locations`), or a STAC item (its ``options.input.asset``). Nothing is
+    written when an output (or its scratch file) is the input itself, whatever ``overwrite``
+    says, or when the settings do not suit the model (see :mod:`aerialseg.batch`).
     """
     import rasterio
 
-    with rasterio.Env(GDAL_CACHEMAX=block_cache_mb(input_path)):
-        return _predict(Path(input_path), Path(output_path), runner, options, progress)
+    from .stac import input_of
+
+    source = input_of(input_path, options.input.asset)
+    with reading(source), rasterio.Env(**block_cache(block_cache_mb(source))):
+        return _predict(source, Path(output_path), runner, options, progress)
 
 
 def _predict(
-    input_path: Path,
+    input_path: InputRef,
     output_path: Path,
     runner: Runner,
     options: PredictOptions,
@@ -146,7 +152,7 @@ def _predict(
     start = time.perf_counter()
     output = options.output
     outputs = OutputSet.for_target(output_path, output)
-    outputs.refuse_inputs(InputFiles([input_path]))
+    outputs.refuse_inputs(InputFiles(local_files([input_path])))
     outputs.check(output.overwrite)
     card = runner.card
     check_settings(output, card)
@@ -168,7 +174,7 @@ def _predict(
     return PredictResult(input_path, output_path, "ok", time.perf_counter() - start, megapixels, *counts)
 
 
-def _row_range(options: PredictOptions, height: int, input_path: Path) -> tuple[int, int]:
+def _row_range(options: PredictOptions, height: int, input_path: InputRef) -> tuple[int, int]:
     """The input rows to predict: ``options.input.rows`` checked against the raster, else all."""
     if options.input.rows is None:
         return 0, height
@@ -423,7 +429,7 @@ def _batches(tiles: queue.Queue, stop: threading.Event, size: int) -> Iterator[l
 
 
 def predict_many(
-    inputs: Iterable[str | os.PathLike[str]],
+    inputs: Iterable[str | os.PathLike[str] | RasterRef],
     runner: Runner,
     options: PredictOptions = _DEFAULT_OPTIONS,
     *,
@@ -436,7 +442,8 @@ def predict_many(
     """Predict every input; any error of one file is its failed row, not raised, and the others go on.
 
     ``reads`` are the other files the run reads (the weights file, a calibration raster): like
-    the inputs, no output may be one of them, whatever ``overwrite`` says.
+    the inputs, no output may be one of them, whatever ``overwrite`` says. Inputs may be URLs
+    and STAC items (see :func:`~aerialseg.batch.expand_inputs`); those need ``out_dir`` or ``output``.
 
     Settings the model cannot satisfy stop the batch before any work, and so does a network
     that fails its accuracy gate (every file would); Ctrl-C stops it too.
@@ -448,7 +455,7 @@ def predict_many(
         def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
             return predict(source, target, runner, inner, progress)
 
-        paths, also_read = expand_inputs(inputs), list(reads)
+        paths, also_read = expand_inputs(inputs, options.input.asset), list(reads)
         results = as_one_run(
             paths,
             lambda: predict_mosaic(paths, runner.card, run, options, out_dir=out_dir, output=output, reads=also_read),
@@ -457,7 +464,8 @@ def predict_many(
             if on_result is not None:
                 on_result(result)
         return results
-    batch = Batch(batch_targets(inputs, out_dir=out_dir, output=output), options.output, map(Path, reads))
+    targets = batch_targets(inputs, out_dir=out_dir, output=output, asset=options.input.asset)
+    batch = Batch(targets, options.output, map(Path, reads))
     check_settings(options.output, runner.card)
     results = []
     for path, target in batch.files:

@@ -4,10 +4,12 @@ Every caller used to catch rasterio's exception types itself and word the messag
 way; :func:`open_raster` names the file, keeps only the first line of GDAL's message and
 raises :class:`~aerialseg.errors.InputRasterError` for reading or
 :class:`~aerialseg.errors.OutputWriteError` for writing, so the command line prints one
-line whatever went wrong. Pixels and masks are read through :func:`read_bands` and
+line whatever went wrong. A URL or ``/vsi`` path opens through GDAL's virtual file systems
+with the settings of :func:`aerialseg.locations.reading`, and fails naming the URL as the
+user wrote it, with the fix (credentials, reachability). Pixels and masks are read through :func:`read_bands` and
 :func:`read_mask`, which do the same for a file that opens but fails to decode (truncated,
 corrupt blocks) and work around a GDAL defect (below); :func:`block_cache_mb` sizes GDAL's
-block cache for streaming one raster.
+block cache for streaming one raster and :func:`block_cache` sets it.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from typing import Any
 
 import numpy as np
 
 from .errors import InputRasterError, OutputWriteError
+from .locations import RasterRef, as_input, reading, remote_hint
 
-__all__ = ["open_raster", "read_bands", "read_mask", "first_line", "block_cache_mb"]
+__all__ = ["open_raster", "read_bands", "read_mask", "first_line", "block_cache_mb", "block_cache"]
 
 
 def first_line(exc: BaseException) -> str:
@@ -32,7 +35,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def open_raster(  # noqa: ANN401 (returns a rasterio dataset)
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | RasterRef,
     mode: str = "r",
     *,
     plain_pictures: bool = False,
@@ -43,17 +46,25 @@ def open_raster(  # noqa: ANN401 (returns a rasterio dataset)
 
     ``plain_pictures`` silences the warning for files without georeferencing (PNG patches,
     UAVid frames) where none is expected. ``named`` is the path errors name when it is not
-    ``path``: the final name of a file written under a temporary one.
+    ``path``: the final name of a file written under a temporary one. A URL or ``/vsi`` path
+    (read only) opens remotely (see :mod:`aerialseg.locations`); reading its pixels later
+    needs the same settings: run the reads inside :func:`~aerialseg.locations.reading`.
     """
     import rasterio
 
+    source = as_input(path) if mode == "r" else path
+    opened = source.gdal_path if isinstance(source, RasterRef) else source
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), reading(source) if isinstance(source, RasterRef) else nullcontext():
             if plain_pictures:
                 warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
-            return rasterio.open(path, mode, **options)
+            return rasterio.open(opened, mode, **options)
     except (rasterio.errors.RasterioError, OSError) as exc:
-        shown = path if named is None else named
+        shown = source if named is None else named
+        if isinstance(source, RasterRef):
+            detail = first_line(exc).replace(f"'{source.gdal_path}' ", "").replace(source.gdal_path, str(source))
+            hint = remote_hint(source) if source.remote else None
+            raise InputRasterError(f"cannot open as a raster ({detail})", path=shown, hint=hint) from exc
         if mode == "r":
             raise InputRasterError(f"cannot open as a raster ({first_line(exc)})", path=shown) from exc
         action = "create" if mode == "w" else "update"
@@ -97,18 +108,32 @@ def read_mask(dataset: Any, band: int | None = None, **options: Any) -> np.ndarr
         return dataset.dataset_mask(**options) if band is None else dataset.read_masks(band, **options)
 
 
-def block_cache_mb(path: str | os.PathLike[str]) -> int:
+def block_cache_mb(path: str | os.PathLike[str] | RasterRef) -> int:
     """GDAL block cache (``GDAL_CACHEMAX``, MB) for streaming ``path`` row of tiles by row of tiles.
 
     GDAL's default, 5 % of RAM, would fill with the whole raster; ``predict`` re-reads at most
     one row of input blocks (overlapping windows) and leaves one row of output blocks partly
-    written, so twice a row of blocks (32 MB to 1 GB) is enough. An unreadable file gets the
-    minimum: opening it for real reports the problem properly.
+    written, so twice a row of blocks (32 MB to 1 GB) is enough. An unreadable local file gets
+    the minimum: opening it for real reports the problem properly. A remote one's error is raised
+    here: GDAL remembers a URL that failed, and only the first attempt's message says why.
     """
+    source = as_input(path)
     try:
-        with open_raster(path) as probe:
+        with open_raster(source) as probe:
             item = probe.count * np.dtype(probe.dtypes[0]).itemsize + 1 if probe.count else 1
             row_bytes = probe.width * max(probe.block_shapes[0][0] if probe.count else 0, 512) * item
     except InputRasterError:
+        if isinstance(source, RasterRef) and source.remote:
+            raise
         row_bytes = 0
     return int(min(1024, max(32, 2 * row_bytes / 2**20)))
+
+
+def block_cache(megabytes: int) -> dict[str, int]:
+    """The ``rasterio.Env`` settings for a GDAL block cache of ``megabytes`` MB.
+
+    rasterio hands an integer ``GDAL_CACHEMAX`` straight to ``GDALSetCacheMax64``, which counts
+    bytes: ``GDAL_CACHEMAX=64`` is a 64-byte cache, so every overlapping window decodes (and,
+    for a remote file, downloads) its blocks again.
+    """
+    return {"GDAL_CACHEMAX": megabytes * 2**20}

@@ -33,7 +33,6 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,6 +40,7 @@ import numpy as np
 from .card import ModelCard
 from .errors import AerialsegError, AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
 from .gsd import ModelGrid, model_grid
+from .locations import RasterRef, as_input
 from .raster import open_raster, read_bands, read_mask
 from .tiling import Window
 
@@ -81,9 +81,9 @@ def resolve_bands(
     descriptions: list[str | None],
     wanted: tuple[str, ...],
     bands: tuple[int, ...] | None,
-    path: str | os.PathLike[str],
+    path: object,
 ) -> tuple[int, ...]:
-    """1-based band indexes of the file that feed the model's ``wanted`` bands, in order."""
+    """1-based band indexes of the file that feed the model's ``wanted`` bands, in order (``path`` names the file)."""
     count = len(colorinterp)
     if bands:
         if len(bands) != len(wanted):
@@ -168,7 +168,7 @@ class RasterSource:
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: str | os.PathLike[str] | RasterRef,
         card: ModelCard,
         *,
         bands: tuple[int, ...] | None = None,
@@ -176,7 +176,7 @@ class RasterSource:
         allow_no_crs: bool = False,
         gsd: str = "auto",
     ):
-        self.path = Path(path)
+        self.path = as_input(path)
         self._dataset = open_raster(self.path, NUM_THREADS="ALL_CPUS")
         try:
             self._check(allow_no_crs)

@@ -7,7 +7,8 @@ their terms forbid copying them here, so the fixtures that hand them out skip th
 the folder is missing instead of stopping the run.
 
 Helpers reach test modules as fixtures, never by importing this file or another test module.
-The ISPRS builders and the stand-in runner are plugin modules beside this file.
+The ISPRS builders, the stand-in runner and the local HTTP server with Range support (remote
+rasters without the internet) are plugin modules beside this file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import pytest
 from aerialseg.card import ModelCard
 from aerialseg.conventions import SAMPLE_ORTHOPHOTO
 
-pytest_plugins = ["isprs_samples", "fake_runners"]
+pytest_plugins = ["isprs_samples", "fake_runners", "range_server"]
 
 _ROOT = Path(__file__).resolve().parents[1]
 _SHARED = Path(os.environ.get("AERIALSEG_SHARED", _ROOT.parent / "shared"))

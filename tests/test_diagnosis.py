@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 
 from aerialseg.diagnosis import doctor
-from aerialseg.options import OutputOptions, PredictOptions, TilingOptions
+from aerialseg.options import InputOptions, OutputOptions, PredictOptions, TilingOptions
 from aerialseg.runners import RunnerSpec
 
 
@@ -125,3 +127,44 @@ def test_nan_pixels_of_a_float_raster_count_as_nodata(rasters, abcnet_weights, t
     report = doctor(tmp_path / "float.tif", abcnet_weights, PredictOptions())
     assert report.facts["nodata"] == "NaN and infinite values (no nodata value declared)"
     assert report.facts["valid pixels"] == "50.0%"
+
+
+def test_remote_files_laid_out_for_slow_reads_get_the_cog_fix(range_server, rasters, abcnet_weights, tmp_path, cli):
+    striped = range_server.add(rasters["striped"], "striped.tif")  # 400 x 6 strips
+    report = doctor(striped, abcnet_weights)
+    assert report.ok and report.facts["layout"].startswith("striped 400 x 6")
+    (slow,) = [f for f in report.findings if "remotely" in f.message]
+    assert slow.level == "warning" and "no internal tiles" in slow.message and "overviews" not in slow.message
+    assert slow.fix == f"gdal_translate -of COG /vsicurl/{striped} striped_cog.tif, and read that copy"
+
+    with rasterio.open(rasters["striped"]) as src:
+        data = np.tile(src.read(), (1, 3, 3))
+        profile = src.profile | dict(width=1200, height=1200, tiled=True, blockxsize=256, blockysize=256)
+    with rasterio.open(tmp_path / "big.tif", "w", **profile) as dst:
+        dst.write(data)
+    big = range_server.add(tmp_path / "big.tif")
+    (slow,) = [f for f in doctor(big, abcnet_weights).findings if "remotely" in f.message]
+    assert "no overviews" in slow.message and "tiles" not in slow.message
+
+    rasterio.shutil.copy(tmp_path / "big.tif", tmp_path / "cog.tif", driver="COG")
+    cog = range_server.add(tmp_path / "cog.tif")
+    assert not [f for f in doctor(cog, abcnet_weights).findings if "remotely" in f.message]
+    assert not [f for f in doctor(rasters["striped"], abcnet_weights).findings if "remotely" in f.message]
+
+    code, out, _ = cli(["doctor", striped, "-m", str(abcnet_weights), "--json"])
+    assert code == 0 and json.loads(out)["path"] == striped
+    assert any("gdal_translate -of COG" in f["fix"] for f in json.loads(out)["findings"])
+    code, out, _ = cli(["doctor", range_server.url + "missing.tif", "-m", str(abcnet_weights), "--json"])
+    (error,) = json.loads(out)["findings"]
+    assert code == 1 and "404" in error["message"] and "curl -I URL" in error["fix"]
+
+
+def test_a_stac_item_is_checked_through_its_asset(rasters, abcnet_weights, tmp_path):
+    shutil.copyfile(rasters["striped"], tmp_path / "ortho.tif")
+    item = {"type": "Feature", "id": "scene", "assets": {"visual": {"href": "ortho.tif", "type": "image/tiff"}}}
+    (tmp_path / "item.json").write_text(json.dumps(item))
+    report = doctor(str(tmp_path / "item.json"), abcnet_weights)
+    assert report.ok and report.facts["bands used"] == "R->1, G->2, B->3"
+    assert str(report.path) == f"{tmp_path / 'item.json'} (asset visual)"
+    report = doctor(str(tmp_path / "item.json"), abcnet_weights, PredictOptions(input=InputOptions(asset="nir")))
+    assert not report.ok and "has no asset 'nir'; its assets: visual (image/tiff)" in report.findings[-1].message

@@ -3,10 +3,11 @@
 The README's ``bash`` blocks, the ``$`` lines of its ``console`` blocks and its ``python``
 block are read from the file at collection time; each block runs in a fresh copy of a small
 world that holds what the commands name: ``ortho.tif`` and the ``flights/`` batch (crops of the
-carried NEON orthophoto), ``~/raw/Potsdam`` and ``~/raw/Vaihingen`` (miniature official
-archives of the shared ISPRS patches), prepared datasets, a GeoSeg checkpoint, ImageNet trunk
-weights. ``HOME`` is the world's, so ``~/.local/share/aerialseg`` (weights, data folder) is the
-default location and starts with nothing but the package's sample weights.
+carried NEON orthophoto), ``item.json`` (a STAC item of ``ortho.tif``), ``~/raw/Potsdam`` and
+``~/raw/Vaihingen`` (miniature official archives of the shared ISPRS patches), prepared datasets,
+a GeoSeg checkpoint, ImageNet trunk weights. ``HOME`` is the world's, so
+``~/.local/share/aerialseg`` (weights, data folder) is the default location and starts with
+nothing but the package's sample weights.
 
 What the test changes is listed here and nowhere else: training commands get a few steps
 (:data:`TRAIN_LIMITS`, also in the Python block), the Dask scheduler of the examples runs on
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import re
 import runpy
@@ -50,6 +52,10 @@ NOT_RUN = {
     "pre-commit install": "installs git hooks into the developer's clone",
     "bash benchmarks/gpu.sh": "needs a CUDA GPU",
     "python examples/train_sample_weights.py": "trains for 15 minutes; its product is the shipped sample weights",
+    "aerialseg predict https://": "reads over the internet: tests/test_locations.py and test_stac.py do the same "
+    "against a local server",
+    "aerialseg doctor https://": "reads over the internet: tests/test_diagnosis.py does the same locally",
+    "AWS_NO_SIGN_REQUEST=YES aerialseg": "reads a bucket: tests/test_locations.py reads s3:// from a local server",
 }
 ISPRS_WORDS = ("~/raw/", "--dataset potsdam", "--dataset vaihingen", "data/potsdam", "raw/Potsdam")
 
@@ -128,6 +134,9 @@ def template(request, tmp_path_factory, neon_tif, isprs_files) -> Path:
             with rasterio.open(world / name, "w", **profile) as dst:
                 dst.write(src.read(window=window))
         _own_dataset(src, world)
+    visual = {"href": "ortho.tif", "type": "image/tiff; application=geotiff", "roles": ["visual"]}
+    stac_item = {"type": "Feature", "stac_version": "1.0.0", "id": "ortho-2019", "assets": {"visual": visual}}
+    (world / "item.json").write_text(json.dumps(stac_item))  # a STAC item of ortho.tif
     (world / "aerialseg" / "resources").mkdir(parents=True)  # the quick start runs in the clone
     shutil.copyfile(neon_tif, world / "aerialseg" / "resources" / neon_tif.name)
     for folder in ("benchmarks", "examples", "weights"):

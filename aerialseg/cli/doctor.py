@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -12,6 +11,7 @@ from ..runners import RunnerSpec
 from . import console
 from .options import (
     GSD,
+    Asset,
     Backend,
     Bands,
     Device,
@@ -30,13 +30,14 @@ from .options import (
 
 
 def doctor_command(
-    raster: Annotated[Path, typer.Argument(help="Orthophoto to check.")],
+    raster: Annotated[str, typer.Argument(help="Orthophoto to check: a file, URL, /vsi path or STAC item (.json).")],
     model: Model,
     tile_size: TileSize = TilingOptions.tile_size,
     overlap: Overlap = TilingOptions.overlap,
     bands: Bands = None,
     scale: Scale = InputOptions.scale,
     gsd: GSD = InputOptions.gsd,
+    asset: Asset = InputOptions.asset,
     probabilities: Probabilities = OutputOptions.probabilities,
     uncertainty: Uncertainty = OutputOptions.uncertainty,
     backend: Backend = RunnerSpec.backend,
@@ -49,7 +50,7 @@ def doctor_command(
 
     options = PredictOptions(
         tiling=TilingOptions(tile_size, overlap),
-        input=InputOptions(bands=parse_bands(bands), scale=scale, gsd=gsd),
+        input=InputOptions(bands=parse_bands(bands), scale=scale, gsd=gsd, asset=asset),
         output=OutputOptions(probabilities=probabilities, uncertainty=uncertainty),
     )
     model, _ = chosen_model(model, announce=not json_output)

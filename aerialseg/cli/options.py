@@ -227,6 +227,10 @@ GSD = Annotated[
     GSDChoice, typer.Option(help="auto: predict at the model's GSD when the input's differs >10 %; native: never.")
 ]
 AllowNoCRS = Annotated[bool, typer.Option("--allow-no-crs", help="Accept rasters without a CRS.")]
+Asset = Annotated[
+    str | None,
+    typer.Option(help="Asset of a STAC item input to read (default: 'visual', else its one TIFF data asset)."),
+]
 
 # Extra outputs (aerialseg.options.OutputOptions): predict, doctor (they decide the blender's memory).
 Probabilities = Annotated[

@@ -15,6 +15,7 @@ from .options import (
     GSD,
     TTA,
     AllowNoCRS,
+    Asset,
     Backend,
     Bands,
     BatchSize,
@@ -40,6 +41,7 @@ from .options import (
 )
 
 if TYPE_CHECKING:
+    from ..locations import InputRef
     from ..pipeline import PredictResult
 
 
@@ -57,7 +59,10 @@ def _cluster_address(address: str | None) -> str | None:
 
 
 def predict_command(
-    inputs: Annotated[list[str], typer.Argument(help="Rasters, folders or glob patterns.")],
+    inputs: Annotated[
+        list[str],
+        typer.Argument(help="Rasters, folders, glob patterns, URLs (https, s3, gs, az, /vsi) or STAC items (.json)."),
+    ],
     model: Model,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Output file (one input only).")] = None,
     out_dir: Annotated[
@@ -77,6 +82,7 @@ def predict_command(
     tta: TTA = RunnerSpec.tta,
     gsd: GSD = InputOptions.gsd,
     allow_no_crs: AllowNoCRS = InputOptions.allow_no_crs,
+    asset: Asset = InputOptions.asset,
     probabilities: Probabilities = OutputOptions.probabilities,
     uncertainty: Uncertainty = OutputOptions.uncertainty,
     resume: Annotated[
@@ -121,6 +127,7 @@ def predict_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
+    from ..batch import check_places
     from ..pipeline import expand_inputs, predict_many
     from ..runners import gate_result
     from .vectorize import parse_classes
@@ -134,7 +141,9 @@ def predict_command(
     )
     options = PredictOptions(
         tiling=TilingOptions(tile_size, overlap, blend, batch_size),
-        input=InputOptions(bands=parse_bands(bands), scale=scale, allow_no_crs=allow_no_crs, gsd=gsd, mosaic=mosaic),
+        input=InputOptions(
+            bands=parse_bands(bands), scale=scale, allow_no_crs=allow_no_crs, gsd=gsd, mosaic=mosaic, asset=asset
+        ),
         output=OutputOptions(
             overwrite=overwrite,
             resume=resume,
@@ -147,7 +156,8 @@ def predict_command(
         ),
     )
     try:
-        paths = expand_inputs(inputs)
+        paths = expand_inputs(inputs, asset)
+        check_places(paths, out_dir=out_dir, output=output, mosaic=mosaic)
         if cluster:
             results, description = _on_cluster(cluster, paths, spec, options, out_dir, output, split_rows, json_output)
         else:
@@ -202,7 +212,7 @@ def predict_command(
 
 def _on_cluster(
     address: str,
-    paths: list[Path],
+    paths: list[InputRef],
     spec: RunnerSpec,
     options: PredictOptions,
     out_dir: Path | None,

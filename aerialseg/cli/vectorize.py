@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from ..locations import as_input
 from ..vector import VectorizeOptions, vectorize
 from ..vector.writer import FORMATS
 from . import console
@@ -51,7 +52,9 @@ ClassesOption = Annotated[
 
 
 def vectorize_command(
-    raster: Annotated[Path, typer.Argument(help="Class raster (e.g. a _classes.tif written by predict).")],
+    raster: Annotated[
+        str, typer.Argument(help="Class raster (e.g. a _classes.tif written by predict): a file, URL or /vsi path.")
+    ],
     output: Annotated[
         Path,
         typer.Option(
@@ -89,7 +92,8 @@ def vectorize_command(
         strip_rows=strip_rows,
         overwrite=overwrite,
     )
-    with console.RowProgress(raster.name, enabled=None if not json_output else False) as progress:
+    name = as_input(raster).name
+    with console.RowProgress(name, enabled=None if not json_output else False) as progress:
         result = vectorize(raster, output, options, progress=progress)
     if json_output:
         console.print_json(result.__dict__)

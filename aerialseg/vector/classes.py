@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import unicodedata
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from ..conventions import CLASS_NAMES_TAG, LAYER_STYLES
@@ -81,7 +80,7 @@ def class_colors(dataset: Any, classes: Sequence[tuple[int, str]]) -> dict[int, 
     return colors
 
 
-def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, path: Path) -> list[tuple[int, str]]:
+def resolve_classes(requested: Sequence[str] | None, names: list[str] | None, path: object) -> list[tuple[int, str]]:
     """``(class id, layer name)`` for each requested class of the raster at ``path``."""
     available = ", ".join(f"{i}={n}" for i, n in enumerate(names)) if names else "none recorded"
     if requested is None:

@@ -7,7 +7,6 @@ in the UTM zone of the raster's centre, and results go back to longitude/latitud
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +32,7 @@ class Frame:
     _unit: float = 1.0  # metres per CRS unit of a projected CRS
 
     @classmethod
-    def for_raster(cls, path: str | os.PathLike[str], crs: Any, transform: Any, height: int, width: int) -> Frame:
+    def for_raster(cls, path: object, crs: Any, transform: Any, height: int, width: int) -> Frame:
         """The frame of a ``height`` x ``width`` raster at ``path``; refused without a CRS (nothing to measure in)."""
         from ..gsd import pixel_size_m
 

@@ -7,7 +7,8 @@ output appears only when complete (:func:`~aerialseg.atomic.atomic_output`), sty
 class raster's colours: a GeoPackage holds its layers' styles, any other format gets a QML
 file beside it, renamed into place just before the objects file. A class id
 the raster's class names do not cover is found only while streaming; it stops the run
-and nothing is written, since dropping those pixels would leave objects out of the map.
+and nothing is written, since dropping those pixels would leave objects out of the map. The class raster may be a
+URL or ``/vsi`` path (see :mod:`aerialseg.locations`): its strips are then fetched as read.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import numpy as np
 from ..atomic import atomic_output, check_output
 from ..conventions import NODATA_CLASS
 from ..errors import InputRasterError
-from ..raster import open_raster
+from ..locations import InputRef, RasterRef, as_input, local_files, public_url, reading
+from ..raster import block_cache, open_raster
 from ..styles import ClassStyle, categorized_qml, fill_qml, qml_path, raster_sidecars
 from .classes import class_colors, class_names, layer_names, resolve_classes
 from .features import columns, feature
@@ -46,7 +48,7 @@ _DEFAULT_OPTIONS = VectorizeOptions()
 class VectorizeResult:
     """Objects written per layer (keyed by layer name: the class name made safe, see ``layer_names``), and the time."""
 
-    input: Path
+    input: InputRef
     output: Path
     counts: dict[str, int]
     seconds: float
@@ -54,7 +56,7 @@ class VectorizeResult:
 
 
 def vectorize(
-    raster: str | os.PathLike[str],
+    raster: str | os.PathLike[str] | RasterRef,
     output: str | os.PathLike[str],
     options: VectorizeOptions = _DEFAULT_OPTIONS,
     progress: Callable[[int, int], None] | None = None,
@@ -66,19 +68,21 @@ def vectorize(
     import rasterio
 
     start = time.perf_counter()
-    raster, output = Path(raster), Path(output)
-    inputs = [raster, *([options.confidence] if options.confidence else [])]
+    raster, output = as_input(raster), Path(output)
+    reads = [*local_files([raster]), *([options.confidence] if options.confidence else [])]
     style = qml_path(output) if format_for(output) != "GPKG" else None
-    check_output(output, options.overwrite, inputs)
+    check_output(output, options.overwrite, reads)
     if style is not None:  # nor may it replace the class raster's own style
-        check_output(style, options.overwrite, [*inputs, *raster_sidecars(raster)])
+        sidecars = raster_sidecars(raster) if isinstance(raster, Path) else []
+        check_output(style, options.overwrite, [*reads, *sidecars])
     check_car_geometry(options)
     check_sizes(options)
     with ExitStack() as stack:
+        stack.enter_context(reading(raster))
         dataset = stack.enter_context(open_raster(raster))
         # GDAL's block cache (5 % of RAM by default) would keep every strip read; one row of
         # blocks of both rasters is all that is ever re-read.
-        stack.enter_context(rasterio.Env(GDAL_CACHEMAX=64))
+        stack.enter_context(rasterio.Env(**block_cache(64)))
         _check_class_raster(dataset, raster)
         names = class_names(dataset)
         classes = resolve_classes(options.classes, names, raster)
@@ -140,7 +144,7 @@ def _style_beside(style: Path | None, legend: list[ClassStyle], overwrite: bool)
         yield
 
 
-def _check_class_raster(dataset: Any, path: Path) -> None:
+def _check_class_raster(dataset: Any, path: InputRef) -> None:
     """Refuse a raster whose first band does not hold integer class ids."""
     if dataset.count < 1 or not np.issubdtype(np.dtype(dataset.dtypes[0]), np.integer):
         raise InputRasterError(
@@ -151,7 +155,7 @@ def _check_class_raster(dataset: Any, path: Path) -> None:
 
 
 def _known_ids(
-    strips: Iterator[Strip], count: int, requested: list[int], path: Path, names: list[str]
+    strips: Iterator[Strip], count: int, requested: list[int], path: InputRef, names: list[str]
 ) -> Iterator[Strip]:
     """``strips`` unchanged, after checking every data pixel holds one of the ``count`` named class ids.
 
@@ -178,7 +182,7 @@ def _known_ids(
 
 
 def _metadata(
-    raster: Path,
+    raster: InputRef,
     classes: list[tuple[int, str]],
     cleanups: dict[str, Cleanup],
     confidence: str | os.PathLike[str] | None,
@@ -188,7 +192,7 @@ def _metadata(
 
     return {
         "aerialseg_version": __version__,
-        "source": str(raster.resolve()),
+        "source": str(raster.resolve()) if isinstance(raster, Path) else public_url(raster.spelling),
         "classes": json.dumps({name: class_id for class_id, name in classes}),
         "cleanup": json.dumps({name: asdict(c) for name, c in cleanups.items()}),
         "confidence": str(confidence or ""),

@@ -496,3 +496,20 @@ def test_styles_that_cannot_be_stored_fail_in_one_line_and_leave_nothing(neon_ma
     with pytest.raises(OutputWriteError, match=r"o\.gpkg: cannot write \(cannot store the QGIS layer styles: table"):
         vectorize(neon_map.classes, tmp_path / "o.gpkg", VectorizeOptions(classes=neon_map.layers))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_remote_class_raster_vectorizes_as_the_local_file(spacenet_classes, range_server, tmp_path, cli):
+    path = spacenet_classes[0]
+    url = range_server.add(path)
+    remote = vectorize(url, tmp_path / "remote.gpkg", VectorizeOptions(strip_rows=37))
+    local = vectorize(path, tmp_path / "local.gpkg", VectorizeOptions(strip_rows=37))
+    assert remote.counts == local.counts and remote.counts["building"] > 0 and str(remote.input) == url
+    a, b = (gpd.read_file(tmp_path / name, layer="building") for name in ("remote.gpkg", "local.gpkg"))
+    assert a.geometry.geom_equals(b.geometry).all()
+    assert pyogrio.read_info(tmp_path / "remote.gpkg", layer="building")["layer_metadata"]["source"] == url
+    assert 0 < range_server.bytes_sent() <= path.stat().st_size
+    code, out, err = cli(["vectorize", url, "-o", str(tmp_path / "cli.gpkg"), "--json"])
+    assert code == 0 and json.loads(out)["counts"] == remote.counts, err
+    code, _, err = cli(["vectorize", range_server.url + "gone_classes.tif", "-o", str(tmp_path / "x.gpkg")])
+    assert code == 1 and err.startswith(f"error: {range_server.url}gone_classes.tif: cannot open as a raster (")
+    assert len(err.splitlines()) == 1 and not (tmp_path / "x.gpkg").exists()
