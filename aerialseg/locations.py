@@ -165,7 +165,7 @@ def remote_settings(ref: RasterRef) -> dict[str, str]:
 
     wanted = {
         "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
-        "GDAL_HTTP_MULTIRANGE": "YES",
+        "GDAL_HTTP_MULTIRANGE": "PARALLEL",
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "VSI_CACHE": "TRUE",
         "VSI_CACHE_SIZE": str(VSI_CACHE_BYTES),

@@ -95,7 +95,7 @@ def test_settings_read_windows_only_and_leave_what_the_user_set(monkeypatch):
     ref = remote_ref("https://example.com/ortho.tif")
     settings = remote_settings(ref)
     assert settings["GDAL_DISABLE_READDIR_ON_OPEN"] == "EMPTY_DIR"
-    assert settings["GDAL_HTTP_MULTIRANGE"] == settings["GDAL_HTTP_MERGE_CONSECUTIVE_RANGES"] == "YES"
+    assert settings["GDAL_HTTP_MULTIRANGE"] == "PARALLEL" and settings["GDAL_HTTP_MERGE_CONSECUTIVE_RANGES"] == "YES"
     assert settings["VSI_CACHE"] == "TRUE" and settings["VSI_CACHE_SIZE"] == str(VSI_CACHE_BYTES)
     assert ".tif" in settings["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"]
     monkeypatch.setenv("VSI_CACHE_SIZE", "1000")
