@@ -18,7 +18,7 @@ from pathlib import Path
 
 from .errors import AerialsegError, OutputExistsError, OutputWriteError
 
-__all__ = ["atomic_output", "check_output", "InputFiles", "name_key"]
+__all__ = ["atomic_output", "check_output", "make_folder", "InputFiles", "name_key"]
 
 
 def check_output(dest: str | os.PathLike[str], overwrite: bool, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
@@ -91,6 +91,16 @@ class InputFiles:
         """An input within ``folder`` (a folder about to be emptied), or None."""
         prefix = name_key(folder) + os.sep
         return next((path for key, path in self._by_name.items() if key.startswith(prefix)), None)
+
+
+def make_folder(folder: str | os.PathLike[str], what: str, hint: str | None = None) -> Path:
+    """Create ``folder`` and its parents for outputs, or say in one line that it cannot: ``cannot create <what>``."""
+    path = Path(folder)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputWriteError(f"cannot create {what} ({exc.strerror or exc})", path=path, hint=hint) from exc
+    return path
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .atomic import InputFiles, check_output, name_key
+from .atomic import InputFiles, check_output, make_folder, name_key
 from .card import ModelCard
 from .conventions import PAM_SUFFIX, QML_SUFFIX
 from .errors import AerialsegError, InputRasterError, OutputWriteError
@@ -353,10 +353,7 @@ def batch_targets(
     paths = expand_inputs(inputs, asset)
     check_places(paths, out_dir=out_dir, output=output)
     if out_dir is not None:
-        try:
-            Path(out_dir).mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputWriteError(f"cannot create the output folder ({exc.strerror})", path=out_dir) from exc
+        make_folder(out_dir, "the output folder")
     return [
         (path, Path(output) if output is not None else output_for(path, Path(out_dir or _beside(path))))
         for path in paths

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
+from ..atomic import make_folder
 from ..card import printable
 from ..conventions import NODATA_CLASS
-from ..errors import OutputWriteError
 from . import console
 from .options import Arch, Backbone, Half, JsonOutput, Overwrite, TrustPickle
 
@@ -48,10 +48,7 @@ def import_command(
     if output is None:
         spec = get_spec(arch, backbone)
         output = user_weights_dir() / f"{installed_name(spec.arch, spec.backbone, dataset)}{SUFFIX}"
-        try:
-            output.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise OutputWriteError(f"cannot create the weights folder ({exc.strerror})", path=output.parent) from exc
+        make_folder(output.parent, "the weights folder")
     card = import_checkpoint(
         src,
         output,

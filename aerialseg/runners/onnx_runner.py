@@ -20,10 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_output
+from ..atomic import atomic_output, make_folder
 from ..card import ModelCard, card_from_metadata, exported_precision, onnx_metadata, printable
 from ..conventions import OUTPUT_KEY
-from ..errors import AerialsegError, OutputWriteError, WeightsError
+from ..errors import AerialsegError, WeightsError
 from ..onnxrt import import_onnxruntime, open_session
 
 __all__ = [
@@ -92,14 +92,7 @@ def _sidecar(path: Path) -> Path:
 
 def make_cache_dir(folder: Path) -> None:
     """Create the cache folder, or say in one line that it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise OutputWriteError(
-            f"cannot create the ONNX cache folder ({exc.strerror or exc})",
-            path=folder,
-            hint="set XDG_CACHE_HOME to a writable folder",
-        ) from exc
+    make_folder(folder, "the ONNX cache folder", hint="set XDG_CACHE_HOME to a writable folder")
 
 
 def seal_cache_entry(path: Path) -> None:

@@ -16,8 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..atomic import atomic_output
-from ..card import printable
+from ..atomic import atomic_output, make_folder
 from ..data.store import data_home
 from ..errors import TrainingError
 from ..weights import SUFFIX, installed_name, user_weights_dir
@@ -68,15 +67,7 @@ def install_weights(weights: Path, run: Path, arch: str, backbone: str, dataset:
     match = _STAMP.search(run.name)
     stamp = match.group(1) if match else time.strftime("%Y%m%d-%H%M%S")
     name = installed_name(arch, backbone, dataset, stamp)
-    folder = user_weights_dir()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise TrainingError(
-            f"cannot create the weights folder ({printable(exc.strerror or str(exc))})",
-            path=folder,
-            hint=f"the run's weights stay in {run}",
-        ) from exc
+    folder = make_folder(user_weights_dir(), "the weights folder", hint=f"the run's weights stay in {run}")
     target = folder / f"{name}{SUFFIX}"
     with atomic_output(target, overwrite=True) as tmp:  # the same run's earlier install (before a --resume)
         shutil.copyfile(weights, tmp)
