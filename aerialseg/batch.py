@@ -286,11 +286,18 @@ def expand_inputs(items: Iterable[str | os.PathLike[str] | RasterRef], asset: st
     beside earlier results sees the same inputs; a file named explicitly is taken as given.
     A URL or ``/vsi`` path is one remote input; a ``.json`` file or URL is a STAC Item (or
     ItemCollection), read now, whose ``asset`` (default: its visual image) is the input (see
-    :mod:`aerialseg.stac`).
+    :mod:`aerialseg.stac`). An ``asset`` with no STAC item among the inputs is refused: it would
+    silently choose nothing.
     """
     from .stac import is_stac, stac_inputs
 
     paths: list[InputRef] = []
+    items = list(items)
+    if asset is not None and not any(is_stac(str(item)) for item in items) and not _globs_stac(items):
+        raise AerialsegError(
+            f"--asset {asset!r} names an asset of a STAC item, but no input is one",
+            hint="drop --asset, or give the item's .json file or URL",
+        )
     for item in items:
         text = str(item)
         found: list[InputRef]
@@ -313,6 +320,14 @@ def expand_inputs(items: Iterable[str | os.PathLike[str] | RasterRef], asset: st
             found = [Path(text)]
         paths += [p for p in found if p not in paths]
     return paths
+
+
+def _globs_stac(items: list[str | os.PathLike[str] | RasterRef]) -> bool:
+    """Whether a glob pattern among ``items`` matches a STAC item."""
+    from .stac import is_stac
+
+    patterns = [str(item) for item in items if any(ch in str(item) for ch in "*?[") and not Path(str(item)).exists()]
+    return any(is_stac(match) for pattern in patterns for match in glob.glob(pattern, recursive=True))
 
 
 def _without_products(found: list[Path]) -> list[Path]:

@@ -163,3 +163,13 @@ def test_a_missing_local_asset_fails_its_row_naming_the_file(tmp_path, context_r
     assert result.status == "failed"
     assert result.error == f"{path} (asset visual): no such file {tmp_path / 'nowhere' / 'ortho.tif'}"
     assert expand_inputs([str(path)])[0].local == tmp_path / "nowhere" / "ortho.tif"
+
+
+def test_an_asset_without_a_stac_item_is_refused_before_any_work(rasters, cli, abcnet_weights, tmp_path):
+    argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "--asset", "visual"]
+    code, _, err = cli([*argv, "--out-dir", str(tmp_path / "out")])
+    assert code == 1 and len(err.strip().splitlines()) == 1
+    assert "--asset 'visual' names an asset of a STAC item, but no input is one; drop --asset" in err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(AerialsegError, match="no input is one"):
+        expand_inputs([rasters["striped"]], asset="visual")

@@ -105,7 +105,7 @@ def prepare_command(
     if out is None and name is None and kind == "folder":
         raise typer.BadParameter("a folder dataset needs --name NAME (or --out FOLDER)", param_hint="--name")
     in_data_folder = out is None
-    out = out if out is not None else dataset_folder(name or kind)
+    out = out if out is not None else dataset_folder(name if name is not None else kind)
 
     chosen: dict[str, Any] = {"patch_size": patch_size, "colour_tolerance": colour_tolerance}
     if kind == "folder":

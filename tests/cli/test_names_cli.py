@@ -137,6 +137,8 @@ def test_prepare_folder_needs_a_name_and_refuses_both(cli, homes, own_data, tmp_
     assert code == 2 and "a folder dataset needs --name NAME" in err
     code, _, err = cli(["prepare", "folder", *own_data, "--name", "a", "--out", str(tmp_path / "b")])
     assert code == 2 and "not both" in err
+    code, _, err = cli(["prepare", "folder", *own_data, "--name", ""])
+    assert code == 1 and "'' cannot name a dataset" in err
     assert not homes["data"].exists() and not (tmp_path / "b").exists()
 
 
