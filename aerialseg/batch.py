@@ -292,19 +292,14 @@ def expand_inputs(items: Iterable[str | os.PathLike[str] | RasterRef], asset: st
     from .stac import is_stac, stac_inputs
 
     paths: list[InputRef] = []
-    items = list(items)
-    if asset is not None and not any(is_stac(str(item)) for item in items) and not _globs_stac(items):
-        raise AerialsegError(
-            f"--asset {asset!r} names an asset of a STAC item, but no input is one",
-            hint="drop --asset, or give the item's .json file or URL",
-        )
+    items_read = 0
     for item in items:
         text = str(item)
         found: list[InputRef]
         if isinstance(item, RasterRef):
             found = [item]
         elif is_stac(text) and not Path(text).is_dir():
-            found = stac_inputs(text, asset)
+            found, items_read = stac_inputs(text, asset), items_read + 1
         elif isinstance(item, str) and (ref := remote_ref(text)) is not None:
             found = [ref]
         elif Path(text).is_dir():
@@ -315,19 +310,17 @@ def expand_inputs(items: Iterable[str | os.PathLike[str] | RasterRef], asset: st
             ]
         elif any(ch in text for ch in "*?[") and not Path(text).exists():  # a file may have [ in its name
             matches = _without_products(sorted(Path(p) for p in glob.glob(text, recursive=True)))
+            items_read += sum(is_stac(str(p)) for p in matches)
             found = [each for p in matches for each in (stac_inputs(str(p), asset) if is_stac(str(p)) else [p])]
         else:
             found = [Path(text)]
         paths += [p for p in found if p not in paths]
+    if asset is not None and not items_read:  # it would choose nothing
+        raise AerialsegError(
+            f"--asset {asset!r} names an asset of a STAC item, but no input is one",
+            hint="drop --asset, or give the item's .json file or URL",
+        )
     return paths
-
-
-def _globs_stac(items: list[str | os.PathLike[str] | RasterRef]) -> bool:
-    """Whether a glob pattern among ``items`` matches a STAC item."""
-    from .stac import is_stac
-
-    patterns = [str(item) for item in items if any(ch in str(item) for ch in "*?[") and not Path(str(item)).exists()]
-    return any(is_stac(match) for pattern in patterns for match in glob.glob(pattern, recursive=True))
 
 
 def _without_products(found: list[Path]) -> list[Path]:

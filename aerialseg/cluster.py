@@ -36,7 +36,6 @@ from .batch import (
     PredictResult,
     batch_targets,
     check_settings,
-    expand_inputs,
     failure,
     skipped,
     vectorize_outputs,
@@ -199,22 +198,17 @@ def predict_on_cluster(
     if split_rows < 1:
         raise AerialsegError(f"split_rows {split_rows} is not positive", hint="pass --split-rows 1 or more")
     if options.input.mosaic:  # the mosaic is one raster to the cluster: split by rows like any other
-        from .mosaic import as_one_run, predict_mosaic
+        from .mosaic import mosaic_batch
 
         def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
             return predict_on_cluster(
                 [source], spec, inner, client, output=target, split_rows=split_rows, progress=progress
             )[0]
 
-        paths = expand_inputs(inputs, options.input.asset)
         card = read_card(spec.model_file)
-        mosaic = as_one_run(
-            paths, lambda: predict_mosaic(paths, card, run, options, out_dir=out_dir, output=output, reads=spec.files)
+        return mosaic_batch(
+            inputs, card, run, options, out_dir=out_dir, output=output, reads=spec.files, on_result=on_result
         )
-        for result in mosaic:
-            if on_result is not None:
-                on_result(result)
-        return mosaic
     targets = batch_targets(inputs, out_dir=out_dir, output=output, asset=options.input.asset)
     batch = Batch(targets, options.output, spec.files)
     if options.output.vectorize is not None:

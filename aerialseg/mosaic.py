@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,12 +34,13 @@ from .batch import (
     batch_targets,
     check_places,
     check_settings,
+    expand_inputs,
     failure,
     vectorize_outputs,
 )
 from .errors import AerialsegError, InputRasterError
 from .journal import file_identity, partial_paths
-from .locations import InputRef
+from .locations import InputRef, RasterRef
 from .raster import open_raster
 from .sink import cut_raster
 
@@ -47,7 +48,7 @@ if TYPE_CHECKING:
     from .card import ModelCard
     from .options import PredictOptions
 
-__all__ = ["Mosaic", "build_mosaic", "predict_mosaic", "as_one_run"]
+__all__ = ["Mosaic", "build_mosaic", "predict_mosaic", "mosaic_batch"]
 
 _TOLERANCE = 1e-3
 """Largest misalignment, in pixels, of a file's origin with the mosaic's grid."""
@@ -329,19 +330,35 @@ def _predict_and_cut(
     return rows, result
 
 
-def as_one_run(paths: Sequence[InputRef], work: Callable[[], list[PredictResult]]) -> list[PredictResult]:
-    """``work()``'s rows; if it fails, one failed row for the whole mosaic (it is one run), the error's line.
+def mosaic_batch(
+    inputs: Iterable[str | os.PathLike[str] | RasterRef],
+    card: ModelCard,
+    run: PredictRun,
+    options: PredictOptions,
+    *,
+    out_dir: str | os.PathLike[str] | None = None,
+    output: str | os.PathLike[str] | None = None,
+    reads: Sequence[str | os.PathLike[str]] = (),
+    on_result: Callable[[PredictResult], None] | None = None,
+) -> list[PredictResult]:
+    """:func:`predict_mosaic` as the local and cluster batches report it: every row to ``on_result``.
 
-    A network that fails its accuracy gate and Ctrl-C stop the call, as in a batch.
+    If the mosaic fails, whatever the error, it is one failed row (the mosaic is one run) with
+    the error's line; a network that fails its accuracy gate and Ctrl-C stop the call, as in a batch.
     """
     from .runners.gate import PrecisionGateError
 
+    paths = expand_inputs(inputs, options.input.asset)
     try:
-        return work()
+        rows = predict_mosaic(paths, card, run, options, out_dir=out_dir, output=output, reads=reads)
     except PrecisionGateError:
         raise
     except Exception as exc:  # whatever it is, the mosaic's row says it in one line
-        return [failure(Path(f"mosaic of {len(paths)} files"), exc)]
+        rows = [failure(Path(f"mosaic of {len(paths)} files"), exc)]
+    for row in rows:
+        if on_result is not None:
+            on_result(row)
+    return rows
 
 
 def _describe(mosaic: Mosaic) -> str:

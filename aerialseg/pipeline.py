@@ -450,20 +450,14 @@ def predict_many(
     ``options.output.skip_finished`` reports an input whose class raster exists as ``skipped``.
     """
     if options.input.mosaic:
-        from .mosaic import as_one_run, predict_mosaic
+        from .mosaic import mosaic_batch
 
         def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
             return predict(source, target, runner, inner, progress)
 
-        paths, also_read = expand_inputs(inputs, options.input.asset), list(reads)
-        results = as_one_run(
-            paths,
-            lambda: predict_mosaic(paths, runner.card, run, options, out_dir=out_dir, output=output, reads=also_read),
+        return mosaic_batch(
+            inputs, runner.card, run, options, out_dir=out_dir, output=output, reads=list(reads), on_result=on_result
         )
-        for result in results:
-            if on_result is not None:
-                on_result(result)
-        return results
     targets = batch_targets(inputs, out_dir=out_dir, output=output, asset=options.input.asset)
     batch = Batch(targets, options.output, map(Path, reads))
     check_settings(options.output, runner.card)

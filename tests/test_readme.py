@@ -30,6 +30,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -265,19 +266,9 @@ class World:
         if ">" in words:
             redirect = self.folder / words[words.index(">") + 1]
             words = words[: words.index(">")]
-        saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
-        os.environ.clear()
-        os.environ.update(env)
-        os.chdir(self.folder)
         out = io.StringIO()
-        try:
-            with contextlib.redirect_stdout(out):
-                code = _exit_code(words)
-        finally:
-            os.environ.clear()
-            os.environ.update(saved_env)
-            os.chdir(saved_cwd)
-            sys.argv = saved_argv
+        with _inside(self.folder, env), contextlib.redirect_stdout(out):
+            code = _exit_code(words)
         if redirect is not None:
             redirect.write_text(out.getvalue())
         assert code == 0, f"{' '.join(words)} exited {code}\n{out.getvalue()[-3000:]}"
@@ -292,6 +283,22 @@ class World:
         for server in reversed(self.servers):
             server.terminate()
             server.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _inside(folder: Path, env: dict[str, str]) -> Iterator[None]:
+    """This process in ``folder`` with exactly ``env`` (and its own argv), as a shell would run a command there."""
+    saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.argv = saved_argv
 
 
 def _exit_code(words: list[str]) -> int:
@@ -356,16 +363,8 @@ def _run_python(world: World, code: str) -> None:
         r'arch="manet", backbone="resnet18"\)\)', f'arch="manet", backbone="resnet18", {PYTHON_TRAIN_LIMITS}))', code
     )
     assert PYTHON_TRAIN_LIMITS in code, "the README's train() call changed: update the limits"
-    saved_env, saved_cwd = dict(os.environ), os.getcwd()
-    os.environ.clear()
-    os.environ.update(world.env)
-    os.chdir(world.folder)
-    try:
+    with _inside(world.folder, world.env):
         exec(compile(code, f"{README}:{world.block.line}", "exec"), {"__name__": "__readme__"})
-    finally:
-        os.environ.clear()
-        os.environ.update(saved_env)
-        os.chdir(saved_cwd)
 
 
 def _check_shown_output(block: Block, output: str) -> None:
