@@ -32,12 +32,12 @@ _API = {
     "load_backbone_weights": "aerialseg.checkpoint_import",
     "export_onnx": "aerialseg.export",
     "predict": "aerialseg.pipeline",
-    "predict_many": "aerialseg.pipeline",
+    "predict_batch": "aerialseg.batch",
+    "BatchEvents": "aerialseg.batch",
     "PredictOptions": "aerialseg.options",
     "TilingOptions": "aerialseg.options",
     "InputOptions": "aerialseg.options",
     "OutputOptions": "aerialseg.options",
-    "predict_on_cluster": "aerialseg.cluster",
     "doctor": "aerialseg.diagnosis",
     "open_runner": "aerialseg.runners",
     "RunnerSpec": "aerialseg.runners",
@@ -50,7 +50,7 @@ _API = {
     "train": "aerialseg.training.loop",
     "TrainOptions": "aerialseg.training.loop",
     "evaluate": "aerialseg.evaluation",
-    "EvalOptions": "aerialseg.evaluation",
+    "EvalOptions": "aerialseg.options",
     "ConfusionMatrix": "aerialseg.metrics",
 }
 

@@ -11,6 +11,7 @@ drivers by extension).
 from __future__ import annotations
 
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -18,16 +19,49 @@ from pathlib import Path
 
 from .errors import AerialsegError, OutputExistsError, OutputWriteError
 
-__all__ = ["atomic_output", "check_output", "make_folder", "InputFiles", "name_key"]
+__all__ = ["atomic_output", "check_output", "make_folder", "InputFiles", "name_key", "special_kind", "refuse_special"]
+
+_SPECIAL_FILES = (
+    (stat.S_ISFIFO, "a named pipe (FIFO)"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def special_kind(path: str | os.PathLike[str]) -> str | None:
+    """What ``path`` is when it is neither a regular file nor a folder (a named pipe, a device ...), else None.
+
+    Such a path must never be opened as an input (reading a named pipe waits for a writer, a
+    device never ends) nor replaced as an output. A path that cannot be looked at gives None:
+    opening it says why.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    return next((kind for test, kind in _SPECIAL_FILES if test(mode)), None)
+
+
+def refuse_special(path: str | os.PathLike[str]) -> None:
+    """Refuse as an output a path that is a device, named pipe or socket (see :func:`check_output`)."""
+    kind = special_kind(path)
+    if kind is not None:
+        raise OutputWriteError(
+            f"is {kind}, not a file aerialseg can replace", path=path, hint="give the name of a regular file"
+        )
 
 
 def check_output(dest: str | os.PathLike[str], overwrite: bool, inputs: Iterable[str | os.PathLike[str]] = ()) -> Path:
-    """Refuse before any work: an input, an existing output without ``overwrite``, an unwritable folder.
+    """Refuse before any work: an input, a special file, an existing output without ``overwrite``, an unwritable folder.
 
-    ``inputs`` (the files the command reads) are refused whatever ``overwrite`` says.
+    ``inputs`` (the files the command reads) are refused whatever ``overwrite`` says, and so is
+    a device, named pipe or socket: the rename at the end would replace it with a regular file
+    (``-o /dev/null --overwrite`` run as root would replace ``/dev/null``).
     """
     path = Path(dest)
     InputFiles(Path(item) for item in inputs).refuse(path)
+    refuse_special(path)
     if path.exists() and not overwrite:
         raise OutputExistsError("output exists", path=path, hint="pass --overwrite to replace it")
     if path.is_dir():

@@ -9,10 +9,13 @@ the tensors. Torch-free, so the command line can list weights without loading to
 
 :func:`read_card` is the one reader of both containers: every caller (weights loading,
 the runners, ``doctor``, the command line) gets the same errors for a missing or damaged card.
-Files are untrusted input: the safetensors header is checked entry by entry, every card field
-for its JSON type, class and band counts against the tensors' shapes, and text for control
-characters, so a bad file is one :class:`WeightsError` line and never a traceback, nor escape
-codes on the reader's terminal (:func:`printable` makes what is echoed safe).
+Files are untrusted input: only regular files are opened (:func:`refuse_special_file`: a named
+pipe would block the reader forever), their JSON is parsed with bounded nesting
+(:func:`aerialseg.jsondata.parse_json`), the safetensors header is checked entry by entry, every
+card field for its JSON type, the pixel arithmetic for what float32 can do, class and band
+counts against the tensors' shapes, and text for control characters, so a bad file is one
+:class:`WeightsError` line and never a traceback, nor escape codes on the reader's terminal
+(:func:`printable` makes what is echoed safe).
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ import math
 import os
 import re
 import struct
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
 from .conventions import CARD_KEY, PRECISION_KEY
 from .errors import WeightsError
+from .jsondata import Check, JsonProblem, fields_problem, is_int, is_number, is_text, list_of, parse_json, shown
 
 __all__ = [
     "ClassInfo",
@@ -39,11 +43,15 @@ __all__ = [
     "SafetensorsHeader",
     "read_card",
     "read_safetensors_header",
+    "refuse_special_file",
+    "CLASS_FORM",
+    "class_from_json",
     "fit_problems",
     "printable",
     "card_from_metadata",
     "onnx_metadata",
     "exported_precision",
+    "scale_problem",
 ]
 
 CARD_SCHEMA = 1
@@ -150,30 +158,40 @@ class ModelCard:
             found.append("class names repeat")
         unfit = list(dict.fromkeys(c.name for c in self.classes if not c.name.strip() or _CONTROL.search(c.name)))
         if unfit:
-            found.append(f"class names {unfit} are empty or hold control characters")
-        for c in self.classes:
-            if len(c.color) != 3 or not all(0 <= v <= 255 for v in c.color):
-                found.append(f"class {c.name!r} colour {c.color} is not RGB 0-255")
+            found.append(f"class names {shown(unfit)} are empty or hold control characters")
+        odd = [c for c in self.classes if len(c.color) != 3 or not all(0 <= v <= 255 for v in c.color)]
+        if odd:  # the first, shortened: a file may hold thousands
+            more = f" (and {len(odd) - 1} more)" if len(odd) > 1 else ""
+            found.append(f"class {shown(odd[0].name)} colour {shown(list(odd[0].color))} is not RGB 0-255{more}")
         if not self.bands:
             found.append("no bands")
         unknown = [b for b in self.bands if b not in BAND_NAMES]
         if unknown:
-            found.append(f"unknown band codes {unknown} (known: {', '.join(BAND_NAMES)})")
+            found.append(f"unknown band codes {shown(unknown)} (known: {', '.join(BAND_NAMES)})")
         if len(self.mean) != len(self.bands) or len(self.std) != len(self.bands):
             found.append(f"mean/std need one value per band ({len(self.bands)})")
-        numbers = (*self.mean, *self.std, self.pixel_max, *([] if self.gsd_m is None else [self.gsd_m]))
-        if not all(math.isfinite(v) for v in numbers):
-            found.append("mean, std, pixel_max and gsd_m must be finite")
-        if any(s <= 0 for s in self.std) or self.pixel_max <= 0:
-            found.append("std and pixel_max must be positive")
-        if self.gsd_m is not None and self.gsd_m <= 0:
-            found.append("gsd_m must be positive")
+        if self.gsd_m is not None and not (math.isfinite(self.gsd_m) and self.gsd_m > 0):
+            found.append("gsd_m must be a positive, finite number")
+        found += self._scaling_problems()
         if self.tile_size < 1 or not 0 <= self.overlap < self.tile_size:
             found.append("need tile_size >= 1 and 0 <= overlap < tile_size")
         if self.sha256 and not _SHA256.fullmatch(self.sha256):
             found.append("sha256 is not 64 lowercase hexadecimal digits")
         texts = ("arch", "backbone", "bands", "dataset", "training", "source", "aerialseg_version", "metrics")
         found += [f"{name} holds control characters" for name in texts if _holds_control(getattr(self, name))]
+        return found
+
+    def _scaling_problems(self) -> list[str]:
+        """Why the card's pixel arithmetic, ``(pixels / pixel_max - mean) / std`` in float32, would be meaningless.
+
+        A divisor float32 cannot hold (1e-45, 1e50) becomes 0 or inf there, and a mean beyond
+        float32's range inf: every pixel would become NaN or the same value, one class all over
+        the map. The divisors get the check ``--scale`` gets (:func:`scale_problem`).
+        """
+        divisors = [("pixel_max", self.pixel_max), *(("std", value) for value in self.std)]
+        found = [f"{name} {problem}" for name, value in divisors if (problem := scale_problem(value))][:2]
+        if not all(_float32(value) for value in self.mean):
+            found.append(f"mean {shown(list(self.mean))} must be finite numbers float32 can hold")
         return found
 
     def replace(self, **changes: Any) -> ModelCard:
@@ -196,21 +214,13 @@ class ModelCard:
         if not isinstance(data, dict):
             raise WeightsError("model card is not a JSON object")
         schema = data.get("schema", CARD_SCHEMA)
-        if _is_int(schema) and schema > CARD_SCHEMA:
+        if is_int(schema) and schema > CARD_SCHEMA:
             raise WeightsError(
                 f"model card schema {schema} is newer than this aerialseg understands", hint="upgrade aerialseg"
             )
-        extra = sorted(set(data) - set(_FIELD_TYPES))
-        if extra:
-            raise WeightsError(f"model card has unknown fields {_shown(extra)}")
-        required = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
-        missing = [name for name in required if name not in data]
-        if missing:
-            raise WeightsError(f"model card lacks the fields {missing}")
-        for key, value in data.items():
-            expected, check = _FIELD_TYPES[key]
-            if not check(value):
-                raise WeightsError(f"model card field {key!r} must be {expected}, not {_shown(value)}")
+        problem = fields_problem(data, _FIELD_TYPES, cls)
+        if problem:
+            raise WeightsError(f"model card {problem}")
         classes = tuple(_class_info(index, entry) for index, entry in enumerate(data["classes"]))
         values = dict(data, classes=classes)
         for key in ("bands", "mean", "std"):
@@ -222,65 +232,87 @@ class ModelCard:
     def from_json(cls, text: str) -> ModelCard:
         """Parse :meth:`to_json` output."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
+            data = parse_json(text)
+        except JsonProblem as exc:
             raise WeightsError(f"model card is not valid JSON ({exc})") from exc
         return cls.from_dict(data)
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_text(value: object) -> bool:
-    return isinstance(value, str)
-
-
-def _list_of(check: Callable[[object], bool]) -> Callable[[object], bool]:
-    return lambda value: isinstance(value, list) and all(check(item) for item in value)
-
-
 # Each card field's JSON type, as said in errors, and its test (classes' entries are checked by _class_info).
-_FIELD_TYPES: dict[str, tuple[str, Callable[[object], bool]]] = {
-    "arch": ("a string", _is_text),
-    "backbone": ("a string", _is_text),
+_FIELD_TYPES: dict[str, tuple[str, Check]] = {
+    "arch": ("a string", is_text),
+    "backbone": ("a string", is_text),
     "classes": ("a list of classes", lambda value: isinstance(value, list)),
-    "bands": ("a list of band codes", _list_of(_is_text)),
-    "mean": ("a list of finite numbers", _list_of(_is_number)),
-    "std": ("a list of finite numbers", _list_of(_is_number)),
-    "pixel_max": ("a finite number", _is_number),
-    "gsd_m": ("a finite number or null", lambda value: value is None or _is_number(value)),
-    "tile_size": ("an integer", _is_int),
-    "overlap": ("an integer", _is_int),
-    "dataset": ("a string or null", lambda value: value is None or _is_text(value)),
-    "training": ("a string", _is_text),
+    "bands": ("a list of band codes", list_of(is_text)),
+    "mean": ("a list of finite numbers", list_of(is_number)),
+    "std": ("a list of finite numbers", list_of(is_number)),
+    "pixel_max": ("a finite number", is_number),
+    "gsd_m": ("a finite number or null", lambda value: value is None or is_number(value)),
+    "tile_size": ("an integer", is_int),
+    "overlap": ("an integer", is_int),
+    "dataset": ("a string or null", lambda value: value is None or is_text(value)),
+    "training": ("a string", is_text),
     "metrics": ("an object", lambda value: isinstance(value, dict)),
-    "source": ("a string", _is_text),
-    "aerialseg_version": ("a string", _is_text),
-    "sha256": ("a string", _is_text),
-    "schema": ("an integer", _is_int),
+    "source": ("a string", is_text),
+    "aerialseg_version": ("a string", is_text),
+    "sha256": ("a string", is_text),
+    "schema": ("an integer", is_int),
 }
 
 
-def _class_info(index: int, entry: object) -> ClassInfo:
-    """One class as read from JSON; a colour of another length is reported by :meth:`ModelCard.problems`."""
+CLASS_FORM = '{"name": text, "color": [r, g, b], "in_mean": true or false}'
+"""A class as JSON holds it (cards, manifests), as errors describe it."""
+
+
+def class_from_json(entry: object) -> ClassInfo | None:
+    """One class as read from JSON (see :data:`CLASS_FORM`), or None when ``entry`` has another form.
+
+    Cards and prepared datasets' manifests share the form; a colour of another length is
+    reported by :meth:`ModelCard.problems`.
+    """
     if (
         not isinstance(entry, dict)
         or not set(entry) >= {"name", "color"}
         or not set(entry) <= {"name", "color", "in_mean"}
-        or not _is_text(entry["name"])
-        or not _list_of(_is_int)(entry["color"])
+        or not is_text(entry["name"])
+        or not list_of(is_int)(entry["color"])
         or not isinstance(entry.get("in_mean", True), bool)
     ):
-        raise WeightsError(
-            f'model card classes[{index}] must be {{"name": text, "color": [r, g, b], "in_mean": true or false}}, '
-            f"not {_shown(entry)}"
-        )
+        return None
     return ClassInfo(entry["name"], cast("tuple[int, int, int]", tuple(entry["color"])), entry.get("in_mean", True))
+
+
+def _class_info(index: int, entry: object) -> ClassInfo:
+    """One class of a card's JSON, refused in words when it has another form."""
+    info = class_from_json(entry)
+    if info is None:
+        raise WeightsError(f"model card classes[{index}] must be {CLASS_FORM}, not {shown(entry)}")
+    return info
+
+
+_FLOAT32_TINY, _FLOAT32_MAX = 1.1754943508222875e-38, 3.4028234663852886e38
+"""The smallest normal and the largest float32: a divisor beyond them becomes 0 or inf."""
+
+
+def scale_problem(scale: float) -> str | None:
+    """Why ``scale`` cannot divide the pixels, or None: it must be a positive float32 number.
+
+    ``nan`` and ``inf`` make every pixel the same; a divisor beyond float32 (1e-50, 1e50)
+    becomes 0 or inf in the float32 arithmetic and gives NaN or 0 pixels, a meaningless map.
+    """
+    if not (math.isfinite(scale) and scale > 0):
+        return f"{scale:g} is not a positive number"
+    if not _FLOAT32_TINY <= scale <= _FLOAT32_MAX:
+        return f"{scale:g} is outside the 32-bit range of a divisor ({_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g})"
+    return None
+
+
+def _float32(value: float) -> bool:
+    """Whether ``value`` is finite as a float32 (beyond its range it would become inf)."""
+    try:
+        return math.isfinite(struct.unpack("<f", struct.pack("<f", value))[0])
+    except OverflowError:
+        return False
 
 
 def _holds_control(value: object) -> bool:
@@ -297,12 +329,6 @@ def _holds_control(value: object) -> bool:
 def printable(text: str) -> str:
     r"""``text`` with every non-printable character escaped (``\x1b``), safe to echo on a terminal."""
     return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
-
-
-def _shown(value: object, limit: int = 60) -> str:
-    """A value from a file as JSON, escaped and shortened, for an error message."""
-    text = json.dumps(value, default=str)  # ensure_ascii: control characters come out as \u escapes
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def fit_problems(card: ModelCard, shapes: Mapping[str, Sequence[int]]) -> list[str]:
@@ -385,12 +411,31 @@ def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file (its graph is parsed, external tensor data is not loaded)."""
     import onnx
 
+    refuse_special_file(path)
     try:
         graph = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 (protobuf and onnx raise several types)
         reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
         raise WeightsError(f"not a readable ONNX file ({printable(reason)})", path=path, hint=_EXPORT_HINT) from exc
     return {prop.key: prop.value for prop in graph.metadata_props}
+
+
+def refuse_special_file(path: str | os.PathLike[str]) -> None:
+    """Refuse a path that exists but is no regular file, before anything opens it as weights.
+
+    Opening a named pipe waits for a writer (``aerialseg models`` and every lookup by name
+    would hang on one in a weights folder) and a device never ends. A path that cannot be
+    looked at is left to the reader, whose error says why.
+    """
+    from .atomic import special_kind
+
+    kind = "a folder" if os.path.isdir(path) else special_kind(path)
+    if kind is not None:
+        raise WeightsError(
+            f"is {kind}, not a weights file",
+            path=path,
+            hint="give a weights file (.safetensors) or an exported .onnx file",
+        )
 
 
 def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
@@ -400,6 +445,7 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     each as many bytes as its dtype and shape say, so a truncated file is caught without reading it.
     """
     path = Path(path)
+    refuse_special_file(path)
     try:
         with path.open("rb") as fh:
             raw = fh.read(8)
@@ -415,22 +461,20 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
     if len(text) != size:
         raise WeightsError("not a safetensors file (header cut short)", path=path)
     try:
-        header = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        header = parse_json(text)
+    except JsonProblem as exc:
         raise WeightsError("not a safetensors file (header is not JSON)", path=path) from exc
     if not isinstance(header, dict):
         raise WeightsError("not a safetensors file (header is not a JSON object)", path=path)
     metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(_is_text(k) and _is_text(v) for k, v in metadata.items()):
+    if not isinstance(metadata, dict) or not all(is_text(k) and is_text(v) for k, v in metadata.items()):
         raise WeightsError("damaged safetensors header (__metadata__ is not an object of strings)", path=path)
     tensors = {name: _tensor_entry(name, entry, path) for name, entry in header.items()}
     data_start = 8 + size
     position = 0
     for name, entry in sorted(tensors.items(), key=lambda item: item[1].begin):
         if entry.begin != position:
-            raise WeightsError(
-                f"damaged safetensors header (tensor {_shown(name)} overlaps or leaves a gap)", path=path
-            )
+            raise WeightsError(f"damaged safetensors header (tensor {shown(name)} overlaps or leaves a gap)", path=path)
         position = entry.end
     if data_start + position != file_size:
         state = "truncated" if data_start + position > file_size else "longer than its header says"
@@ -442,15 +486,15 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> SafetensorsHeader:
 
 def _tensor_entry(name: str, entry: object, path: Path) -> TensorEntry:
     """One tensor's header entry, refused unless its dtype is known and its byte range fits its shape."""
-    problem = f"damaged safetensors header (tensor {_shown(name)}: {_shown(entry)})"
+    problem = f"damaged safetensors header (tensor {shown(name)}: {shown(entry)})"
     if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
         raise WeightsError(problem, path=path)
     dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
     if (
         dtype not in SAFETENSORS_DTYPES
-        or not _list_of(_is_int)(shape)
+        or not list_of(is_int)(shape)
         or any(n < 0 for n in shape)
-        or not _list_of(_is_int)(offsets)
+        or not list_of(is_int)(offsets)
         or len(offsets) != 2
         or not 0 <= offsets[0] <= offsets[1]
         or offsets[1] - offsets[0] != SAFETENSORS_DTYPES[dtype][0] * math.prod(shape)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from .card import ModelCard, printable
 from .data.classes import dataset_info, generic_classes
 from .errors import AerialsegWarning, WeightsError
-from .models import get_spec
+from .models import get_spec, state_mismatch
 
 if TYPE_CHECKING:
     import torch
@@ -114,11 +114,6 @@ def _rename(name: str) -> str:
     return name
 
 
-def _listing(title: str, names: list[str]) -> str:
-    more = f" (+{len(names) - _LIST_LIMIT} more)" if len(names) > _LIST_LIMIT else ""
-    return f"{len(names)} {title}: {', '.join(names[:_LIST_LIMIT])}{more}"
-
-
 def convert_state_dict(
     tensors: dict[str, torch.Tensor], model: nn.Module, path: str | os.PathLike[str] = ""
 ) -> dict[str, torch.Tensor]:
@@ -135,19 +130,8 @@ def convert_state_dict(
         # have no BN step counters; BatchNorm itself fills them with 0 on load.
         if name.endswith("num_batches_tracked") and name not in renamed:
             renamed[name] = torch.zeros((), dtype=torch.long)
-    missing = [k for k in expected if k not in renamed]
-    unexpected = [k for k in renamed if k not in expected]
-    wrong = [
-        f"{k} {tuple(renamed[k].shape)}!={tuple(expected[k].shape)}"
-        for k in expected
-        if k in renamed and renamed[k].shape != expected[k].shape
-    ]
-    if missing or unexpected or wrong:
-        parts = [
-            _listing(title, names)
-            for title, names in (("missing", missing), ("left over", unexpected), ("of the wrong shape", wrong))
-            if names
-        ]
+    parts = state_mismatch(renamed, expected)
+    if parts:
         raise WeightsError(
             "does not fit the network: " + "; ".join(parts),
             path=path or None,

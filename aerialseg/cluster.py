@@ -9,8 +9,9 @@ in a whole-raster run, so every band equals those rows of the single-machine res
 writes its own small GeoTIFF into a hidden folder beside the output. When all bands of a
 raster are in, the client streams them into the output through the same sink as ``predict``
 (:func:`aerialseg.sink.assemble_bands`: overviews, COG layout, write-then-rename), then
-removes the folder. What a batch is (outputs, checks, ``skip_finished``, results, the objects
-file) is the batch layer's (:mod:`aerialseg.batch`), shared with the local path.
+removes the folder. What a batch is (inputs, outputs, checks, ``skip_finished``, results) is
+:func:`aerialseg.batch.predict_batch`'s, shared with the in-process path: this module is only
+its :class:`OnCluster` executor (:mod:`aerialseg.executor`).
 
 Every file a task writes goes through a temporary name and a rename, so a worker that dies
 leaves nothing that looks finished; Dask reruns its task on another worker. Each worker
@@ -23,33 +24,25 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from .allocator import keep_freed_memory
-from .batch import (
-    Batch,
-    InputFiles,
-    OutputSet,
-    PredictResult,
-    batch_targets,
-    check_settings,
-    failure,
-    skipped,
-    vectorize_outputs,
-)
-from .card import read_card
 from .errors import AerialsegError, MissingDependencyError, OutputWriteError
-from .locations import InputRef, RasterRef
+from .executor import BatchEvents, Job, Opening
+from .locations import InputRef
 from .options import PredictOptions
-from .pipeline import predict
+from .outputs import OutputSet
+from .pipeline import run_file
 from .raster import open_raster
+from .results import PredictResult, failure
 from .runners import Runner, RunnerSpec
 from .sink import assemble_bands
 
-__all__ = ["RunnerSpec", "check_address", "open_client", "close_client", "predict_on_cluster", "DEFAULT_SPLIT_ROWS"]
+__all__ = ["OnCluster", "cluster_opening", "check_address", "open_client", "close_client", "DEFAULT_SPLIT_ROWS"]
 
 DEFAULT_SPLIT_ROWS = 4096
 THREADS_ENV = "AERIALSEG_THREADS"
@@ -141,118 +134,128 @@ def _default_local_workers() -> int:
     return os.cpu_count() or 1
 
 
-def _predict_file(spec: RunnerSpec, path: InputRef, target: Path, options: PredictOptions) -> PredictResult:
+def cluster_opening(cluster: Any, spec: RunnerSpec, split_rows: int | None) -> Opening:  # noqa: ANN401
+    """How :func:`aerialseg.batch.predict_batch` opens the cluster executor; bad values refused at once.
+
+    ``cluster``: ``local``, ``local:N`` or a scheduler address, started or reached when the
+    batch has work and closed at its end; or a ``dask.distributed.Client``, used as it is.
+    """
+    rows = DEFAULT_SPLIT_ROWS if split_rows is None else split_rows
+    if rows < 1:
+        raise AerialsegError(f"split_rows {rows} is not positive", hint="pass --split-rows 1 or more")
+    if isinstance(cluster, str):
+        check_address(cluster)
+
+    @contextmanager
+    def opening(events: BatchEvents, files: int) -> Iterator[OnCluster]:
+        client = open_client(cluster) if isinstance(cluster, str) else cluster
+        try:
+            executor = OnCluster(client, spec, rows, cluster if isinstance(cluster, str) else None)
+            events.started(executor.engine, files)
+            yield executor
+        finally:
+            if isinstance(cluster, str):
+                close_client(client)
+
+    return opening
+
+
+class OnCluster:
+    """The executor of a Dask cluster: whole files as tasks, rasters higher than ``split_rows`` as bands of rows."""
+
+    def __init__(self, client: Any, spec: RunnerSpec, split_rows: int, address: str | None = None):  # noqa: ANN401
+        self.client = client
+        self.spec = spec
+        self.split_rows = split_rows
+        workers = len(client.scheduler_info()["workers"])
+        where = f" at {address}" if address else ""
+        self.engine = f"{spec.backend} backend, {spec.precision} precision, on {workers} Dask worker(s){where}"
+
+    def gate(self) -> None:
+        """Each worker settles its own network's gate: its figure is in that file's tags."""
+        return None
+
+    def run(self, jobs: Sequence[Job], options: PredictOptions, events: BatchEvents) -> Iterator[PredictResult]:
+        """Every job's tasks sent at once; a row per job as its last task finishes (or as it fails).
+
+        ``options.output.resume`` continues a whole-file task's partial raster as the local
+        path does (the bands of a split raster are small and always start over).
+        """
+        from dask.distributed import as_completed
+
+        futures: dict[Any, tuple[InputRef, _Split | None]] = {}
+        splits: list[_Split] = []
+        for job in jobs:
+            try:
+                height = _height(job.path)
+                if height <= self.split_rows:
+                    future = self.client.submit(_predict_file, self.spec, job, options, pure=False)
+                    futures[future] = (job.path, None)
+                else:
+                    splits.append(_Split(job, _band_folder(job.outputs), time.perf_counter()))
+                    self._submit_bands(splits[-1], options, height, futures)
+            except Exception as exc:  # one file's error, of whatever kind, is that file's row
+                yield failure(job.path, exc)
+        total, done = len(futures), 0
+        try:
+            for future in as_completed(list(futures)):
+                path, band_of = futures.pop(future)
+                done += 1
+                events.tasks(path.name, done, total)
+                if band_of is None:
+                    yield _outcome(future, path)
+                elif not band_of.finished and (row := _band_done(future, band_of, options)) is not None:
+                    yield row
+        except BaseException:
+            self.client.cancel(list(futures))
+            raise
+        finally:
+            for started in splits:
+                shutil.rmtree(started.folder, ignore_errors=True)
+
+    def _submit_bands(self, split: _Split, options: PredictOptions, height: int, futures: dict) -> None:
+        """One task per band of ``split_rows`` rows, each writing its rasters into the split's folder."""
+        band_output = replace(
+            options.output, vectorize=None, resume=False, skip_finished=False, overwrite=True, cog=False
+        )
+        for start, stop in _bands(height, self.split_rows):
+            part = OutputSet.for_target(split.folder / f"{start:010d}.tif", band_output)
+            band_options = replace(options, input=replace(options.input, rows=(start, stop)), output=band_output)
+            future = self.client.submit(_predict_rows, self.spec, Job(split.job.path, part), band_options, pure=False)
+            futures[future] = (split.job.path, split)
+            split.bands.append((start, part))
+
+
+def _predict_file(spec: RunnerSpec, job: Job, options: PredictOptions) -> PredictResult:
     """Task: one whole raster, as the local path runs it; a bad file is a failed result, not an error."""
     try:
-        return predict(path, target, _runner(spec), options)
+        return run_file(job.path, job.outputs, _runner(spec), options)
     except AerialsegError as exc:
-        return failure(path, exc)
+        return failure(job.path, exc)
 
 
-def _predict_rows(spec: RunnerSpec, path: InputRef, target: Path, options: PredictOptions) -> tuple[Any, PredictResult]:
+def _predict_rows(spec: RunnerSpec, job: Job, options: PredictOptions) -> tuple[Any, PredictResult]:
     """Task: one band of rows into its own raster; returns the model card (for the assembly) and the result."""
     runner = _runner(spec)
-    return runner.card, predict(path, target, runner, options)
+    return runner.card, run_file(job.path, job.outputs, runner, options)
 
 
 @dataclass
 class _Split:
-    """A raster predicted as bands of rows: ``(first row, output)`` per band and the results in so far."""
+    """A raster predicted as bands of rows: ``(first row, outputs)`` per band and the results in so far."""
 
-    path: InputRef
-    target: Path
+    job: Job
     folder: Path
     started: float
-    bands: list[tuple[int, Path]] = field(default_factory=list)
+    bands: list[tuple[int, OutputSet]] = field(default_factory=list)
     results: list[PredictResult] = field(default_factory=list)
     card: Any = None
+    finished: bool = False
+    """Its row is given: all bands assembled, or one failed (the others are ignored as they finish)."""
 
 
 def _bands(height: int, split_rows: int) -> list[tuple[int, int]]:
     return [(start, min(start + split_rows, height)) for start in range(0, height, split_rows)]
-
-
-def predict_on_cluster(
-    inputs: Iterable[str | os.PathLike[str] | RasterRef],
-    spec: RunnerSpec,
-    options: PredictOptions,
-    client: Any,  # noqa: ANN401 (dask.distributed.Client)
-    *,
-    out_dir: str | os.PathLike[str] | None = None,
-    output: str | os.PathLike[str] | None = None,
-    split_rows: int = DEFAULT_SPLIT_ROWS,
-    progress: Callable[[str, int, int], None] | None = None,
-    on_result: Callable[[PredictResult], None] | None = None,
-) -> list[PredictResult]:
-    """Predict every input on the cluster; one result per input, in input order (failures included).
-
-    ``options.output.skip_finished`` reports inputs whose class raster exists as ``skipped``;
-    ``options.output.resume`` continues a whole-file task's partial raster as the local path
-    does (the bands of a split raster are small and always start over).
-    ``progress(name, tasks_done, tasks_total)`` follows the cluster's tasks as they finish.
-    The batch layer's checks run here, before any task: the settings against the model's card
-    (read from its file on this machine), each file's outputs against every input.
-    """
-    from dask.distributed import as_completed
-
-    if split_rows < 1:
-        raise AerialsegError(f"split_rows {split_rows} is not positive", hint="pass --split-rows 1 or more")
-    if options.input.mosaic:  # the mosaic is one raster to the cluster: split by rows like any other
-        from .mosaic import mosaic_batch
-
-        def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
-            return predict_on_cluster(
-                [source], spec, inner, client, output=target, split_rows=split_rows, progress=progress
-            )[0]
-
-        card = read_card(spec.model_file)
-        return mosaic_batch(
-            inputs, card, run, options, out_dir=out_dir, output=output, reads=spec.files, on_result=on_result
-        )
-    targets = batch_targets(inputs, out_dir=out_dir, output=output, asset=options.input.asset)
-    batch = Batch(targets, options.output, spec.files)
-    if options.output.vectorize is not None:
-        check_settings(options.output, read_card(spec.model_file))
-    results: dict[InputRef, PredictResult] = {}
-    futures: dict[Any, tuple[str, InputRef, _Split | None]] = {}
-    splits: dict[InputRef, _Split] = {}
-    for path, target in batch.files:
-        try:
-            if batch.start_file(path, target) is None:
-                results[path] = skipped(path, target)
-                continue
-            height = _height(path)
-            if height <= split_rows:
-                future = client.submit(_predict_file, spec, path, target, options, pure=False)
-                futures[future] = ("file", path, None)
-            else:
-                splits[path] = _Split(path, target, _band_folder(target, batch.inputs), time.perf_counter())
-                _submit_bands(client, spec, splits[path], options, height, split_rows, futures)
-        except Exception as exc:  # one file's error, of whatever kind, is that file's row
-            results[path] = failure(path, exc)
-            if path in splits:  # its bands already sent are ignored as they finish
-                shutil.rmtree(splits.pop(path).folder, ignore_errors=True)
-    total, done = len(futures), 0
-    try:
-        for future in as_completed(list(futures)):
-            kind, path, split = futures.pop(future)
-            done += 1
-            if progress:
-                progress(path.name, done, total)
-            if kind == "file":
-                results[path] = _outcome(future, path)
-            elif split is not None and path not in results:
-                _band_done(future, split, options, results)
-    except BaseException:
-        client.cancel(list(futures))
-        for started in splits.values():
-            shutil.rmtree(started.folder, ignore_errors=True)
-        raise
-    ordered = [results[path] for path, _ in batch.files]
-    if on_result:
-        for result in ordered:
-            on_result(result)
-    return ordered
 
 
 def _height(path: InputRef) -> int:
@@ -261,44 +264,18 @@ def _height(path: InputRef) -> int:
         return src.height
 
 
-def _band_folder(target: Path, inputs: InputFiles) -> Path:
-    """The empty hidden folder beside ``target`` for its bands' rasters (leftovers of an interrupted run go).
+def _band_folder(outputs: OutputSet) -> Path:
+    """The empty hidden folder for a split raster's bands (leftovers of an interrupted run go).
 
-    Refused when it would empty a folder that holds an input.
+    The claim has refused one that holds an input (:meth:`OutputSet.refuse_inputs`).
     """
-    folder = target.with_name(f".{target.name}.bands")
-    inside = inputs.inside(folder)
-    if inside is not None:
-        raise OutputWriteError(
-            f"the cluster's folder for the bands of this output holds the input {inside}",
-            path=folder,
-            hint="move the input elsewhere, or choose another -o or --out-dir",
-        )
+    folder = outputs.bands_folder
     shutil.rmtree(folder, ignore_errors=True)
     try:
         folder.mkdir()
     except OSError as exc:
         raise OutputWriteError(f"cannot create the folder for the bands ({exc.strerror})", path=folder) from exc
     return folder
-
-
-def _submit_bands(
-    client: Any,  # noqa: ANN401
-    spec: RunnerSpec,
-    split: _Split,
-    options: PredictOptions,
-    height: int,
-    split_rows: int,
-    futures: dict,
-) -> None:
-    """One task per band of ``split_rows`` rows, each writing its rasters into the split's folder."""
-    band_output = replace(options.output, vectorize=None, resume=False, skip_finished=False, overwrite=True, cog=False)
-    for start, stop in _bands(height, split_rows):
-        part = split.folder / f"{start:010d}.tif"
-        band_options = replace(options, input=replace(options.input, rows=(start, stop)), output=band_output)
-        future = client.submit(_predict_rows, spec, split.path, part, band_options, pure=False)
-        futures[future] = ("band", split.path, split)
-        split.bands.append((start, part))
 
 
 def _outcome(future: Any, path: InputRef) -> PredictResult:  # noqa: ANN401
@@ -308,27 +285,26 @@ def _outcome(future: Any, path: InputRef) -> PredictResult:  # noqa: ANN401
         return failure(path, exc)
 
 
-def _band_done(future: Any, split: _Split, options: PredictOptions, results: dict) -> None:  # noqa: ANN401
+def _band_done(future: Any, split: _Split, options: PredictOptions) -> PredictResult | None:  # noqa: ANN401
+    """The split's row once its last band is in (or one failed), else None."""
+    path = split.job.path
     try:
         split.card, result = future.result()
     except Exception as exc:
-        shutil.rmtree(split.folder, ignore_errors=True)
-        results[split.path] = failure(split.path, exc)
-        return
+        split.finished = True
+        return failure(path, exc)
     split.results.append(result)
     if len(split.results) < len(split.bands):
-        return
+        return None
+    split.finished = True
     try:
         _assemble(split, options)
     except Exception as exc:
-        results[split.path] = failure(split.path, exc)
-        return
-    finally:
-        shutil.rmtree(split.folder, ignore_errors=True)
+        return failure(path, exc)
     parts = split.results
-    results[split.path] = PredictResult(
-        split.path,
-        split.target,
+    return PredictResult(
+        path,
+        split.job.outputs.classes,
         "ok",
         time.perf_counter() - split.started,
         sum(r.megapixels for r in parts),
@@ -339,9 +315,9 @@ def _band_done(future: Any, split: _Split, options: PredictOptions, results: dic
 
 def _assemble(split: _Split, options: PredictOptions) -> None:
     """Every output of a split raster from its bands' rasters, then its objects file."""
-    outputs = OutputSet.for_target(split.target, options.output)
-    bands = [(start, OutputSet.for_target(part, options.output).rasters) for start, part in split.bands]
+    outputs = split.job.outputs
     for index, (target, layout) in enumerate(outputs.layouts(split.card)):
-        parts = [(start, rasters[index]) for start, rasters in bands]
+        parts = [(start, band.rasters[index]) for start, band in split.bands]
         assemble_bands(parts, target, layout, overwrite=options.output.overwrite)
-    vectorize_outputs(outputs, options.output)
+    shutil.rmtree(split.folder, ignore_errors=True)
+    outputs.write_objects(options.output)

@@ -21,17 +21,18 @@ from typing import Any
 import numpy as np
 
 from .card import ModelCard, read_card
-from .errors import AerialsegError
+from .errors import AerialsegError, GSDMismatchError
 from .gsd import pixel_size_m
+from .hardware import available_memory
 from .locations import InputRef, RasterRef, as_input, reading
 from .options import PredictOptions
 from .pipeline import uses_dense_accumulator
-from .raster import open_raster
+from .raster import block_cache_mb, open_raster
 from .runners import RunnerSpec
 from .runners.choice import EngineChoice
 from .tiling import TILE_ALIGN, TilePlan, plan_tiles
 
-__all__ = ["Finding", "DoctorReport", "doctor"]
+__all__ = ["Finding", "DoctorReport", "doctor", "MemoryEstimate", "memory_estimate", "memory_problem"]
 
 _STRIPED_WIDTH = 2048
 _OVERVIEW_SIZE = 1024
@@ -40,6 +41,8 @@ _OVERVIEW_SIZE = 1024
 # precision over it: a rough guide taken from the README's Speed section, not a promise.
 _FP32_GFLOPS_PER_CORE = 75.0
 _SPEEDUP = {"bf16": 1.6, "int8": 1.3}
+_PLAN_BYTES_PER_TILE = 200
+"""Memory of one tile of the plan as the pipeline lists them before it starts (window, indexes: measured ~180 B)."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,11 @@ def _resolution(report: DoctorReport, ds: Any, card: ModelCard) -> None:  # noqa
     name = ds.crs.to_string() if ds.crs.to_epsg() is None else f"EPSG:{ds.crs.to_epsg()}"
     report.facts["CRS"] = f"{name} ({'geographic' if ds.crs.is_geographic else 'projected'})"
     model = f"{card.gsd_m:g} m" if card.gsd_m else "unknown"
-    ground = pixel_size_m(ds.crs, ds.transform, ds.height, ds.width)  # known: the raster has a CRS
+    try:
+        ground = pixel_size_m(ds.crs, ds.transform, ds.height, ds.width)  # known: the raster has a CRS
+    except GSDMismatchError as exc:  # an error finding follows when predict would measure it (--gsd auto)
+        report.facts["GSD"] = f"{exc.message}; model {model}"
+        return
     if ground is not None:
         report.facts["GSD"] = f"{ground[0]:.4g} x {ground[1]:.4g} m on the ground; model {model}"
 
@@ -215,8 +222,7 @@ def _inspect(report: DoctorReport, card: ModelCard, choice: EngineChoice | None,
             report.findings.append(Finding("error", exc.message, exc.hint or ""))
             return
         plan = plan_tiles(source.height, source.width, tiling.tile, tiling.overlap, tiling.blend, align=TILE_ALIGN)
-        dense = uses_dense_accumulator(options, resampled=source.grid is not None)
-        _estimates(report, card, plan, valid_share, choice, options, dense)
+        _estimates(report, card, plan, valid_share, choice, options, source.grid is not None)
     if report.facts["nodata"].startswith("none") and valid_share == 1.0:
         report.findings.append(
             Finding(
@@ -243,6 +249,72 @@ def _engine(report: DoctorReport, spec: RunnerSpec) -> EngineChoice | None:
     return choice
 
 
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Bytes a predict run holds besides the network's activations for one batch.
+
+    The blender's sums (:func:`_blending_bytes`), the queues of tiles between the stages, the
+    weights, the tile plan's list of windows (the one part that grows with the raster's area)
+    and the GDAL block cache predict sets for the raster (:func:`aerialseg.raster.block_cache_mb`).
+    """
+
+    blending: int
+    queues: int
+    weights: int
+    plan: int
+    block_cache: int
+    dense: bool
+
+    @property
+    def total(self) -> int:
+        """Everything counted."""
+        return self.blending + self.queues + self.weights + self.plan + self.block_cache
+
+
+def memory_estimate(
+    path: InputRef, card: ModelCard, plan: TilePlan, options: PredictOptions, *, resampled: bool
+) -> MemoryEstimate:
+    """What predicting ``path`` with ``plan`` holds in memory (``resampled``: read at the model's GSD)."""
+    from .models import get_spec
+
+    tile_h, tile_w = plan.tile_shape
+    k = card.num_classes
+    dense = uses_dense_accumulator(options, resampled=resampled)
+    return MemoryEstimate(
+        blending=_blending_bytes(plan, k, dense),
+        queues=2 * options.queue_tiles * (len(card.bands) + k) * tile_h * tile_w * 4,
+        weights=get_spec(card.arch, card.backbone).params(k) * 4,
+        plan=len(plan) * _PLAN_BYTES_PER_TILE,
+        block_cache=block_cache_mb(path) * 2**20,
+        dense=dense,
+    )
+
+
+def memory_problem(
+    estimate: MemoryEstimate, plan: TilePlan, options: PredictOptions, *, resampled: bool
+) -> Finding | None:
+    """``estimate`` against the memory this process can still take: None when it fits with room to spare.
+
+    An error past what is available (predict refuses the raster then, before any work); a
+    warning past half of it, which leaves little for the network's activations.
+    """
+    available = available_memory()
+    if available is None or estimate.total <= available / 2:
+        return None
+    fixes = ["a smaller --tile-size"]
+    if options.output.probabilities or options.output.uncertainty:
+        fixes.append("no --probabilities or --uncertainty (they keep every class's scores across the width)")
+    if resampled:
+        fixes.append("--gsd native (resampling keeps every class's scores across the width)")
+    return Finding(
+        "error" if estimate.total > available else "warning",
+        f"a {plan.width} x {plan.height} pixel raster needs ~{estimate.total / 2**20:.0f} MiB of memory "
+        f"(blending {estimate.blending / 2**20:.0f} MiB, tile plan {estimate.plan / 2**20:.0f} MiB, "
+        f"GDAL cache {estimate.block_cache / 2**20:.0f} MiB) and {available / 2**20:.0f} MiB is available",
+        f"use {', or '.join(fixes)}; or run it where more memory is free",
+    )
+
+
 def _blending_bytes(plan: TilePlan, num_classes: int, dense: bool) -> int:
     """Memory of the blender predict will use (see :mod:`aerialseg.blend`).
 
@@ -264,23 +336,23 @@ def _estimates(
     valid_share: float,
     choice: EngineChoice | None,
     options: PredictOptions,
-    dense: bool,
+    resampled: bool,
 ) -> None:
     from .models import get_spec
 
     tile_h, tile_w = plan.tile_shape
     with_data = max(1, round(len(plan) * valid_share))
     report.facts["tiles"] = f"{len(plan)} of {tile_w} x {tile_h} (overlap {plan.overlap}), ~{with_data} with data"
-    k = card.num_classes
-    blending = _blending_bytes(plan, k, dense)
-    queues = 2 * options.queue_tiles * (len(card.bands) + k) * tile_h * tile_w * 4
-    weights = get_spec(card.arch, card.backbone).params(k) * 4
-    total = (blending + queues + weights) / 2**20
-    kind = "dense: probabilities are written or resampled" if dense else "lean: class ids only"
+    memory = memory_estimate(report.path, card, plan, options, resampled=resampled)
+    kind = "dense: probabilities are written or resampled" if memory.dense else "lean: class ids only"
     report.facts["memory"] = (
-        f"~{total:.0f} MiB of pipeline buffers and weights (blending {blending / 2**20:.0f} MiB, {kind}; "
-        "grows with width only), plus the network's activations for one batch"
+        f"~{memory.total / 2**20:.0f} MiB of pipeline buffers, weights and GDAL cache (blending "
+        f"{memory.blending / 2**20:.0f} MiB, {kind}; grows with width only), "
+        "plus the network's activations for one batch"
     )
+    problem = memory_problem(memory, plan, options, resampled=resampled)
+    if problem is not None:
+        report.findings.append(problem)
     gmacs = get_spec(card.arch, card.backbone).gmacs_512 * tile_h * tile_w / 512**2
     if choice is not None and choice.device.startswith("cuda"):
         report.facts["time"] = "on a CUDA GPU: minutes for what takes hours on a CPU (no estimate)"
@@ -293,16 +365,4 @@ def _estimates(
         report.facts["time"] = (
             f"~{seconds / 60:.1f} min on {cores} CPU cores, assuming ~{gflops:.0f} GFLOP/s "
             f"{choice.precision if choice else 'fp32'} (a rough guide: CPUs differ twofold)"
-        )
-    try:
-        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20
-    except (ValueError, OSError, AttributeError):
-        return
-    if total > 0.5 * available:
-        report.findings.append(
-            Finding(
-                "warning",
-                f"buffers alone need ~{total:.0f} MiB of {available:.0f} MiB",
-                "use a smaller --tile-size",
-            )
         )

@@ -24,6 +24,7 @@ __all__ = [
     "LabelColourError",
     "TrainingError",
     "AerialsegWarning",
+    "first_line",
 ]
 
 
@@ -100,3 +101,15 @@ class TrainingError(AerialsegError, ValueError):
 
 class AerialsegWarning(UserWarning):
     """Base of aerialseg's warnings."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (GDAL's can run to several), or its type.
+
+    rasterio's "Read failed. See previous exception for details." says nothing itself: the
+    exception it was raised from (a VRT's missing source, a block that does not decode) does.
+    """
+    while "see previous exception" in str(exc).lower() and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc)
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -27,31 +27,14 @@ import numpy as np
 from .data.manifest import Manifest
 from .errors import AerialsegError, DatasetLayoutError
 from .metrics import ConfusionMatrix, Scores
-from .options import InputOptions, OutputOptions, PredictOptions, TilingOptions
+from .options import EvalOptions, InputOptions, OutputOptions, PredictOptions
 from .raster import open_raster, read_bands
-from .runners import Runner, RunnerSpec, describe_precision
+from .runners import Runner, describe_precision
 
 if TYPE_CHECKING:
     from .pipeline import Progress
 
 __all__ = ["EvalOptions", "EvalResult", "evaluate", "compare_rasters"]
-
-
-@dataclass(frozen=True)
-class EvalOptions:
-    """What to evaluate (``data``, ``split``, ``labels``, ``patches``), with which network, and how to tile.
-
-    ``runner`` is the network and its engine, as ``predict`` opens it; ``tiling`` defaults to
-    the model card's. ``save_maps`` keeps the predicted class rasters in that folder.
-    """
-
-    data: Path
-    runner: RunnerSpec
-    split: str = "test"
-    labels: str = "auto"
-    patches: bool = False
-    tiling: TilingOptions = field(default_factory=TilingOptions)
-    save_maps: Path | None = None
 
 
 @dataclass(frozen=True)

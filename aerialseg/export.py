@@ -25,27 +25,25 @@ import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .atomic import atomic_output, check_output
 from .card import ModelCard
-from .conventions import CARD_KEY, OUTPUT_KEY, PRECISION_KEY, SAMPLE_ORTHOPHOTO
-from .errors import AerialsegError, ExportParityError, InputRasterError
+from .conventions import CARD_KEY, ONNX_OPSET, OUTPUT_KEY, PRECISION_KEY, SAMPLE_ORTHOPHOTO, OutputKind
+from .errors import AerialsegError, ExportParityError, InputRasterError, first_line
 from .onnxrt import open_session
-from .raster import first_line, open_raster
+from .raster import open_raster
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-__all__ = ["ParityCheck", "ExportResult", "export_onnx", "parity_inputs", "DEFAULT_OPSET"]
+__all__ = ["ParityCheck", "ExportResult", "export_onnx", "parity_inputs"]
 
-DEFAULT_OPSET = 18
 MIN_OPSET = 13
 PARITY_IMAGE = SAMPLE_ORTHOPHOTO
-OutputKind = Literal["probabilities", "logits"]
 # (fp16, output) -> (max |difference|, min argmax agreement)
 DEFAULT_LIMITS = {
     (False, "probabilities"): (1e-3, 0.999),
@@ -154,7 +152,7 @@ def _trace(module: nn.Module, dest: Path, bands: int, opset: int, static_size: i
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if opset >= DEFAULT_OPSET:
+        if opset >= ONNX_OPSET:
             dims = {0: torch.export.Dim("batch")}
             if not static_size:
                 dims |= {2: torch.export.Dim("height"), 3: torch.export.Dim("width")}
@@ -227,7 +225,7 @@ def export_onnx(
     weights: str | os.PathLike[str],
     output_path: str | os.PathLike[str],
     *,
-    opset: int = DEFAULT_OPSET,
+    opset: int = ONNX_OPSET,
     fp16: bool = False,
     output: OutputKind = "probabilities",
     static_size: int | None = None,
@@ -261,6 +259,8 @@ def export_onnx(
     with atomic_output(output_path, overwrite=overwrite) as tmp:
         try:
             exporter = _trace(module, tmp, len(card.bands), opset, static_size)
+        except OSError:
+            raise  # the file could not be written (a full disk): atomic_output names the output, not its temporary
         except Exception as exc:  # exporter internals raise many types; report, keep the cause
             raise AerialsegError(f"ONNX export failed ({type(exc).__name__}: {str(exc)[:300]})") from exc
         checks = _measure(tmp, reference, batches)

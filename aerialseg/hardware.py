@@ -9,7 +9,8 @@ fp32). CUDA is asked of torch when the caller is about to run torch anyway
 ``CUDA_VISIBLE_DEVICES`` hides every device. The Linux driver lists its GPUs under
 ``/proc/driver/nvidia/gpus``, so ``--device cuda:3`` on a machine with two is refused
 without torch too; where that list is missing, the number stays unknown
-(``cuda_count_known``) until torch says.
+(``cuda_count_known``) until torch says. :func:`available_memory` says how much memory the
+process can still take, for predict's and doctor's check of a raster's width.
 """
 
 from __future__ import annotations
@@ -18,12 +19,13 @@ import importlib.util
 import os
 import platform
 import re
+import resource
 import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-__all__ = ["Hardware", "detect_hardware", "parse_cpuinfo"]
+__all__ = ["Hardware", "detect_hardware", "parse_cpuinfo", "available_memory"]
 
 # CPU flags (Linux names) that give native bf16 dot products: AVX512-BF16 (Cooper Lake,
 # Zen 4 and later), AMX-BF16 (Sapphire Rapids), and Arm's BF16 extension.
@@ -31,6 +33,7 @@ _BF16_FLAGS = ("avx512_bf16", "amx_bf16", "bf16")
 # int8 dot products (VNNI, AMX-INT8, Arm dot product): what ONNX Runtime's int8 kernels use.
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp")
 _NVIDIA_PROC = Path("/proc/driver/nvidia")
+_NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a number near 2**63
 
 
 @dataclass(frozen=True)
@@ -148,3 +151,62 @@ def detect_hardware(use_torch: bool = False) -> Hardware:
         cpu, flags = platform.processor() or platform.machine(), frozenset()
     cuda, counted = (_cuda_with_torch(), True) if use_torch else _cuda_without_torch()
     return Hardware(cpu=cpu, cores=os.cpu_count() or 1, cpu_flags=flags, cuda_devices=cuda, cuda_count_known=counted)
+
+
+def available_memory() -> int | None:
+    """Bytes this process can still allocate, or None where nothing says.
+
+    The least of the machine's available memory (``MemAvailable``: free memory and caches the
+    kernel can drop), the container's limit less its use (cgroup ``memory.max``), and the
+    address-space limit (``ulimit -v``) less the address space in use: past any of them the
+    process is killed or its allocations fail.
+    """
+    limits = [_meminfo_available(), _cgroup_room(), _address_space_room()]
+    known = [limit for limit in limits if limit is not None]
+    return min(known) if known else None
+
+
+def _meminfo_available() -> int | None:
+    try:
+        found = re.search(r"^MemAvailable:\s*(\d+) kB", Path("/proc/meminfo").read_text(), re.MULTILINE)
+    except OSError:
+        found = None
+    if found:
+        return int(found.group(1)) * 1024
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError):
+        return None
+
+
+def _cgroup_room() -> int | None:
+    """The process's cgroup memory limit less its current use (v2, else v1 as a container sees it); None without one."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        entry = re.search(r"^0::(.*)$", Path("/proc/self/cgroup").read_text(), re.MULTILINE)
+    except OSError:
+        return None
+    own = root / entry.group(1).lstrip("/") if entry else root
+    for limit_file, used_file in (
+        (own / "memory.max", own / "memory.current"),
+        (root / "memory/memory.limit_in_bytes", root / "memory/memory.usage_in_bytes"),
+    ):
+        try:
+            limit, used = limit_file.read_text().strip(), used_file.read_text().strip()
+        except OSError:
+            continue
+        if limit.isdigit() and int(limit) < _NO_LIMIT:
+            return max(0, int(limit) - int(used))
+    return None
+
+
+def _address_space_room() -> int | None:
+    """``RLIMIT_AS`` less the address space in use (Linux ``/proc/self/statm``); None without a limit."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        used = int(Path("/proc/self/statm").read_text().split()[0]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError):
+        return None
+    return max(0, soft - used)

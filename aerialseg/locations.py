@@ -24,6 +24,8 @@ __all__ = [
     "RASTER_SUFFIXES",
     "REMOTE_SCHEMES",
     "VSI_CACHE_BYTES",
+    "CONNECT_TIMEOUT_S",
+    "STALL_TIMEOUT_S",
     "InputRef",
     "RasterRef",
     "StacOrigin",
@@ -46,6 +48,15 @@ REMOTE_SCHEMES = {"http": "/vsicurl/", "https": "/vsicurl/", "s3": "/vsis3/", "g
 
 VSI_CACHE_BYTES = 64 * 2**20
 """``VSI_CACHE_SIZE`` per open remote file: re-read header and overlapping windows stay in memory, bounded."""
+
+CONNECT_TIMEOUT_S = 30
+"""``GDAL_HTTP_CONNECTTIMEOUT``: a server that does not accept the connection fails the file, not the batch."""
+
+STALL_TIMEOUT_S = 60
+"""``GDAL_HTTP_LOW_SPEED_TIME`` (below 1 byte/s): a server that accepts and never answers fails the file.
+
+A transfer that goes on slowly is left alone: a total-time limit would cut a large block
+fetched over a slow link."""
 
 _REMOTE_SPELLING = re.compile(r"^(?:(?:https?|s3|gs|az):/|/vsi)", re.IGNORECASE)
 
@@ -158,8 +169,10 @@ def remote_settings(ref: RasterRef) -> dict[str, str]:
     No directory listing or sidecar probing on open (``GDAL_DISABLE_READDIR_ON_OPEN``, and
     ``CPL_VSIL_CURL_ALLOWED_EXTENSIONS`` when the name has a raster suffix: GDAL then never asks
     for ``.ovr``/``.aux.xml`` files that are not there); the blocks of one window fetched in
-    parallel ranges, neighbouring ones merged into one request; a bounded per-file cache. A value
-    set in the environment or an enclosing ``rasterio.Env`` is left as it is.
+    parallel ranges, neighbouring ones merged into one request; a bounded per-file cache; and a
+    server that does not connect or stops sending fails the read (:data:`CONNECT_TIMEOUT_S`,
+    :data:`STALL_TIMEOUT_S`) instead of hanging the batch. A value set in the environment or an
+    enclosing ``rasterio.Env`` is left as it is.
     """
     import rasterio.env
 
@@ -169,6 +182,9 @@ def remote_settings(ref: RasterRef) -> dict[str, str]:
         "GDAL_HTTP_MERGE_CONSECUTIVE_RANGES": "YES",
         "VSI_CACHE": "TRUE",
         "VSI_CACHE_SIZE": str(VSI_CACHE_BYTES),
+        "GDAL_HTTP_CONNECTTIMEOUT": str(CONNECT_TIMEOUT_S),
+        "GDAL_HTTP_LOW_SPEED_TIME": str(STALL_TIMEOUT_S),
+        "GDAL_HTTP_LOW_SPEED_LIMIT": "1",
     }
     if Path(_last_component(ref.gdal_path)).suffix.lower() in RASTER_SUFFIXES:
         wanted["CPL_VSIL_CURL_ALLOWED_EXTENSIONS"] = ",".join(RASTER_SUFFIXES)

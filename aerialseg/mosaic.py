@@ -17,38 +17,30 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
 
 from .atomic import name_key
-from .batch import (
-    Batch,
-    OutputSet,
-    PredictResult,
-    batch_targets,
-    check_places,
-    check_settings,
-    expand_inputs,
-    failure,
-    vectorize_outputs,
-)
+from .conventions import Tag
 from .errors import AerialsegError, InputRasterError
+from .executor import BatchEvents, Executor, Job, Opening, SilentEvents
 from .journal import file_identity, partial_paths
-from .locations import InputRef, RasterRef
+from .locations import InputRef
+from .outputs import OutputClaims, OutputSet
 from .raster import open_raster
+from .results import BatchRun, PredictResult, failure, skipped
 from .sink import cut_raster
 
 if TYPE_CHECKING:
     from .card import ModelCard
     from .options import PredictOptions
 
-__all__ = ["Mosaic", "build_mosaic", "predict_mosaic", "mosaic_batch"]
+__all__ = ["Mosaic", "build_mosaic", "mosaic_rows"]
 
 _TOLERANCE = 1e-3
 """Largest misalignment, in pixels, of a file's origin with the mosaic's grid."""
@@ -114,7 +106,7 @@ class Mosaic:
             f'<VRTDataset rasterXSize="{self.width}" rasterYSize="{self.height}">'
             f"<SRS>{escape(self.crs.to_wkt()) if self.crs else ''}</SRS>"
             f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
-            f'<Metadata><MDI key="AERIALSEG_INPUTS">{inputs}</MDI></Metadata>'
+            f'<Metadata><MDI key="{Tag.MOSAIC_INPUTS}">{inputs}</MDI></Metadata>'
             f"{bands}</VRTDataset>\n"
         )
 
@@ -227,53 +219,74 @@ def _scratch_folder(mosaic: Mosaic, first_output: Path) -> Path:
     return first_output.parent / f".aerialseg-mosaic-{digest}"
 
 
-PredictRun = Callable[[Path, Path, "PredictOptions"], PredictResult]
-"""How the mosaic itself is predicted: ``run(vrt, class raster, options)`` in process or on a cluster."""
-
-
-def predict_mosaic(
-    inputs: Sequence[InputRef],
+def mosaic_rows(
+    paths: Sequence[InputRef],
+    targets: Sequence[tuple[InputRef, Path]],
+    claims: OutputClaims,
     card: ModelCard,
-    run: PredictRun,
+    opening: Opening,
     options: PredictOptions,
+    events: BatchEvents,
     *,
-    out_dir: str | os.PathLike[str] | None = None,
-    output: str | os.PathLike[str] | None = None,
-    reads: Sequence[str | os.PathLike[str]] = (),
-) -> list[PredictResult]:
-    """Predict ``inputs`` (local files) as one mosaic (see the module docstring): a row per input or for ``output``.
+    one_output: bool,
+) -> BatchRun:
+    """Predict ``paths`` (local files) as one mosaic (see the module docstring): a row per input, or one for the output.
 
-    Every output is checked before any work, as in a batch; an input whose outputs cannot be
-    written fails the whole call (the mosaic is one run). ``card`` is the network's.
+    ``targets`` are placed as for any batch (with ``one_output``, the one pair of the whole
+    mosaic) and each is claimed before any work. The mosaic is one run: if it fails, whatever
+    the error, it is one failed row with the error's line; a network that fails its accuracy
+    gate and Ctrl-C stop the call, as in a batch.
     """
-    start = time.perf_counter()
-    check_places(list(inputs), out_dir=out_dir, output=output, mosaic=True)  # the VRT names local files
-    paths = [path for path in inputs if isinstance(path, Path)]
-    wanted = options.output
-    if output is not None:  # one output: checked against every input, as the batch checks its files
-        batch = Batch([(paths[0], Path(output))], wanted, [*paths, *map(Path, reads)])
-        outputs = [batch.start_file(paths[0], Path(output))]
-        targets: list[tuple[InputRef, Path]] = [(Path(f"mosaic of {len(paths)} files"), Path(output))]
-    else:
-        batch = Batch(batch_targets(paths, out_dir=out_dir), wanted, map(Path, reads))
-        targets = batch.files
-        outputs = [batch.start_file(path, target) for path, target in targets]
-    check_settings(wanted, card)
-    if all(item is None for item in outputs):  # --resume and every output there
-        return [PredictResult(path, target, "skipped") for path, target in targets]
-    mosaic = build_mosaic(paths)
-    scratch = _scratch_folder(mosaic, targets[0][1])
-    whole = OutputSet.for_target(scratch / "mosaic_classes.tif", wanted)
+    from .runners.gate import PrecisionGateError
+
+    label = Path(f"mosaic of {len(paths)} files")
+    rows_for = [(label, target) for _, target in targets] if one_output else list(targets)
     try:
-        rows, result = _predict_and_cut(mosaic, scratch, whole, targets, outputs, card, run, options)
-    except BaseException:
-        if not partial_paths(whole.classes)[1].exists():  # nothing a --resume could continue
-            shutil.rmtree(scratch, ignore_errors=True)
+        run = _predict_mosaic(paths, targets, rows_for, claims, card, opening, options, events)
+    except PrecisionGateError:
         raise
-    shutil.rmtree(scratch, ignore_errors=True)
+    except Exception as exc:  # whatever it is, the mosaic's row says it in one line
+        run = BatchRun((failure(label, exc),))
+    for row in run:
+        events.finished(row)
+    return run
+
+
+def _predict_mosaic(
+    paths: Sequence[InputRef],
+    targets: Sequence[tuple[InputRef, Path]],
+    rows_for: Sequence[tuple[InputRef, Path]],
+    claims: OutputClaims,
+    card: ModelCard,
+    opening: Opening,
+    options: PredictOptions,
+    events: BatchEvents,
+) -> BatchRun:
+    """:func:`mosaic_rows`'s work: claims, the mosaic's VRT, the run into scratch rasters, the cut."""
+    start = time.perf_counter()
+    outputs = [claims.claim(path, target) for path, target in targets]
+    if all(item is None for item in outputs):  # --resume and every output there
+        return BatchRun(tuple(skipped(path, target) for path, target in rows_for))
+    mosaic = build_mosaic([path for path in paths if isinstance(path, Path)])
+    scratch = _scratch_folder(mosaic, targets[0][1])
+    inner = replace(  # the mosaic as one raster into scratch files; a resume continues them
+        options,
+        input=replace(options.input, mosaic=False),
+        output=replace(options.output, vectorize=None, overwrite=True, skip_finished=False, cog=False),
+    )
+    whole = OutputSet.for_target(scratch / "mosaic_classes.tif", inner.output)
+    with opening(events, len(paths)) as executor:
+        try:
+            rows, result = _predict_and_cut(mosaic, scratch, whole, rows_for, outputs, card, executor, inner, options)
+        except BaseException:
+            if not partial_paths(whole.classes)[1].exists():  # nothing a --resume could continue
+                shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        shutil.rmtree(scratch, ignore_errors=True)
+        engine, gate = executor.engine, executor.gate()
     seconds = time.perf_counter() - start
     total = sum(r.megapixels for r in rows) or 1.0
-    return [  # the one run's time and tiles, shared out by area
+    shared = tuple(  # the one run's time and tiles, shared out by area
         replace(
             r,
             seconds=seconds * r.megapixels / total,
@@ -283,7 +296,8 @@ def predict_mosaic(
         if r.status == "ok"
         else r
         for r in rows
-    ]
+    )
+    return BatchRun(shared, engine, gate)
 
 
 def _predict_and_cut(
@@ -293,7 +307,8 @@ def _predict_and_cut(
     targets: Sequence[tuple[InputRef, Path]],
     outputs: Sequence[OutputSet | None],
     card: ModelCard,
-    run: PredictRun,
+    executor: Executor,
+    inner: PredictOptions,
     options: PredictOptions,
 ) -> tuple[list[PredictResult], PredictResult]:
     """The mosaic into the scratch rasters, then each output cut from them; the rows and the mosaic's result."""
@@ -302,19 +317,14 @@ def _predict_and_cut(
     vrt, text = scratch / "mosaic.vrt", mosaic.vrt()
     if not vrt.is_file() or vrt.read_text() != text:  # the same file, untouched, is what a resume's key expects
         vrt.write_text(text)
-    inner = replace(  # the mosaic as one raster into scratch files; a resume continues them
-        options,
-        input=replace(options.input, mosaic=False),
-        output=replace(wanted, vectorize=None, overwrite=True, skip_finished=False, cog=False),
-    )
-    result = run(vrt, whole.classes, inner)
+    (result,) = executor.run([Job(vrt, whole)], inner, SilentEvents())
     if result.status != "ok":
         raise AerialsegError(f"the mosaic failed: {result.error}")
-    tags = {"AERIALSEG_MOSAIC": _describe(mosaic)}
+    tags = {Tag.MOSAIC: _describe(mosaic)}
     rows = []
     for (path, target), item in zip(targets, outputs, strict=True):
         if item is None:
-            rows.append(PredictResult(path, target, "skipped"))
+            rows.append(skipped(path, target))
             continue
         placed = next((f for f in mosaic.files if f.path == path), None)
         window = (
@@ -322,43 +332,12 @@ def _predict_and_cut(
             if placed is None
             else (placed.col_off, placed.row_off, placed.width, placed.height)
         )
-        source_tag = {} if placed is None else {"AERIALSEG_SOURCE": path.name}
+        source_tag = {} if placed is None else {Tag.SOURCE: path.name}
         for (part, layout), whole_part in zip(item.layouts(card), whole.rasters, strict=True):
             cut_raster(whole_part, window, part, layout, overwrite=wanted.overwrite, tags=tags | source_tag)
-        vectorize_outputs(item, wanted)
+        item.write_objects(wanted)
         rows.append(PredictResult(path, target, "ok", megapixels=window[2] * window[3] / 1e6))
     return rows, result
-
-
-def mosaic_batch(
-    inputs: Iterable[str | os.PathLike[str] | RasterRef],
-    card: ModelCard,
-    run: PredictRun,
-    options: PredictOptions,
-    *,
-    out_dir: str | os.PathLike[str] | None = None,
-    output: str | os.PathLike[str] | None = None,
-    reads: Sequence[str | os.PathLike[str]] = (),
-    on_result: Callable[[PredictResult], None] | None = None,
-) -> list[PredictResult]:
-    """:func:`predict_mosaic` as the local and cluster batches report it: every row to ``on_result``.
-
-    If the mosaic fails, whatever the error, it is one failed row (the mosaic is one run) with
-    the error's line; a network that fails its accuracy gate and Ctrl-C stop the call, as in a batch.
-    """
-    from .runners.gate import PrecisionGateError
-
-    paths = expand_inputs(inputs, options.input.asset)
-    try:
-        rows = predict_mosaic(paths, card, run, options, out_dir=out_dir, output=output, reads=reads)
-    except PrecisionGateError:
-        raise
-    except Exception as exc:  # whatever it is, the mosaic's row says it in one line
-        rows = [failure(Path(f"mosaic of {len(paths)} files"), exc)]
-    for row in rows:
-        if on_result is not None:
-            on_result(row)
-    return rows
 
 
 def _describe(mosaic: Mosaic) -> str:

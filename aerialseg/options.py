@@ -1,19 +1,22 @@
-"""Prediction settings in three groups: how to tile, how to read the input, what to write.
+"""Prediction settings in three groups: how to tile, how to read the input, what to write; and evaluation's.
 
 The command line, the Python API, ``evaluate``, ``doctor`` and the cluster build the same
 :class:`PredictOptions`; :meth:`TilingOptions.resolve` applies the model card's defaults once,
-so every caller plans the same tiles. Torch-free and import-light.
+so every caller plans the same tiles. Torch- and numpy-free: the command line declares its
+options from these defaults when it starts.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import AerialsegError
 
 if TYPE_CHECKING:
     from .card import ModelCard
+    from .runners import RunnerSpec
     from .vector import VectorizeOptions
 
 __all__ = [
@@ -24,6 +27,7 @@ __all__ = [
     "InputOptions",
     "OutputOptions",
     "PredictOptions",
+    "EvalOptions",
 ]
 
 BLENDS = ("cosine", "linear", "center")
@@ -122,3 +126,20 @@ class PredictOptions:
     input: InputOptions = field(default_factory=InputOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
     queue_tiles: int = 4
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate (``data``, ``split``, ``labels``, ``patches``), with which network, and how to tile.
+
+    ``runner`` is the network and its engine, as ``predict`` opens it; ``tiling`` defaults to
+    the model card's. ``save_maps`` keeps the predicted class rasters in that folder.
+    """
+
+    data: Path
+    runner: RunnerSpec
+    split: str = "test"
+    labels: str = "auto"
+    patches: bool = False
+    tiling: TilingOptions = field(default_factory=TilingOptions)
+    save_maps: Path | None = None

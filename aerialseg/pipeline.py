@@ -7,8 +7,10 @@ overlap, so the pipeline runs at the network's speed. Tiles with no valid pixel 
 the network. Output goes to a temporary file beside the target and is renamed only when
 complete: a crash or Ctrl-C leaves no partial file posing as a result (the intermediate file
 and its journal stay, hidden, for ``resume``; see :mod:`aerialseg.journal`).
-:func:`predict_many` runs a batch of files through the batch layer (:mod:`aerialseg.batch`)
-and reports one result per file, so one bad file does not stop the others.
+
+:func:`predict` is one raster with its own checks; :func:`run_file` is the same work for a
+caller that has made them: the batch (:func:`aerialseg.batch.predict_batch`, which checks a
+whole batch once, before any work) and a cluster's tasks.
 """
 
 from __future__ import annotations
@@ -17,38 +19,26 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 
 import numpy as np
 from affine import Affine
 
-from .batch import (
-    Batch,
-    InputFiles,
-    OutputSet,
-    PredictResult,
-    batch_targets,
-    check_settings,
-    expand_inputs,
-    failure,
-    output_for,
-    skipped,
-    vectorize_outputs,
-)
+from .atomic import InputFiles
 from .blend import LeanStripAccumulator, Strip, StripAccumulator
 from .conventions import NODATA_CLASS
 from .errors import AerialsegError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
-from .locations import InputRef, RasterRef, local_files, reading
+from .locations import InputRef, RasterRef, reading
 from .options import PredictOptions
+from .outputs import OutputSet, check_settings, files_read
 from .provenance import provenance_tags
 from .raster import block_cache, block_cache_mb
 from .resample import ScoreResampler
+from .results import PredictResult
 from .runners import Runner
-from .runners.gate import PrecisionGateError
 from .sink import RasterSink, raster_sinks
 from .source import RasterSource
 from .stages import DONE, Stage, Stopped, put, take
@@ -61,9 +51,7 @@ __all__ = [
     "TileJob",
     "TileScores",
     "predict",
-    "predict_many",
-    "expand_inputs",
-    "output_for",
+    "run_file",
     "uses_dense_accumulator",
 ]
 
@@ -130,48 +118,59 @@ def predict(
 
     ``input_path`` may be a URL or ``/vsi`` path (given as a string), read window by window
     (see :mod:`aerialseg.locations`), or a STAC item (its ``options.input.asset``). Nothing is
-    written when an output (or its scratch file) is the input itself, whatever ``overwrite``
-    says, or when the settings do not suit the model (see :mod:`aerialseg.batch`).
+    written when an output (or its scratch file) is the input itself or a file it reads,
+    whatever ``overwrite`` says, or when the settings do not suit the model (see
+    :mod:`aerialseg.outputs`). Many rasters: :func:`aerialseg.batch.predict_batch`.
     """
-    import rasterio
-
     from .stac import input_of
 
     source = input_of(input_path, options.input.asset)
-    with reading(source), rasterio.Env(**block_cache(block_cache_mb(source))):
-        return _predict(source, Path(output_path), runner, options, progress)
+    outputs = OutputSet.for_target(output_path, options.output)
+    outputs.refuse_inputs(InputFiles(files_read([source])))
+    outputs.check(options.output.overwrite)
+    check_settings(options.output, runner.card)
+    return run_file(source, outputs, runner, options, progress)
 
 
-def _predict(
+def run_file(
     input_path: InputRef,
-    output_path: Path,
+    outputs: OutputSet,
     runner: Runner,
     options: PredictOptions,
-    progress: Callable[[Progress], None] | None,
+    progress: Callable[[Progress], None] | None = None,
 ) -> PredictResult:
-    start = time.perf_counter()
-    output = options.output
-    outputs = OutputSet.for_target(output_path, output)
-    outputs.refuse_inputs(InputFiles(local_files([input_path])))
-    outputs.check(output.overwrite)
-    card = runner.card
-    check_settings(output, card)
-    tiling = options.tiling.resolve(card)
-    reading = options.input
-    with RasterSource(
-        input_path, card, bands=reading.bands, scale=reading.scale, allow_no_crs=reading.allow_no_crs, gsd=reading.gsd
-    ) as source:
-        plan = plan_tiles(source.height, source.width, tiling.tile, tiling.overlap, tiling.blend, align=TILE_ALIGN)
-        rows = _row_range(options, source.native_height, input_path)
-        gate = getattr(runner, "gate", None)
-        if gate is not None:  # reduced precision proves itself before anything is written (once: then at once)
-            from .sampling import RasterTileSample
+    """:func:`predict`'s work without its checks: the caller has refused what may not be written.
 
-            gate.settle(RasterTileSample(source, plan, input_path.name))
-        counts = _write_rasters(source, plan, runner, outputs, options, tiling.batch_size, rows, progress)
-    vectorize_outputs(outputs, output)
+    Writes every raster of ``outputs`` (continuing a journalled partial run when
+    ``options.output.resume`` finds one), then the objects file.
+    """
+    import rasterio
+
+    start = time.perf_counter()
+    with reading(input_path), rasterio.Env(**block_cache(block_cache_mb(input_path))):
+        card = runner.card
+        tiling = options.tiling.resolve(card)
+        reading_options = options.input
+        with RasterSource(
+            input_path,
+            card,
+            bands=reading_options.bands,
+            scale=reading_options.scale,
+            allow_no_crs=reading_options.allow_no_crs,
+            gsd=reading_options.gsd,
+        ) as source:
+            plan = plan_tiles(source.height, source.width, tiling.tile, tiling.overlap, tiling.blend, align=TILE_ALIGN)
+            source.check_memory(plan, card, options)  # a raster too wide for the memory free stops here, in one line
+            rows = _row_range(options, source.native_height, input_path)
+            gate = getattr(runner, "gate", None)
+            if gate is not None:  # reduced precision proves itself before anything is written (once: then at once)
+                from .sampling import RasterTileSample
+
+                gate.settle(RasterTileSample(source, plan, input_path.name))
+            counts = _write_rasters(source, plan, runner, outputs, options, tiling.batch_size, rows, progress)
+    outputs.write_objects(options.output)
     megapixels = (rows[1] - rows[0]) * source.native_width / 1e6
-    return PredictResult(input_path, output_path, "ok", time.perf_counter() - start, megapixels, *counts)
+    return PredictResult(input_path, outputs.classes, "ok", time.perf_counter() - start, megapixels, *counts)
 
 
 def _row_range(options: PredictOptions, height: int, input_path: InputRef) -> tuple[int, int]:
@@ -426,53 +425,3 @@ def _batches(tiles: queue.Queue, stop: threading.Event, size: int) -> Iterator[l
             batch, full = [], 0
     if batch:
         yield batch
-
-
-def predict_many(
-    inputs: Iterable[str | os.PathLike[str] | RasterRef],
-    runner: Runner,
-    options: PredictOptions = _DEFAULT_OPTIONS,
-    *,
-    out_dir: str | os.PathLike[str] | None = None,
-    output: str | os.PathLike[str] | None = None,
-    progress: Callable[[Progress], None] | None = None,
-    on_result: Callable[[PredictResult], None] | None = None,
-    reads: Iterable[str | os.PathLike[str]] = (),
-) -> list[PredictResult]:
-    """Predict every input; any error of one file is its failed row, not raised, and the others go on.
-
-    ``reads`` are the other files the run reads (the weights file, a calibration raster): like
-    the inputs, no output may be one of them, whatever ``overwrite`` says. Inputs may be URLs
-    and STAC items (see :func:`~aerialseg.batch.expand_inputs`); those need ``out_dir`` or ``output``.
-
-    Settings the model cannot satisfy stop the batch before any work, and so does a network
-    that fails its accuracy gate (every file would); Ctrl-C stops it too.
-    ``options.output.skip_finished`` reports an input whose class raster exists as ``skipped``.
-    """
-    if options.input.mosaic:
-        from .mosaic import mosaic_batch
-
-        def run(source: Path, target: Path, inner: PredictOptions) -> PredictResult:
-            return predict(source, target, runner, inner, progress)
-
-        return mosaic_batch(
-            inputs, runner.card, run, options, out_dir=out_dir, output=output, reads=list(reads), on_result=on_result
-        )
-    targets = batch_targets(inputs, out_dir=out_dir, output=output, asset=options.input.asset)
-    batch = Batch(targets, options.output, map(Path, reads))
-    check_settings(options.output, runner.card)
-    results = []
-    for path, target in batch.files:
-        try:
-            if batch.start_file(path, target) is None:
-                result = skipped(path, target)
-            else:
-                result = predict(path, target, runner, options, progress)
-        except PrecisionGateError:
-            raise  # the network failed its gate: every file would, so the batch stops with nothing written
-        except Exception as exc:  # one file's error, of whatever kind, is that file's row
-            result = failure(path, exc)
-        results.append(result)
-        if on_result:
-            on_result(result)
-    return results

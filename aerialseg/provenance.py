@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 
+from .conventions import Tag
 from .locations import InputRef, public_url
 from .runners import Runner, describe_precision, gate_result
 from .source import RasterSource
@@ -22,21 +23,26 @@ __all__ = ["provenance_tags", "source_tags"]
 
 
 def provenance_tags(runner: Runner, source: RasterSource, plan: TilePlan, extra_tags: dict[str, str]) -> dict[str, str]:
-    """The ``AERIALSEG_*`` tags of a run (creation time included), then ``extra_tags``."""
+    """The ``AERIALSEG_*`` tags of a run (creation time included), then ``extra_tags``.
+
+    The test-time augmentation is the runner's own (a :class:`~aerialseg.runners.tta.TTARunner`
+    says its mode), so every caller records it, whoever opened the runner.
+    """
     from . import __version__
 
     card = runner.card
     return {
-        "AERIALSEG_VERSION": __version__,
-        "AERIALSEG_MODEL": f"{card.arch}-{card.backbone}",
-        "AERIALSEG_WEIGHTS_SHA256": card.sha256,
-        "AERIALSEG_BACKEND": runner.description,
+        Tag.VERSION: __version__,
+        Tag.MODEL: f"{card.arch}-{card.backbone}",
+        Tag.WEIGHTS_SHA256: card.sha256,
+        Tag.BACKEND: runner.description,
         **_precision_tags(runner),
+        Tag.TTA: getattr(runner, "tta", None) or "none",
         **source_tags(source.path),
-        "AERIALSEG_BANDS": ",".join(map(str, source.indexes)),
-        "AERIALSEG_SCALING": source.scaling.rule,
-        "AERIALSEG_TILING": f"tile {plan.tile}, overlap {plan.overlap}, blend {plan.blend}",
-        "AERIALSEG_GSD": (
+        Tag.BANDS: ",".join(map(str, source.indexes)),
+        Tag.SCALING: source.scaling.rule,
+        Tag.TILING: f"tile {plan.tile}, overlap {plan.overlap}, blend {plan.blend}",
+        Tag.GSD: (
             f"input {source.grid.input_gsd_m:.4g} m, predicted at the model's {source.grid.model_gsd_m:.4g} m "
             "and resampled back (bilinear probabilities)"
             if source.grid
@@ -44,7 +50,7 @@ def provenance_tags(runner: Runner, source: RasterSource, plan: TilePlan, extra_
             if card.gsd_m
             else "native (model GSD unknown)"
         ),
-        "AERIALSEG_CREATED": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        Tag.CREATED: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         **extra_tags,
     }
 
@@ -54,18 +60,18 @@ def source_tags(path: InputRef) -> dict[str, str]:
     from pathlib import Path
 
     if isinstance(path, Path):
-        return {"AERIALSEG_SOURCE": path.name}
+        return {Tag.SOURCE: path.name}
     if path.stac is not None:
         return {
-            "AERIALSEG_SOURCE": public_url(path.stac.href) if path.remote else Path(path.stac.href).name,
-            "AERIALSEG_STAC_ITEM": path.stac.item,
-            "AERIALSEG_STAC_ASSET": path.stac.asset,
+            Tag.SOURCE: public_url(path.stac.href) if path.remote else Path(path.stac.href).name,
+            Tag.STAC_ITEM: path.stac.item,
+            Tag.STAC_ASSET: path.stac.asset,
         }
-    return {"AERIALSEG_SOURCE": public_url(path.spelling)}
+    return {Tag.SOURCE: public_url(path.spelling)}
 
 
 def _precision_tags(runner: Runner) -> dict[str, str]:
     """What precision ran and, for reduced precision, the accuracy gate's figure."""
     result = gate_result(runner)
-    agreement = {} if result is None else {"AERIALSEG_PRECISION_AGREEMENT": f"{result.agreement:.6f}"}
-    return {"AERIALSEG_PRECISION": describe_precision(runner), **agreement}
+    agreement = {} if result is None else {Tag.PRECISION_AGREEMENT: f"{result.agreement:.6f}"}
+    return {Tag.PRECISION: describe_precision(runner), **agreement}

@@ -15,9 +15,15 @@ has nodata 255, and carries provenance tags.
 * :func:`uncertainty_raster`: confidence (top probability), margin (top minus second) and
   normalised entropy, each x 254.
 
-:func:`raster_sinks` opens the sinks of one run behind write-then-rename;
+:func:`raster_sinks` opens the sinks of one run behind write-then-rename, each output locked
+for the run (:func:`aerialseg.journal.output_lock`: a second run writing it is refused);
 :func:`assemble_bands` streams rasters of consecutive bands of rows (a cluster's parts of one
 raster) into one output through the same sink, so they come out as ``predict`` writes them.
+
+Every write goes through :func:`aerialseg.raster.writing`: a full disk or any failed write
+is one line naming the output the user asked for (not its temporary name), and the
+intermediate file of a sink whose write failed is deleted, never kept for a resume (some of
+its blocks may be missing).
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,10 +42,10 @@ import numpy as np
 from .atomic import atomic_output
 from .blend import Strip
 from .card import ModelCard
-from .conventions import CLASS_NAMES_TAG, NODATA_CLASS, PROBABILITY_NODATA, PROBABILITY_SCALE
+from .conventions import CLASS_NAMES_TAG, NODATA_CLASS, PROBABILITY_NODATA, PROBABILITY_SCALE, class_tag
 from .errors import OutputWriteError
-from .journal import partial_paths
-from .raster import open_raster, read_bands
+from .journal import output_lock, partial_paths
+from .raster import open_raster, read_bands, writing
 from .styles import ClassStyle, paletted_qml, pam_path, pam_xml, qml_path
 
 __all__ = [
@@ -82,7 +88,7 @@ def class_raster(card: ModelCard) -> SinkLayout:
     """Class ids with a palette and class names."""
     colors = {i: (*c.color, 255) for i, c in enumerate(card.classes)}
     colors[NODATA_CLASS] = (0, 0, 0, 0)
-    names = {f"CLASS_{i}": name for i, name in enumerate(card.class_names)}
+    names = {class_tag(i): name for i, name in enumerate(card.class_names)}
     return SinkLayout(
         "classes",
         ("class",),
@@ -134,9 +140,11 @@ class RasterSink:
     """Write ``(bands, rows, width)`` uint8 strips to ``path`` through ``stream_path``.
 
     Call ``close()`` once on success (``cog=False``: no overviews or final copy); ``suspend()``
-    keeps the intermediate file for a resume, ``discard()`` deletes it, ``release()`` deletes it
-    unless it was kept. ``resume=True`` reopens an existing intermediate file of the same size
-    (``resumed`` tells whether that happened).
+    keeps the intermediate file for a resume (unless a write failed), ``discard()`` deletes it,
+    ``release()`` deletes it unless it was kept. ``resume=True`` reopens an existing
+    intermediate file of the same size (``resumed`` tells whether that happened). ``output``
+    is the file errors name: the one the user asked for, which ``path`` (a temporary name)
+    becomes; by default ``path``.
     """
 
     _dataset: Any  # the intermediate GeoTIFF, open with rasterio
@@ -154,16 +162,19 @@ class RasterSink:
         tags: dict[str, str],
         resume: bool = False,
         cog: bool = True,
+        output: str | os.PathLike[str] | None = None,
     ):
-
         self.cog = cog
         self.path = Path(path)
+        self.output = self.path if output is None else Path(output)
         self.stream_path = Path(stream_path)
         self.layout = layout
         self.resumed = False
         self.kept = False
+        self.failed = False
         if resume and self._reopen(width, height, len(layout.descriptions)):
-            self._dataset.update_tags(**tags)
+            with self._writing():
+                self._dataset.update_tags(**tags)
             return
         profile = dict(
             driver="GTiff",
@@ -183,8 +194,13 @@ class RasterSink:
             compress="zstd",
             zstd_level=1,
         )
-        self._dataset = open_raster(self.stream_path, "w", named=self.path, **profile)
-        ds = self._dataset
+        self._dataset = open_raster(self.stream_path, "w", named=self.output, **profile)
+        with self._writing():
+            self._describe(tags)
+
+    def _describe(self, tags: dict[str, str]) -> None:
+        """The new intermediate file's palette, band descriptions, scales and tags."""
+        ds, layout = self._dataset, self.layout
         if layout.colormap:
             ds.write_colormap(1, layout.colormap)
         for band, description in enumerate(layout.descriptions, start=1):
@@ -194,6 +210,16 @@ class RasterSink:
         if layout.scale != 1.0:
             ds.scales = (layout.scale,) * ds.count
         ds.update_tags(**tags)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write to this sink's files (see the module docstring); a failure marks the sink failed."""
+        try:
+            with writing(self.output):
+                yield
+        except OutputWriteError:
+            self.failed = True
+            raise
 
     def _reopen(self, width: int, height: int, count: int) -> bool:
 
@@ -212,7 +238,9 @@ class RasterSink:
         from rasterio.windows import Window
 
         if bands.shape[1]:
-            self._dataset.write(np.ascontiguousarray(bands), window=Window(0, row_off, bands.shape[2], bands.shape[1]))
+            window = Window(0, row_off, bands.shape[2], bands.shape[1])
+            with self._writing():
+                self._dataset.write(np.ascontiguousarray(bands), window=window)
 
     def close(self) -> None:
         """Overviews, then the COG-layout copy to ``path``; the intermediate file is removed.
@@ -220,58 +248,71 @@ class RasterSink:
         Without ``cog`` the intermediate file itself becomes ``path`` (tiled, ZSTD, no overviews):
         for parts that are read once and assembled or compared, not delivered.
         """
+        if not self.cog:
+            self._close_dataset()
+            os.replace(self.stream_path, self.path)
+            return
+        try:
+            with self._writing():
+                self._deliver()
+        finally:
+            self.discard()
+
+    def _deliver(self) -> None:
+        """Overviews in the intermediate file, then its COG-layout copy to ``path``."""
         import rasterio
         import rasterio.shutil
         from rasterio.enums import Resampling
 
-        if not self.cog:
-            self._dataset.close()
-            os.replace(self.stream_path, self.path)
-            return
-        try:
-            ds = self._dataset
-            factors = []
-            factor = 2
-            while min(ds.width, ds.height) // factor >= _MIN_OVERVIEW:
-                factors.append(factor)
-                factor *= 2
-            if factors:
-                # GDAL warns that palette overviews are resampled from the palette-less level
-                # below; with mode/nearest that is exactly what is wanted, so keep it quiet.
-                gdal_log = logging.getLogger("rasterio._env")
-                level = gdal_log.level
-                gdal_log.setLevel(logging.ERROR)
-                try:
-                    with rasterio.Env(CPL_LOG=os.devnull, GDAL_NUM_THREADS="ALL_CPUS"):
-                        ds.build_overviews(factors, Resampling[self.layout.overview_resampling])
-                finally:
-                    gdal_log.setLevel(level)
-                ds.update_tags(ns="rio_overview", resampling=self.layout.overview_resampling)
-            ds.close()
-            # The network is done by now, so compression may use every core.
-            rasterio.shutil.copy(
-                self.stream_path,
-                self.path,
-                driver="GTiff",
-                tiled=True,
-                blockxsize=BLOCK,
-                blockysize=BLOCK,
-                compress="deflate",
-                copy_src_overviews=True,
-                BIGTIFF="IF_SAFER",
-                num_threads="ALL_CPUS",
-            )
-        finally:
-            self.discard()
+        ds = self._dataset
+        factors = []
+        factor = 2
+        while min(ds.width, ds.height) // factor >= _MIN_OVERVIEW:
+            factors.append(factor)
+            factor *= 2
+        if factors:
+            # GDAL warns that palette overviews are resampled from the palette-less level
+            # below; with mode/nearest that is exactly what is wanted, so keep it quiet.
+            gdal_log = logging.getLogger("rasterio._env")
+            level = gdal_log.level
+            gdal_log.setLevel(logging.ERROR)
+            try:
+                with rasterio.Env(CPL_LOG=os.devnull, GDAL_NUM_THREADS="ALL_CPUS"):
+                    ds.build_overviews(factors, Resampling[self.layout.overview_resampling])
+            finally:
+                gdal_log.setLevel(level)
+            ds.update_tags(ns="rio_overview", resampling=self.layout.overview_resampling)
+        ds.close()
+        # The network is done by now, so compression may use every core.
+        rasterio.shutil.copy(
+            self.stream_path,
+            self.path,
+            driver="GTiff",
+            tiled=True,
+            blockxsize=BLOCK,
+            blockysize=BLOCK,
+            compress="deflate",
+            copy_src_overviews=True,
+            BIGTIFF="IF_SAFER",
+            num_threads="ALL_CPUS",
+        )
 
     def suspend(self) -> None:
-        """Close the intermediate file cleanly and keep it (for ``--resume``)."""
-        self._close_dataset()
+        """Close the intermediate file cleanly and keep it (for ``--resume``); after a failed write, delete it.
+
+        Called while a run stops on an error: a close that fails too leaves that error to be reported.
+        """
+        with suppress(OutputWriteError):
+            self._close_dataset()
+        if self.failed:
+            self.discard()
+            return
         self.kept = True
 
     def discard(self) -> None:
         """Close and delete the intermediate file (after success or failure)."""
-        self._close_dataset()
+        with suppress(OutputWriteError):  # a file about to go need not close cleanly (a full disk)
+            self._close_dataset()
         self.stream_path.unlink(missing_ok=True)
         Path(str(self.stream_path) + ".ovr").unlink(missing_ok=True)
 
@@ -281,8 +322,10 @@ class RasterSink:
             self.discard()
 
     def _close_dataset(self) -> None:
+        """Close the intermediate file, writing what GDAL still holds of it."""
         if not self._dataset.closed:
-            self._dataset.close()
+            with self._writing():
+                self._dataset.close()
 
 
 @contextmanager
@@ -296,17 +339,20 @@ def raster_sinks(
     renamed to its path; when it raises, no output appears and the intermediate files go,
     except those :meth:`RasterSink.suspend` kept for a resume. A delivered (``cog``) raster's
     :func:`sidecars` go the same way, renamed just before their raster, so a raster that exists
-    has its style.
+    has its style. Each path is locked first (:func:`~aerialseg.journal.output_lock`), so a run
+    writing one of them already is neither disturbed nor joined: this one is refused.
     """
     with ExitStack() as stack:
         sinks = []
         styles = []
+        for path, _ in rasters:
+            stack.enter_context(output_lock(path))
         for path, layout in rasters:
             tmp = stack.enter_context(atomic_output(path, overwrite=overwrite))
             if grid.get("cog", True):
                 for side, text in sidecars(path, layout).items():
                     styles.append((stack.enter_context(atomic_output(side, overwrite=overwrite)), text))
-            sink = RasterSink(tmp, partial_paths(path)[0], layout, **grid)
+            sink = RasterSink(tmp, partial_paths(path)[0], layout, output=path, **grid)
             stack.callback(sink.release)
             sinks.append(sink)
         yield sinks

@@ -25,7 +25,12 @@ Scaling (``scale=`` is ``--scale``): 8-bit data is divided by the card's ``pixel
 when the model was trained on such data (``pixel_max`` > 255); otherwise each band is
 stretched linearly between its 2nd and 98th percentiles (measured on a decimated read of
 at most 1024 x 1024 pixels, so memory stays flat, nodata and non-finite values left out)
-and clipped to [0, 1].
+and clipped to [0, 1]. The arithmetic is float64 whatever the file's type: a float64
+raster's values (up to 1.8e308) and their range overflow float32, which would turn valid
+pixels into infinities, then nodata, and report an all-nodata map as a success. A scaling
+that still cannot show the network anything (a band of many values that the stretch or
+divisor turns into at most two grey levels: values beyond float64's range, or a fill value
+such as -3.4e38 taken for data) is refused in one line naming the band's value range.
 """
 
 from __future__ import annotations
@@ -33,16 +38,19 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .card import ModelCard
+from .card import ModelCard, scale_problem
 from .errors import AerialsegError, AerialsegWarning, BandMismatchError, GSDMismatchError, InputRasterError
 from .gsd import ModelGrid, model_grid
 from .locations import RasterRef, as_input
 from .raster import open_raster, read_bands, read_mask
-from .tiling import Window
+from .tiling import TilePlan, Window
+
+if TYPE_CHECKING:
+    from .options import PredictOptions
 
 __all__ = ["RasterSource", "resolve_bands", "valid_pixels", "BandAssumptionWarning"]
 
@@ -119,20 +127,15 @@ def resolve_bands(
     )
 
 
-_FLOAT32_TINY, _FLOAT32_MAX = float(np.finfo(np.float32).tiny), float(np.finfo(np.float32).max)
-
-
-def scale_problem(scale: float) -> str | None:
-    """Why ``scale`` cannot divide the pixels, or None: it must be a positive float32 number.
-
-    ``nan`` and ``inf`` make every pixel the same; a divisor beyond float32 (1e-50, 1e50)
-    becomes 0 or inf in the float32 arithmetic and gives NaN or 0 pixels, a meaningless map.
-    """
-    if not (np.isfinite(scale) and scale > 0):
-        return f"{scale:g} is not a positive number"
-    if not _FLOAT32_TINY <= scale <= _FLOAT32_MAX:
-        return f"{scale:g} is outside the 32-bit range of a divisor ({_FLOAT32_TINY:.3g} to {_FLOAT32_MAX:.3g})"
-    return None
+def _stretch(sample: list[np.ndarray]) -> Scaling:
+    """The per-band 2-98 percentile stretch of ``sample`` (see :meth:`RasterSource._sample`), in float64."""
+    low, high = (
+        np.array([np.percentile(values if values.size else np.zeros(1), q) for values in sample]).reshape(-1, 1, 1)
+        for q in (2, 98)
+    )
+    with np.errstate(over="ignore"):  # a range beyond float64: an infinite divisor, refused as flattening
+        divisor = np.maximum(high - low, 1e-6)
+    return Scaling(low, divisor, True, "per-band 2-98 percentile stretch")
 
 
 def _floating(dataset: Any, indexes: tuple[int, ...]) -> bool:  # noqa: ANN401 (a rasterio dataset)
@@ -153,14 +156,26 @@ def valid_pixels(dataset: Any, indexes: tuple[int, ...], **options: Any) -> np.n
     return valid
 
 
+_DISTINCT_VALUES = 16
+"""A band with at least this many distinct values must keep more than two grey levels when scaled."""
+
+
 @dataclass(frozen=True)
 class Scaling:
-    """``clip((x - offset) / divisor, 0, 1)`` per band (offset, divisor shaped (bands, 1, 1))."""
+    """``clip((x - offset) / divisor, 0, 1)`` per band (offset, divisor float64 shaped (bands, 1, 1))."""
 
     offset: np.ndarray
     divisor: np.ndarray
     clip: bool
     rule: str
+
+    def apply(self, data: np.ndarray) -> np.ndarray:
+        """Finite pixels ``(bands, h, w)`` of any type scaled in float64 (see the module docstring), as float32."""
+        with np.errstate(over="ignore"):  # a value far beyond the stretch's range: clipped to 1 below
+            scaled = (data.astype(np.float64) - self.offset) / self.divisor
+        if self.clip:
+            np.clip(scaled, 0.0, 1.0, out=scaled)
+        return scaled.astype(np.float32)
 
 
 class RasterSource:
@@ -218,9 +233,11 @@ class RasterSource:
             raise InputRasterError(f"has complex pixels ({ds.dtypes[0]})", path=self.path)
 
     def _scaling(self, card: ModelCard, scale: float | None) -> Scaling:
-        n = len(self.indexes)
         dtype = np.dtype(self._dataset.dtypes[self.indexes[0] - 1])
-        ones = np.ones((n, 1, 1), np.float32)
+        ones = np.ones((len(self.indexes), 1, 1), np.float64)
+        if scale is None and dtype == np.uint8:  # 8-bit data over the card's maximum: no sample to read
+            return Scaling(0 * ones, card.pixel_max * ones, card.pixel_max > 255, f"divide by {card.pixel_max:g}")
+        sample = self._sample()
         if scale is not None:
             problem = scale_problem(scale)
             if problem:
@@ -229,28 +246,51 @@ class RasterSource:
                     path=self.path,
                     hint="pass the divisor that maps the pixels to [0, 1], e.g. --scale 4095 for 12-bit data",
                 )
-            return Scaling(0 * ones, scale * ones, True, f"divide by {scale:g} (--scale)")
-        if dtype == np.uint8 or card.pixel_max > 255:
-            return Scaling(0 * ones, card.pixel_max * ones, card.pixel_max > 255, f"divide by {card.pixel_max:g}")
-        low, high = self._percentiles()
-        return Scaling(low, np.maximum(high - low, 1e-6), True, "per-band 2-98 percentile stretch")
+            scaling = Scaling(0 * ones, scale * ones, True, f"divide by {scale:g} (--scale)")
+        elif card.pixel_max > 255:
+            scaling = Scaling(0 * ones, card.pixel_max * ones, True, f"divide by {card.pixel_max:g}")
+        else:
+            scaling = _stretch(sample)
+        self._refuse_flattening(scaling, sample)
+        return scaling
 
-    def _percentiles(self) -> tuple[np.ndarray, np.ndarray]:
+    def _sample(self) -> list[np.ndarray]:
+        """Each band's valid, finite values on a decimated read of at most ``_STATS_SIZE`` pixels a side."""
         from rasterio.enums import Resampling
 
         ds = self._dataset
         factor = max(1, int(np.ceil(max(ds.height, ds.width) / _STATS_SIZE)))
         shape = (len(self.indexes), max(1, ds.height // factor), max(1, ds.width // factor))
         sample = read_bands(ds, self.indexes, out_shape=shape, resampling=Resampling.nearest, masked=True)
-        low, high = [], []
-        for band in sample:
-            values = band.compressed()
-            values = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-            values = values if values.size else np.zeros(1)
-            low.append(np.percentile(values, 2))
-            high.append(np.percentile(values, 98))
-        as_array = lambda v: np.asarray(v, np.float32).reshape(-1, 1, 1)  # noqa: E731
-        return as_array(low), as_array(high)
+        return [np.ma.masked_invalid(band).compressed().astype(np.float64) for band in sample]
+
+    def _refuse_flattening(self, scaling: Scaling, sample: list[np.ndarray]) -> None:
+        """Refuse a scaling that turns a band of many values into at most two grey levels (module docstring)."""
+        for band, values, divisor in zip(self.indexes, sample, scaling.divisor.ravel(), strict=True):
+            if np.unique(values).size < _DISTINCT_VALUES:
+                continue
+            scaled = scaling.apply(values.reshape(1, 1, -1)) if np.isfinite(divisor) else np.zeros(1)
+            if np.unique(np.rint(scaled * 255)).size <= 2:
+                raise AerialsegError(
+                    f"band {band} holds values from {values.min():.3g} to {values.max():.3g}: scaled for the network "
+                    f"({scaling.rule}) they become at most two grey levels, nothing it could classify",
+                    path=self.path,
+                    hint="declare the file's fill value as nodata (gdal_edit.py -a_nodata VALUE), or pass --scale "
+                    "with the divisor that maps the pixels to [0, 1]",
+                )
+
+    def check_memory(self, plan: TilePlan, card: ModelCard, options: PredictOptions) -> None:
+        """Refuse, before any work, a raster that ``plan`` cannot predict in the memory this machine has available.
+
+        The estimate is doctor's (:func:`aerialseg.diagnosis.memory_estimate`): predict stops in
+        one line where it would otherwise grow until the system kills it.
+        """
+        from .diagnosis import memory_estimate, memory_problem  # the doctor imports this module
+
+        estimate = memory_estimate(self.path, card, plan, options, resampled=self.grid is not None)
+        problem = memory_problem(estimate, plan, options, resampled=self.grid is not None)
+        if problem is not None and problem.level == "error":
+            raise AerialsegError(problem.message, path=self.path, hint=problem.fix)
 
     def _warped(self, grid: ModelGrid):  # noqa: ANN202 (rasterio WarpedVRT)
         from rasterio.enums import Resampling
@@ -276,7 +316,7 @@ class RasterSource:
 
         rio_window = RioWindow(window.col_off, window.row_off, window.width, window.height)
         try:
-            data = read_bands(self._reader, self.indexes, window=rio_window).astype(np.float32)
+            data = read_bands(self._reader, self.indexes, window=rio_window)
             valid = read_mask(self._reader, window=rio_window) > 0
         except InputRasterError as exc:  # named after the file, not a warped view of it
             raise InputRasterError(f"{exc.message} at {window}", path=self.path) from exc
@@ -284,11 +324,7 @@ class RasterSource:
             finite = np.isfinite(data)
             valid &= finite.all(axis=0)
             data[~finite] = 0.0
-        s = self.scaling
-        data = (data - s.offset) / s.divisor if s.offset.any() else data / s.divisor
-        if s.clip:
-            np.clip(data, 0.0, 1.0, out=data)
-        return data, valid
+        return self.scaling.apply(data), valid
 
     def close(self) -> None:
         """Close the file (and the warped view and mask handle, if any)."""

@@ -13,7 +13,6 @@ small, so it is read here with the standard library (local file or http(s)); no 
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import urllib.error
@@ -22,7 +21,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urljoin
 
+from .atomic import special_kind
 from .errors import InputRasterError
+from .jsondata import parse_json
 from .locations import InputRef, RasterRef, StacOrigin, as_input, remote_ref
 
 __all__ = ["is_stac", "stac_inputs", "choose_asset", "input_of"]
@@ -45,9 +46,13 @@ def _load(text: str) -> Any:  # noqa: ANN401 (parsed JSON)
                 raw = response.read()
         elif "://" in text or text.startswith("/vsi"):
             raise InputRasterError("STAC items are read from local files or http(s) URLs only", path=text, hint=hint)
+        elif (kind := special_kind(text)) is not None:  # reading a named pipe would wait for a writer
+            raise InputRasterError(f"is {kind}, not a STAC item file", path=text, hint=hint)
         else:
             raw = Path(text).read_bytes()
-        return json.loads(raw)
+        return parse_json(raw)
+    except InputRasterError:
+        raise  # worded above (an OSError too: not to be wrapped again)
     except urllib.error.HTTPError as exc:
         raise InputRasterError(f"cannot read the STAC item (HTTP {exc.code} {exc.reason})", path=text) from exc
     except urllib.error.URLError as exc:

@@ -21,7 +21,6 @@ tests load it in); newer versions read it unchanged.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Mapping, Sequence
@@ -208,6 +207,8 @@ def write_layer_styles(gpkg: Path, styles: Mapping[str, str]) -> None:
     GDAL; a row names its layer and geometry column, which is how QGIS finds the default style.
     Raises OSError when SQLite cannot write them.
     """
+    import sqlite3  # here: the command line's start reads this module's neighbours, not SQLite
+
     try:
         with closing(sqlite3.connect(gpkg)) as db, db:
             columns = dict(db.execute("SELECT table_name, column_name FROM gpkg_geometry_columns").fetchall())

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .atomic import atomic_output
-from .card import SAFETENSORS_DTYPES, ModelCard, fit_problems, printable, read_card, read_safetensors_header
+from .card import (
+    SAFETENSORS_DTYPES,
+    ModelCard,
+    fit_problems,
+    printable,
+    read_card,
+    read_safetensors_header,
+    refuse_special_file,
+)
 from .conventions import CARD_KEY
 from .errors import UnknownModelError, WeightsError
 
@@ -146,7 +154,8 @@ def choose_weights(name_or_path: str | os.PathLike[str]) -> WeightsChoice | None
     In order: an existing file (None: nothing was chosen); the weights file of that name on
     the search path (a broken file's name gives its error); a query such as ``manet`` or
     ``manet-potsdam`` answered by :func:`aerialseg.catalog.choose`. Raises
-    :class:`~aerialseg.errors.WeightsError` for a path that does not exist and
+    :class:`~aerialseg.errors.WeightsError` for a path that does not exist or is no regular
+    file (a named pipe or a device would block or never end when read), and
     :class:`~aerialseg.errors.UnknownModelError` when nothing matches, naming what is
     installed and the ways to get weights.
     """
@@ -156,8 +165,8 @@ def choose_weights(name_or_path: str | os.PathLike[str]) -> WeightsChoice | None
     if path.is_file():
         return None
     text = str(name_or_path)
-    looks_like_path = os.sep in text or text.endswith(SUFFIX)
-    if looks_like_path:
+    if os.sep in text or text.endswith(SUFFIX) or (path.exists() and not path.is_dir()):
+        refuse_special_file(path)  # a named pipe or a device is said to be one, not looked up by name
         raise WeightsError("no such weights file", path=printable(str(path)))
     entries, broken = scan_weights()
     for entry in entries:
@@ -301,14 +310,17 @@ def load_model(
     name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu"
 ) -> tuple[SegmentationModel, ModelCard]:
     """The network of a weights file (name or path) in eval mode on ``device``, with its card."""
-    from .models import create_model
+    from .models import create_model, state_mismatch
 
     path = resolve_weights(name_or_path)
     tensors, card = read_weights(path)
     model = create_model(card.arch, card.backbone, card.num_classes, len(card.bands))
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except RuntimeError as exc:
-        first = printable(" ".join(str(exc).splitlines()[0:3]))
-        raise WeightsError(f"tensors do not fit {card.arch}-{card.backbone}: {first}", path=path) from exc
+    mismatch = state_mismatch(tensors, model.state_dict())
+    if mismatch:
+        raise WeightsError(
+            f"tensors do not fit {card.arch}-{card.backbone}, the network its card names: " + "; ".join(mismatch),
+            path=path,
+            hint="obtain the file again, or convert the checkpoint with 'aerialseg weights import --arch ...'",
+        )
+    model.load_state_dict(tensors, strict=True)
     return model.to(device).eval(), card

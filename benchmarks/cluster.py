@@ -35,9 +35,9 @@ def batch(args: argparse.Namespace) -> list[Path]:
 
 def run(mode: str, inputs: list[Path], weights: Path, out: Path, split_rows: int) -> tuple[float, float, float]:
     """``(start-up seconds, work seconds, megapixels)`` of one batch."""
-    from aerialseg.cluster import RunnerSpec, close_client, open_client, predict_on_cluster
-    from aerialseg.options import OutputOptions
-    from aerialseg.pipeline import PredictOptions, predict_many
+    from aerialseg.batch import predict_batch
+    from aerialseg.cluster import RunnerSpec, close_client, open_client
+    from aerialseg.options import OutputOptions, PredictOptions
     from aerialseg.runners import open_runner
 
     shutil.rmtree(out, ignore_errors=True)
@@ -47,13 +47,13 @@ def run(mode: str, inputs: list[Path], weights: Path, out: Path, split_rows: int
     if mode == "in-process":
         runner = open_runner(weights)
         ready = time.perf_counter()
-        results = predict_many(inputs, runner, options, out_dir=out)
+        results = predict_batch(inputs, runner, options, out_dir=out)
     else:
         client = open_client(mode)
         spec = RunnerSpec(str(weights))
         client.run(lambda: __import__("aerialseg.cluster").cluster._runner(spec) and None)  # load the network
         ready = time.perf_counter()
-        results = predict_on_cluster(inputs, spec, options, client, out_dir=out, split_rows=split_rows)
+        results = predict_batch(inputs, spec, options, cluster=client, out_dir=out, split_rows=split_rows)
         close_client(client)
     done = time.perf_counter()
     if any(r.status != "ok" for r in results):

@@ -252,3 +252,22 @@ def cli(capsys) -> Callable[[list[str]], tuple[int, str, str]]:
         return info.value.code, captured.out, captured.err
 
     return run
+
+
+def _one_line(code: int, err: str, expected_code: int, *needles: str) -> str:
+    lines = err.strip().splitlines()
+    assert code == expected_code, err
+    assert len(lines) == 1 and "Traceback" not in err and "unexpected error" not in err, err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="session")
+def one_line() -> Callable[..., str]:
+    """``one_line(code, err, expected_code, *needles)``: the command's one error line, checked and returned.
+
+    The exit code is ``expected_code``, stderr is one line (no traceback, not the catch-all
+    "unexpected error") and the line holds every needle.
+    """
+    return _one_line

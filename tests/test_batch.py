@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 import rasterio
 
-from aerialseg.batch import expand_inputs
+from aerialseg.batch import predict_batch
 from aerialseg.errors import AerialsegError, OutputWriteError
+from aerialseg.inputs import expand_inputs
 from aerialseg.options import OutputOptions, TilingOptions
-from aerialseg.pipeline import PredictOptions, predict, predict_many
+from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.vector import VectorizeOptions
 
 TILING = TilingOptions(tile_size=96, overlap=16)
@@ -47,7 +48,7 @@ def test_the_input_is_never_an_output(tmp_path, ortho, context_runner, spelling,
     target = spelled(ortho, spelling)
     options = PredictOptions(TILING, output=OutputOptions(overwrite=overwrite))
     runner = context_runner()
-    (result,) = predict_many([ortho], runner, options, output=target)
+    (result,) = predict_batch([ortho], runner, options, output=target)
     assert result.status == "failed" and "--overwrite" not in result.error
     assert f"{target}: this output is the input {ortho}; " in result.error
     with pytest.raises(OutputWriteError, match="would destroy the input"):
@@ -62,14 +63,14 @@ def test_no_product_or_scratch_file_may_be_an_input(tmp_path, ortho, context_run
     before = ortho.read_bytes()
     os.link(ortho, tmp_path / "map_probabilities.tif")  # the probability raster of -o map.tif
     options = PredictOptions(TILING, output=OutputOptions(probabilities=True, overwrite=True))
-    (result,) = predict_many([ortho], context_runner(), options, output=tmp_path / "map.tif")
+    (result,) = predict_batch([ortho], context_runner(), options, output=tmp_path / "map.tif")
     assert result.status == "failed" and "map_probabilities.tif: this output is the input" in result.error
     os.link(ortho, tmp_path / "styled.qml")  # the style file of -o styled.tif
-    (result,) = predict_many([ortho], context_runner(), options, output=tmp_path / "styled.tif")
+    (result,) = predict_batch([ortho], context_runner(), options, output=tmp_path / "styled.tif")
     assert result.status == "failed" and "styled.qml: this output is the input" in result.error
     os.symlink(ortho, tmp_path / ".run.tif.partial.tif")  # a resumed run would update it in place
     resuming = PredictOptions(TILING, output=OutputOptions(resume=True))
-    (result,) = predict_many([ortho], context_runner(), resuming, output=tmp_path / "run.tif")
+    (result,) = predict_batch([ortho], context_runner(), resuming, output=tmp_path / "run.tif")
     assert result.status == "failed" and "scratch file of the output is the input" in result.error
     assert ortho.read_bytes() == before
     assert not (tmp_path / "map.tif").exists() and not (tmp_path / "run.tif").exists()
@@ -80,14 +81,14 @@ def test_a_style_file_is_an_output_like_the_others(tmp_path, ortho, context_runn
     (tmp_path / style).write_text("the user's own style")
     runner = context_runner()
     output = OutputOptions(vectorize=VectorizeOptions(classes=("car",)), objects_suffix=".fgb")
-    (result,) = predict_many([ortho], runner, PredictOptions(TILING, output=output), output=tmp_path / "map.tif")
+    (result,) = predict_batch([ortho], runner, PredictOptions(TILING, output=output), output=tmp_path / "map.tif")
     assert (
         result.status == "failed"
         and result.error == f"{tmp_path / style}: output exists; pass --overwrite to replace it"
     )
     assert runner.tiles == 0 and sorted(p.name for p in tmp_path.iterdir()) == sorted(["ortho.tif", style])
     overwrite = PredictOptions(TILING, output=replace(output, overwrite=True))
-    (result,) = predict_many([ortho], runner, overwrite, output=tmp_path / "map.tif")
+    (result,) = predict_batch([ortho], runner, overwrite, output=tmp_path / "map.tif")
     assert result.status == "ok" and (tmp_path / style).read_text() != "the user's own style"
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "map.qml",
@@ -105,7 +106,7 @@ def test_one_input_is_never_replaced_by_another_inputs_map(tmp_path, rasters, co
     named_like_its_map = tmp_path / "a_classes.tif"  # an orthophoto, named explicitly
     shutil.copyfile(rasters["alpha"], named_like_its_map)
     before = named_like_its_map.read_bytes()
-    results = predict_many([first, named_like_its_map], context_runner(), PredictOptions(TILING))
+    results = predict_batch([first, named_like_its_map], context_runner(), PredictOptions(TILING))
     assert [r.status for r in results] == ["failed", "ok"]
     assert f"a_classes.tif: this output is the input {named_like_its_map}" in results[0].error
     assert named_like_its_map.read_bytes() == before and (tmp_path / "a_classes_classes.tif").exists()
@@ -117,7 +118,7 @@ def test_two_inputs_of_one_name_do_not_share_a_map(tmp_path, rasters, context_ru
         shutil.copyfile(rasters[kind], tmp_path / folder / "tile.tif")
     inputs = [tmp_path / "north" / "tile.tif", tmp_path / "south" / "tile.tif"]
     options = PredictOptions(TILING, output=OutputOptions(overwrite=True))
-    results = predict_many(inputs, context_runner(), options, out_dir=tmp_path / "out")
+    results = predict_batch(inputs, context_runner(), options, out_dir=tmp_path / "out")
     assert [r.status for r in results] == ["ok", "failed"]
     assert f"is also the output of {inputs[0]}" in results[1].error
     with rasterio.open(tmp_path / "out" / "tile_classes.tif") as out:
@@ -140,7 +141,7 @@ def test_any_error_of_one_file_is_its_row_and_the_batch_goes_on(tmp_path, raster
 
     caplog.set_level(logging.INFO, logger="aerialseg")
     out = tmp_path / "out"
-    results = predict_many(inputs, FailsOnce(), PredictOptions(TILING), out_dir=out)
+    results = predict_batch(inputs, FailsOnce(), PredictOptions(TILING), out_dir=out)
     assert [r.status for r in results] == ["ok", "failed", "ok"]
     line = results[1].error
     assert line.startswith(f"{inputs[1]}: unexpected error ({type(error).__name__}") and "\n" not in line
@@ -164,7 +165,7 @@ def test_ctrl_c_still_stops_the_batch(tmp_path, rasters, context_runner):
             return super().__call__(batch)
 
     with pytest.raises(KeyboardInterrupt):
-        predict_many([rasters["nodata"], rasters["alpha"]], Interrupted(), PredictOptions(TILING), out_dir=tmp_path)
+        predict_batch([rasters["nodata"], rasters["alpha"]], Interrupted(), PredictOptions(TILING), out_dir=tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -179,7 +180,7 @@ def test_vectorize_settings_are_checked_before_any_file(tmp_path, rasters, conte
     runner = context_runner()
     options = PredictOptions(TILING, output=OutputOptions(vectorize=objects))
     with pytest.raises(AerialsegError, match=message):
-        predict_many([rasters["nodata"], rasters["alpha"]], runner, options, out_dir=tmp_path)
+        predict_batch([rasters["nodata"], rasters["alpha"]], runner, options, out_dir=tmp_path)
     with pytest.raises(AerialsegError, match=message):
         predict(rasters["nodata"], tmp_path / "map.tif", runner, options)
     assert list(tmp_path.iterdir()) == [] and runner.tiles == 0
@@ -193,7 +194,7 @@ def test_a_folder_or_pattern_names_the_same_inputs_after_a_run(tmp_path, rasters
     inputs = [folder / "RGB.byte.tif", folder / "RGBA.byte.tif"]
     assert expand_inputs([folder]) == inputs
     everything = OutputOptions(probabilities=True, uncertainty=True, vectorize=VectorizeOptions(classes=("car",)))
-    results = predict_many([folder], context_runner(), PredictOptions(TILING, output=everything))
+    results = predict_batch([folder], context_runner(), PredictOptions(TILING, output=everything))
     assert [r.status for r in results] == ["ok", "ok"]
     # an aerialseg map under a name of the user's choice, and what a cluster or a stopped run leaves
     predict(inputs[0], folder / "map.tif", context_runner(), PredictOptions(TILING))
@@ -207,7 +208,7 @@ def test_a_folder_or_pattern_names_the_same_inputs_after_a_run(tmp_path, rasters
     assert expand_inputs([str(folder / "**" / "*.tif")]) == inputs
     assert expand_inputs([str(folder / ".*" / "*.tif")]) == []
     assert expand_inputs([folder / "map.tif"]) == [folder / "map.tif"]  # named explicitly: taken as given
-    again = predict_many([folder], context_runner(), PredictOptions(TILING, output=OutputOptions(skip_finished=True)))
+    again = predict_batch([folder], context_runner(), PredictOptions(TILING, output=OutputOptions(skip_finished=True)))
     assert [(r.input, r.status) for r in again] == [(path, "skipped") for path in inputs]
 
 
@@ -225,7 +226,52 @@ def test_a_full_disk_fails_the_file_with_one_line_and_leaves_no_result(tmp_path,
 
     monkeypatch.setattr(RasterSink, "write", full_disk)
     out = tmp_path / "out"
-    results = predict_many([rasters["nodata"]], context_runner(), PredictOptions(TILING), out_dir=out)
+    results = predict_batch([rasters["nodata"]], context_runner(), PredictOptions(TILING), out_dir=out)
     assert [r.status for r in results] == ["failed"]
     assert "No space left on device" in results[0].error and "\n" not in results[0].error
     assert [p.name for p in out.iterdir() if not p.name.startswith(".")] == []  # nothing posing as a result
+
+
+def test_the_api_tags_its_outputs_as_the_command_line_does(tmp_path, rasters, abcnet_weights, context_runner):
+    """TTA and the engine are recorded whoever opened the network: the entry, or the caller."""
+    from aerialseg.runners import RunnerSpec
+    from aerialseg.runners.tta import TTARunner
+
+    spec = RunnerSpec(str(abcnet_weights), "torch", precision="fp32", tta="flip")
+    (by_spec,) = predict_batch([rasters["nodata"]], spec, PredictOptions(TILING), out_dir=tmp_path / "spec")
+    (opened,) = predict_batch(
+        [rasters["nodata"]], TTARunner(context_runner(), "d4"), PredictOptions(TILING), out_dir=tmp_path / "runner"
+    )
+    (plain,) = predict_batch([rasters["nodata"]], context_runner(), PredictOptions(TILING), out_dir=tmp_path / "plain")
+    tags = {}
+    for name, result in (("spec", by_spec), ("runner", opened), ("plain", plain)):
+        with rasterio.open(result.output) as out:
+            tags[name] = out.tags()
+    assert [tags[name]["AERIALSEG_TTA"] for name in ("spec", "runner", "plain")] == ["flip", "d4", "none"]
+    assert tags["spec"]["AERIALSEG_BACKEND"].startswith("PyTorch") and "TTA flip" in tags["spec"]["AERIALSEG_BACKEND"]
+
+
+def test_the_batch_is_expanded_checked_and_run_once(tmp_path, rasters, context_runner, monkeypatch):
+    """Expansion, the settings check and each claim happen exactly once per batch, whatever the path."""
+    import aerialseg.batch
+    import aerialseg.outputs
+    import aerialseg.pipeline
+
+    calls = {"expand": 0, "settings": 0, "claim": 0}
+
+    def counted(name, real):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(aerialseg.batch, "expand_inputs", counted("expand", aerialseg.batch.expand_inputs))
+    monkeypatch.setattr(aerialseg.batch, "check_settings", counted("settings", aerialseg.batch.check_settings))
+    monkeypatch.setattr(aerialseg.outputs.OutputClaims, "claim", counted("claim", aerialseg.outputs.OutputClaims.claim))
+    monkeypatch.setattr(aerialseg.pipeline, "check_settings", counted("settings", aerialseg.pipeline.check_settings))
+    results = predict_batch(
+        [rasters["nodata"], rasters["alpha"]], context_runner(), PredictOptions(TILING), out_dir=tmp_path
+    )
+    assert [r.status for r in results] == ["ok", "ok"]
+    assert calls == {"expand": 1, "settings": 1, "claim": 2}

@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from aerialseg.cluster import RunnerSpec, close_client, open_client, predict_on_cluster
+from aerialseg.batch import predict_batch
+from aerialseg.cluster import RunnerSpec, close_client, open_client
 from aerialseg.errors import AerialsegError
 from aerialseg.options import OutputOptions, TilingOptions
-from aerialseg.pipeline import PredictOptions, predict_many
+from aerialseg.pipeline import PredictOptions
 from aerialseg.runners import open_runner
 
 pytest.importorskip("distributed")
@@ -58,7 +59,7 @@ def local_maps(batch, abcnet_weights, tmp_path_factory):
     out = tmp_path_factory.mktemp("local")
     options = PredictOptions(TilingOptions(tile_size=256, overlap=64), output=OutputOptions(probabilities=True))
     with worker_threads():
-        results = predict_many(
+        results = predict_batch(
             batch, open_runner(abcnet_weights, backend="torch", precision="fp32"), options, out_dir=out
         )
     assert [r.status for r in results] == ["ok"] * 3
@@ -77,11 +78,11 @@ def same_file(a, b):
 @pytest.mark.parametrize("split_rows", [100_000, 150], ids=["whole-files", "bands-of-rows"])
 def test_a_batch_on_the_cluster_equals_the_local_run(client, batch, local_maps, abcnet_weights, tmp_path, split_rows):
     local, options = local_maps
-    results = predict_on_cluster(
+    results = predict_batch(
         batch,
         RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32"),
         options,
-        client,
+        cluster=client,
         out_dir=tmp_path,
         split_rows=split_rows,
     )
@@ -102,7 +103,7 @@ def test_a_worker_killed_mid_task_still_gives_the_complete_map(client, rasters, 
     outcome = {}
     job = threading.Thread(
         target=lambda: outcome.update(
-            results=predict_on_cluster([rasters["nodata"]], spec, options, client, out_dir=tmp_path, split_rows=60)
+            results=predict_batch([rasters["nodata"]], spec, options, cluster=client, out_dir=tmp_path, split_rows=60)
         ),
     )
     job.start()
@@ -133,14 +134,14 @@ def test_resume_skips_finished_files_and_a_bad_file_fails_alone(client, rasters,
     bad.write_bytes(b"not a raster")
     spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
     options = PredictOptions(TilingOptions(tile_size=256, overlap=64))
-    first = predict_on_cluster([rasters["striped"], bad], spec, options, client, out_dir=tmp_path / "out")
+    first = predict_batch([rasters["striped"], bad], spec, options, cluster=client, out_dir=tmp_path / "out")
     assert [r.status for r in first] == ["ok", "failed"] and "bad.tif" in first[1].error
     stamp = (tmp_path / "out" / "neon_osbs_029_classes.tif").stat().st_mtime_ns
-    again = predict_on_cluster(
+    again = predict_batch(
         [rasters["striped"]],
         spec,
         PredictOptions(TilingOptions(tile_size=256, overlap=64), output=OutputOptions(resume=True, skip_finished=True)),
-        client,
+        cluster=client,
         out_dir=tmp_path / "out",
     )
     assert again[0].status == "skipped"
@@ -187,18 +188,18 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
     # the trained sample weights make real regions (random ones only specks); read at their 5 cm GSD
     objects = VectorizeOptions(classes=("low_vegetation", "impervious_surfaces"))
     options = PredictOptions(output=OutputOptions(vectorize=objects))
-    (result,) = predict_on_cluster(
+    (result,) = predict_batch(
         [rasters["striped"]],
         RunnerSpec("manet-r18-potsdam-sample", backend="torch", precision="fp32"),
         options,
-        client,
+        cluster=client,
         out_dir=tmp_path,
         split_rows=150,
     )
     assert result.status == "ok"
     # the bands, predicted on the model's grid and resampled, equal the whole run
     with worker_threads():
-        predict_many(
+        predict_batch(
             [rasters["striped"]],
             open_runner("manet-r18-potsdam-sample", backend="torch", precision="fp32"),
             PredictOptions(),
@@ -228,13 +229,15 @@ def test_no_input_is_written_over_or_emptied_and_one_file_never_stops_the_batch(
     (out / ".blocked_classes.tif.bands").write_text("a file where the bands would go")
     before = {path: path.read_bytes() for path in (ortho, stashed)}
 
-    (result,) = predict_on_cluster([ortho], spec, options, client, output=ortho)
+    (result,) = predict_batch([ortho], spec, options, cluster=client, output=ortho)
     assert result.status == "failed" and f"this output is the input {ortho}" in result.error
-    (result,) = predict_on_cluster([stashed], spec, options, client, output=out / "stashed_classes.tif", split_rows=150)
+    (result,) = predict_batch(
+        [stashed], spec, options, cluster=client, output=out / "stashed_classes.tif", split_rows=150
+    )
     assert result.status == "failed" and f"holds the input {stashed}" in result.error
     assert {path: path.read_bytes() for path in before} == before
 
-    results = predict_on_cluster([blocked, rasters["striped"]], spec, options, client, out_dir=out, split_rows=150)
+    results = predict_batch([blocked, rasters["striped"]], spec, options, cluster=client, out_dir=out, split_rows=150)
     assert [r.status for r in results] == ["failed", "ok"]
     assert "cannot create the folder for the bands" in results[0].error
     assert (out / "neon_osbs_029_classes.tif").exists() and not (out / "blocked_classes.tif").exists()
@@ -246,9 +249,9 @@ def test_settings_are_checked_before_any_task(client, rasters, abcnet_weights, t
     spec = RunnerSpec(str(abcnet_weights), backend="torch", precision="fp32")
     typo = PredictOptions(output=OutputOptions(vectorize=VectorizeOptions(classes=("bilding",))))
     with pytest.raises(AerialsegError, match="no class 'bilding'"):
-        predict_on_cluster([rasters["striped"]], spec, typo, client, out_dir=tmp_path)
+        predict_batch([rasters["striped"]], spec, typo, cluster=client, out_dir=tmp_path)
     with pytest.raises(AerialsegError, match="split_rows 0"):
-        predict_on_cluster([rasters["striped"]], spec, PredictOptions(), client, out_dir=tmp_path, split_rows=0)
+        predict_batch([rasters["striped"]], spec, PredictOptions(), cluster=client, out_dir=tmp_path, split_rows=0)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -280,11 +283,11 @@ def test_a_mosaic_on_the_cluster_equals_the_local_mosaic(client, rasters, abcnet
                 dst.write(src.read(window=window))
     options = PredictOptions(TilingOptions(tile_size=256, overlap=64), InputOptions(mosaic=True))
     with worker_threads():
-        local = predict_many(
+        local = predict_batch(
             [sheets], open_runner(str(abcnet_weights), backend="torch"), options, out_dir=tmp_path / "l"
         )
     spec = RunnerSpec(str(abcnet_weights), backend="torch")
-    remote = predict_on_cluster([sheets], spec, options, client, out_dir=tmp_path / "c", split_rows=150)
+    remote = predict_batch([sheets], spec, options, cluster=client, out_dir=tmp_path / "c", split_rows=150)
     assert [r.status for r in local] == [r.status for r in remote] == ["ok", "ok"]
     for name in ("w", "e"):
         with (

@@ -6,6 +6,7 @@ nothing here needs the internet; the byte counts are what the server sent.
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -14,8 +15,9 @@ import pytest
 import rasterio
 import rasterio.shutil
 
-from aerialseg.batch import batch_targets, expand_inputs
+from aerialseg.batch import predict_batch
 from aerialseg.errors import AerialsegError, InputRasterError
+from aerialseg.inputs import expand_inputs
 from aerialseg.locations import (
     VSI_CACHE_BYTES,
     RasterRef,
@@ -27,7 +29,8 @@ from aerialseg.locations import (
     remote_settings,
 )
 from aerialseg.options import InputOptions, PredictOptions, TilingOptions
-from aerialseg.pipeline import predict, predict_many
+from aerialseg.outputs import place_outputs
+from aerialseg.pipeline import predict
 from aerialseg.runners import RunnerSpec
 
 FAST = PredictOptions(TilingOptions(tile_size=96, overlap=32))
@@ -86,7 +89,7 @@ def test_urls_map_to_gdal_paths_and_keep_their_spelling(text, gdal_path, stem, t
     ref = remote_ref(text)
     assert ref == RasterRef(text, gdal_path, stem) and str(ref) == text and ref.remote
     assert expand_inputs([text]) == [ref]  # never through Path, which would collapse '//'
-    assert batch_targets([text], out_dir=tmp_path) == [(ref, tmp_path / f"{stem}_classes.tif")]
+    assert place_outputs([ref], out_dir=tmp_path) == [(ref, tmp_path / f"{stem}_classes.tif")]
     assert as_input(text) == ref and as_input(Path("local.tif")) == Path("local.tif")
     assert remote_ref("flights/ortho.tif") is None and remote_ref("C:/data/ortho.tif") is None
 
@@ -117,10 +120,10 @@ def test_recorded_urls_lose_credentials_and_signatures():
 
 def test_a_remote_raster_predicts_what_the_local_file_does(range_server, cog, context_runner, tmp_path):
     url = range_server.add(cog)
-    (result,) = predict_many([url], context_runner(), FAST, out_dir=tmp_path / "remote")
+    (result,) = predict_batch([url], context_runner(), FAST, out_dir=tmp_path / "remote")
     assert result.status == "ok" and result.input == remote_ref(url)
     assert result.output == tmp_path / "remote" / "ortho_classes.tif"
-    (local,) = predict_many([cog], context_runner(), FAST, out_dir=tmp_path / "local")
+    (local,) = predict_batch([cog], context_runner(), FAST, out_dir=tmp_path / "local")
     remote_map, tags = classes(result.output)
     np.testing.assert_array_equal(remote_map, classes(local.output)[0])
     assert tags["AERIALSEG_SOURCE"] == url
@@ -145,7 +148,7 @@ def test_a_remote_input_without_a_destination_is_refused_before_any_work(
 ):
     url = range_server.add(cog)
     with pytest.raises(AerialsegError, match="nothing can be written beside a remote input") as info:
-        predict_many([url], context_runner(), FAST)
+        predict_batch([url], context_runner(), FAST)
     assert str(info.value).startswith(f"{url}: ") and "--out-dir" in str(info.value)
     code, _, err = cli(["predict", str(cog), url, "-m", str(abcnet_weights)])
     assert code == 1
@@ -177,7 +180,7 @@ def test_unreachable_missing_and_non_raster_urls_fail_their_row_only(
     (range_server.root / "page.html").write_text("<html>an index page</html>")
     notes, page, unreachable = range_server.url + "notes.tif", range_server.url + "page.html", _closed_port_url()
     urls = [missing, notes, page, unreachable, good]
-    results = predict_many(urls, context_runner(), FAST, out_dir=tmp_path / "api")
+    results = predict_batch(urls, context_runner(), FAST, out_dir=tmp_path / "api")
     assert [r.status for r in results] == ["failed"] * 4 + ["ok"], [r.error for r in results]
     for url, result in zip(urls[:4], results, strict=False):
         assert result.error is not None and "\n" not in result.error
@@ -224,15 +227,15 @@ def test_s3_urls_read_through_gdal_and_missing_credentials_name_the_fix(
 ):
     range_server.add(cog)
     url = f"s3://{s3_at}/ortho.tif"
-    (failed,) = predict_many([url], context_runner(), FAST, out_dir=tmp_path / "a")
+    (failed,) = predict_batch([url], context_runner(), FAST, out_dir=tmp_path / "a")
     assert failed.status == "failed" and failed.error.startswith(f"{url}: cannot open as a raster (")
     assert "AWS_NO_SIGN_REQUEST=YES" in failed.error and failed.error.endswith(remote_hint(remote_ref(url)))
     assert range_server.log == []  # refused by GDAL before any request
 
     monkeypatch.setenv("AWS_NO_SIGN_REQUEST", "YES")  # a public bucket
     range_server.add(cog, "public.tif")
-    (result,) = predict_many([f"s3://{s3_at}/public.tif"], context_runner(), FAST, out_dir=tmp_path / "b")
-    (local,) = predict_many([cog], context_runner(), FAST, out_dir=tmp_path / "c")
+    (result,) = predict_batch([f"s3://{s3_at}/public.tif"], context_runner(), FAST, out_dir=tmp_path / "b")
+    (local,) = predict_batch([cog], context_runner(), FAST, out_dir=tmp_path / "c")
     assert result.status == "ok" and result.output.name == "public_classes.tif"
     np.testing.assert_array_equal(classes(result.output)[0], classes(local.output)[0])
     assert classes(result.output)[1]["AERIALSEG_SOURCE"] == f"s3://{s3_at}/public.tif"
@@ -244,3 +247,46 @@ def test_bad_vsi_paths_are_one_line_with_a_pointer_to_gdal(tmp_path, context_run
     text = str(info.value)
     assert text.startswith(f"/vsizip/{tmp_path}/missing.zip/a.tif: cannot open as a raster")
     assert "virtual_file_systems" in text and "\n" not in text
+
+
+@pytest.fixture
+def silent_server():
+    """``http://127.0.0.1:PORT/``: the kernel accepts connections, nobody ever answers a request."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+
+
+def test_a_server_that_never_answers_fails_its_file_and_the_batch_goes_on(
+    silent_server, cog, cli, context_runner, abcnet_weights, tmp_path, monkeypatch
+):
+    """Without GDAL's HTTP timeouts the read waited forever and the local file after it was never predicted."""
+    import time
+
+    monkeypatch.setattr("aerialseg.locations.STALL_TIMEOUT_S", 2)
+    url = silent_server + "stalled.tif"
+    item = tmp_path / "item.json"  # a STAC item whose image asset lives on that server
+    item.write_text(
+        json.dumps({"type": "Feature", "id": "scene", "assets": {"visual": {"href": silent_server + "a.tif"}}})
+    )
+    started = time.perf_counter()
+    stalled, asset, local = predict_batch([url, item, cog], context_runner(), FAST, out_dir=tmp_path / "api")
+    assert time.perf_counter() - started < 60
+    assert stalled.status == "failed" and stalled.error.startswith(f"{url}: cannot open as a raster (")
+    assert asset.status == "failed" and asset.error.startswith(f"{item} (asset visual): cannot open as a raster (")
+    assert "\n" not in stalled.error + asset.error
+    assert local.status == "ok", local.error
+    code, out, _ = cli(["doctor", silent_server + "doctor.tif", "-m", str(abcnet_weights), "--json"])
+    (finding,) = [f for f in json.loads(out)["findings"] if f["level"] == "error"]
+    assert code == 1 and finding["message"].startswith("cannot open as a raster (CURL error"), finding
+
+
+def test_the_users_own_http_timeouts_win(monkeypatch):
+    ref = remote_ref("https://example.com/ortho.tif")
+    assert remote_settings(ref)["GDAL_HTTP_LOW_SPEED_TIME"] == "60"
+    assert remote_settings(ref)["GDAL_HTTP_CONNECTTIMEOUT"] == "30"
+    monkeypatch.setenv("GDAL_HTTP_LOW_SPEED_TIME", "600")
+    with rasterio.Env(GDAL_HTTP_CONNECTTIMEOUT="5"):
+        settings = remote_settings(ref)
+    assert "GDAL_HTTP_LOW_SPEED_TIME" not in settings and "GDAL_HTTP_CONNECTTIMEOUT" not in settings

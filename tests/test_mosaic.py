@@ -17,8 +17,9 @@ import rasterio
 from rasterio.transform import Affine
 from rasterio.windows import Window
 
+from aerialseg.batch import predict_batch
 from aerialseg.options import InputOptions, OutputOptions, PredictOptions, TilingOptions
-from aerialseg.pipeline import predict, predict_many
+from aerialseg.pipeline import predict
 
 TILING = TilingOptions(tile_size=96, overlap=32)
 SHEETS = {"a": (0, 0, 230, 170), "b": (230, 0, 170, 170), "c": (0, 170, 230, 230), "d": (230, 170, 170, 230)}
@@ -54,9 +55,9 @@ def whole(tmp_path, neon_tif, context_runner) -> np.ndarray:
 def test_sheets_predicted_as_a_mosaic_equal_the_whole_raster(tmp_path, neon_tif, context_runner, whole):
     sheets = _cut(neon_tif, tmp_path / "sheets", SHEETS)
     options = PredictOptions(TILING, InputOptions(mosaic=True), OutputOptions(probabilities=True))
-    results = predict_many([tmp_path / "sheets"], context_runner(), options, out_dir=tmp_path / "mosaic")
+    results = predict_batch([tmp_path / "sheets"], context_runner(), options, out_dir=tmp_path / "mosaic")
     assert [r.status for r in results] == ["ok"] * 4
-    apart = predict_many([tmp_path / "sheets"], context_runner(), PredictOptions(TILING), out_dir=tmp_path / "apart")
+    apart = predict_batch([tmp_path / "sheets"], context_runner(), PredictOptions(TILING), out_dir=tmp_path / "apart")
     assert [r.status for r in apart] == ["ok"] * 4
     seams = 0
     for name, (col, row, width, height) in SHEETS.items():
@@ -77,7 +78,7 @@ def test_one_output_holds_the_whole_mosaic_and_gaps_are_nodata(tmp_path, neon_ti
     sheets = {name: box for name, box in SHEETS.items() if name != "b"}  # the top-right sheet is missing
     _cut(neon_tif, tmp_path / "sheets", sheets)
     options = PredictOptions(TILING, InputOptions(mosaic=True))
-    (result,) = predict_many([tmp_path / "sheets"], context_runner(), options, output=tmp_path / "all.tif")
+    (result,) = predict_batch([tmp_path / "sheets"], context_runner(), options, output=tmp_path / "all.tif")
     assert result.status == "ok" and result.input.name == "mosaic of 3 files"
     with rasterio.open(tmp_path / "all.tif") as out, rasterio.open(neon_tif) as src:
         assert (out.transform, out.shape) == (src.transform, src.shape)
@@ -91,7 +92,7 @@ def test_files_without_nodata_get_their_gaps_masked(tmp_path, neon_tif, context_
     sheets = {"a": SHEETS["a"], "d": SHEETS["d"]}  # diagonal: two gaps
     _cut(neon_tif, tmp_path / "sheets", sheets, nodata=None)
     options = PredictOptions(TILING, InputOptions(mosaic=True))
-    (result,) = predict_many([tmp_path / "sheets"], context_runner(), options, output=tmp_path / "all.tif")
+    (result,) = predict_batch([tmp_path / "sheets"], context_runner(), options, output=tmp_path / "all.tif")
     assert result.status == "ok", result.error
     classes = _read(tmp_path / "all.tif")
     assert (classes[0:170, 230:] == 255).all() and (classes[170:, :230] == 255).all()
@@ -122,7 +123,7 @@ def test_a_file_off_the_grid_is_named_and_nothing_is_written(tmp_path, neon_tif,
         dst.write(data[:count])
     options = PredictOptions(TILING, InputOptions(mosaic=True))
     runner = context_runner()
-    (result,) = predict_many([tmp_path / "sheets"], runner, options, out_dir=tmp_path / "out")
+    (result,) = predict_batch([tmp_path / "sheets"], runner, options, out_dir=tmp_path / "out")
     assert result.status == "failed" and result.input.name == "mosaic of 2 files"
     assert result.error == (
         f"{tmp_path / 'sheets' / 'b.tif'}: is not on the grid of a.tif ({message}), so the inputs cannot form one "
@@ -137,10 +138,10 @@ def test_outputs_are_checked_before_the_mosaic_is_predicted(tmp_path, neon_tif, 
     (tmp_path / "out" / "c_classes.tif").write_bytes(b"an earlier result")
     runner = context_runner()
     options = PredictOptions(TILING, InputOptions(mosaic=True))
-    (result,) = predict_many(list(sheets.values()), runner, options, out_dir=tmp_path / "out")
+    (result,) = predict_batch(list(sheets.values()), runner, options, out_dir=tmp_path / "out")
     assert result.status == "failed" and "c_classes.tif: output exists; pass --overwrite" in result.error
     assert runner.tiles == 0 and sorted(p.name for p in (tmp_path / "out").iterdir()) == ["c_classes.tif"]
-    (result,) = predict_many(list(sheets.values()), runner, options, output=sheets["a"])
+    (result,) = predict_batch(list(sheets.values()), runner, options, output=sheets["a"])
     assert result.status == "failed" and "this output is the input" in result.error and runner.tiles == 0
 
 
@@ -176,13 +177,13 @@ def test_an_interrupted_mosaic_resumes_and_a_failed_one_leaves_no_scratch(tmp_pa
 
     options = PredictOptions(TILING, InputOptions(mosaic=True), OutputOptions(resume=True, skip_finished=True))
     with pytest.raises(KeyboardInterrupt):
-        predict_many([tmp_path / "sheets"], Interrupted(), options, out_dir=tmp_path / "out")
+        predict_batch([tmp_path / "sheets"], Interrupted(), options, out_dir=tmp_path / "out")
     (scratch,) = [p for p in (tmp_path / "out").iterdir()]
     assert scratch.name.startswith(".aerialseg-mosaic-")  # kept for --resume; no output yet
     resumed = context_runner()
-    results = predict_many([tmp_path / "sheets"], resumed, options, out_dir=tmp_path / "out")
+    results = predict_batch([tmp_path / "sheets"], resumed, options, out_dir=tmp_path / "out")
     full = context_runner()
-    predict_many([tmp_path / "sheets"], full, replace(options, output=OutputOptions()), out_dir=tmp_path / "full")
+    predict_batch([tmp_path / "sheets"], full, replace(options, output=OutputOptions()), out_dir=tmp_path / "full")
     assert [r.status for r in results] == ["ok"] * 4 and 0 < resumed.tiles < full.tiles  # the rest only
     for name, (col, row, width, height) in SHEETS.items():
         assert np.array_equal(
@@ -194,6 +195,6 @@ def test_an_interrupted_mosaic_resumes_and_a_failed_one_leaves_no_scratch(tmp_pa
         def __call__(self, batch):
             raise RuntimeError("out of memory")
 
-    (result,) = predict_many([tmp_path / "sheets"], Broken(), options, out_dir=tmp_path / "again")
+    (result,) = predict_batch([tmp_path / "sheets"], Broken(), options, out_dir=tmp_path / "again")
     assert result.status == "failed" and "unexpected error (RuntimeError: out of memory)" in result.error
     assert list((tmp_path / "again").iterdir()) == []

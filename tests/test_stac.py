@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 import rasterio
 
-from aerialseg.batch import expand_inputs
+from aerialseg.batch import predict_batch
 from aerialseg.errors import AerialsegError, InputRasterError
+from aerialseg.inputs import expand_inputs
 from aerialseg.options import InputOptions, PredictOptions, TilingOptions
-from aerialseg.pipeline import predict, predict_many
+from aerialseg.pipeline import predict
 from aerialseg.runners import RunnerSpec
 from aerialseg.stac import choose_asset
 
@@ -62,10 +63,10 @@ def scene(tmp_path, rasters):
 
 
 def test_a_local_item_predicts_its_image_asset_into_a_map_named_by_its_id(scene, rasters, context_runner, tmp_path):
-    (result,) = predict_many([scene], context_runner(), FAST)
+    (result,) = predict_batch([scene], context_runner(), FAST)
     assert result.status == "ok" and result.output == tmp_path / "NEON_D03_OSBS_2019_classes.tif"  # beside the item
     assert result.input.name == "NEON_D03_OSBS_2019.tif"
-    (direct,) = predict_many([rasters["striped"]], context_runner(), FAST, out_dir=tmp_path / "direct")
+    (direct,) = predict_batch([rasters["striped"]], context_runner(), FAST, out_dir=tmp_path / "direct")
     array, tags = classes(result.output)
     np.testing.assert_array_equal(array, classes(direct.output)[0])
     assert tags["AERIALSEG_STAC_ITEM"] == "NEON_D03_OSBS_2019" and tags["AERIALSEG_STAC_ASSET"] == "image"
@@ -76,12 +77,38 @@ def test_a_local_item_predicts_its_image_asset_into_a_map_named_by_its_id(scene,
 
 def test_asset_chooses_another_asset(scene, context_runner, tmp_path):
     options = PredictOptions(TILING, InputOptions(asset="landsat"))
-    (result,) = predict_many([scene], context_runner(), options, out_dir=tmp_path / "out")
+    (result,) = predict_batch([scene], context_runner(), options, out_dir=tmp_path / "out")
     assert result.status == "ok"
     _, tags = classes(result.output)
     assert tags["AERIALSEG_STAC_ASSET"] == "landsat" and tags["AERIALSEG_SOURCE"] == "other.tif"
     with rasterio.open(result.output) as out, rasterio.open(tmp_path / "images" / "other.tif") as src:
         assert out.shape == src.shape
+
+
+def test_asset_picks_one_of_two_image_assets_from_the_command_line_and_the_api(
+    tmp_path, rasters, abcnet_weights, cli, context_runner
+):
+    """Two TIFF data assets: without --asset the item is refused, with it the chosen one is predicted.
+
+    The command line once expanded the inputs twice, the second time from the asset it had
+    already resolved, and refused every such item ("no input is a STAC item").
+    """
+    shutil.copyfile(rasters["striped"], tmp_path / "b02.tif")
+    shutil.copyfile(rasters["nodata"], tmp_path / "b03.tif")
+    path = write(tmp_path / "bands.json", item("two-bands", {"B02": cog_asset("b02.tif"), "B03": cog_asset("b03.tif")}))
+    argv = ["predict", str(path), "-m", str(abcnet_weights), "--tile-size", "128", "--out-dir", str(tmp_path / "cli")]
+    code, _, err = cli(argv)
+    assert code == 1 and "has 2 TIFF data assets" in err and not (tmp_path / "cli").exists()
+    code, _, err = cli([*argv, "--asset", "B03"])
+    assert code == 0, err
+    options = PredictOptions(TILING, InputOptions(asset="B03"))
+    (result,) = predict_batch([path], context_runner(), options, out_dir=tmp_path / "api")
+    (direct,) = predict_batch([tmp_path / "b03.tif"], context_runner(), FAST, out_dir=tmp_path / "direct")
+    for output in (tmp_path / "cli" / "two-bands_classes.tif", result.output):
+        array, tags = classes(output)
+        assert tags["AERIALSEG_STAC_ASSET"] == "B03" and tags["AERIALSEG_SOURCE"] == "b03.tif"
+        assert array.shape == classes(direct.output)[0].shape
+    np.testing.assert_array_equal(classes(result.output)[0], classes(direct.output)[0])
 
 
 def test_an_item_on_a_server_resolves_its_relative_href_against_its_url(
@@ -92,10 +119,10 @@ def test_an_item_on_a_server_resolves_its_relative_href_against_its_url(
     (range_server.root / "items").mkdir()
     write(range_server.root / "items" / "scene.json", item("scene-1", {"visual": cog_asset("../ortho.tif")}))
     with pytest.raises(AerialsegError, match="nothing can be written beside a remote input"):
-        predict_many([url], context_runner(), FAST)
-    (result,) = predict_many([url], context_runner(), FAST, out_dir=tmp_path / "out")
+        predict_batch([url], context_runner(), FAST)
+    (result,) = predict_batch([url], context_runner(), FAST, out_dir=tmp_path / "out")
     assert result.status == "ok" and result.output.name == "scene-1_classes.tif"
-    (direct,) = predict_many([rasters["striped"]], context_runner(), FAST, out_dir=tmp_path / "direct")
+    (direct,) = predict_batch([rasters["striped"]], context_runner(), FAST, out_dir=tmp_path / "direct")
     array, tags = classes(result.output)
     np.testing.assert_array_equal(array, classes(direct.output)[0])
     assert tags["AERIALSEG_SOURCE"] == range_server.url + "ortho.tif" and tags["AERIALSEG_STAC_ITEM"] == "scene-1"
@@ -108,7 +135,7 @@ def test_a_local_item_may_name_a_remote_asset_and_a_collection_gives_every_item(
     one = item("remote-asset", {"visual": cog_asset(href + "?token=secret", roles=["visual"])})
     two = item("local-asset", {"image": cog_asset(str(rasters["striped"]))})
     collection = write(tmp_path / "items.json", {"type": "FeatureCollection", "features": [one, two]})
-    results = predict_many([collection], context_runner(), FAST, out_dir=tmp_path / "out")
+    results = predict_batch([collection], context_runner(), FAST, out_dir=tmp_path / "out")
     assert [(r.status, r.output.name) for r in results] == [
         ("ok", "remote-asset_classes.tif"),
         ("ok", "local-asset_classes.tif"),
@@ -159,7 +186,7 @@ def test_an_item_without_a_usable_asset_is_one_line_listing_its_assets(tmp_path,
 
 def test_a_missing_local_asset_fails_its_row_naming_the_file(tmp_path, context_runner):
     path = write(tmp_path / "item.json", item("gone", {"visual": cog_asset("nowhere/ortho.tif")}))
-    (result,) = predict_many([path], context_runner(), FAST)
+    (result,) = predict_batch([path], context_runner(), FAST)
     assert result.status == "failed"
     assert result.error == f"{path} (asset visual): no such file {tmp_path / 'nowhere' / 'ortho.tif'}"
     assert expand_inputs([str(path)])[0].local == tmp_path / "nowhere" / "ortho.tif"
@@ -173,3 +200,19 @@ def test_an_asset_without_a_stac_item_is_refused_before_any_work(rasters, cli, a
     assert not (tmp_path / "out").exists()
     with pytest.raises(AerialsegError, match="no input is one"):
         expand_inputs([rasters["striped"]], asset="visual")
+
+
+def test_a_named_pipe_named_like_an_item_is_refused_at_once(tmp_path, abcnet_weights):
+    """Reading a named pipe waits for a writer: the item is refused before it is read (run apart, under a timeout)."""
+    import os
+    import subprocess
+    import sys
+
+    os.mkfifo(tmp_path / "item.json")
+    probe = "import sys; from aerialseg.cli.main import main; main(sys.argv[1:])"
+    argv = ["predict", str(tmp_path / "item.json"), "-m", str(abcnet_weights), "--out-dir", str(tmp_path / "out")]
+    done = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'item.json'}: is a named pipe (FIFO), not a STAC item file; "
+        "name a STAC Item (.json) as a local file or an http(s) URL"
+    ]

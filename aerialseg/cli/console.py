@@ -1,66 +1,96 @@
-"""Terminal output: the only module of aerialseg that talks to rich directly."""
+"""Terminal output: the only module of aerialseg that talks to rich directly.
+
+Rich is imported when something is printed, not when the command line starts: ``--help`` and
+``--version`` never load it. ``out`` (stdout: tables, JSON) and ``err`` (stderr: lines, bars)
+are made on first use.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
-
-from ..card import printable
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
-    "out",
-    "err",
     "error",
     "info",
     "warning",
     "table",
     "print_json",
-    "TileProgress",
+    "BatchProgress",
     "RowProgress",
     "TrainProgress",
     "ItemProgress",
 ]
 
-out = Console(highlight=False, markup=False)  # file names may contain [brackets]
-err = Console(stderr=True, highlight=False)
+
+@cache
+def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
+    if stderr:
+        return Console(stderr=True, highlight=False)
+    return Console(highlight=False, markup=False)  # file names may contain [brackets]
+
+
+def _on_terminal(stderr: bool) -> bool:
+    """Whether stdout (or stderr) is a terminal: progress bars are drawn only there."""
+    return _console(stderr).is_terminal
+
+
+def __getattr__(name: str) -> Console:
+    """``out`` and ``err``, made on first use."""
+    if name in ("out", "err"):
+        return _console(name == "err")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _marked(label: str, message: str) -> str:
+    """``label: message`` as rich markup, control characters (a path's, a file's text) escaped."""
+    from rich.markup import escape
+
+    from ..card import printable
+
+    return f"{label}: {escape(printable(message))}"
 
 
 def error(message: str) -> None:
-    """One line on stderr: ``error: <message>``, control characters (a path's, a file's text) escaped."""
-    err.print(f"[bold red]error[/]: {escape(printable(message))}", soft_wrap=True, markup=True, emoji=False)
+    """One line on stderr: ``error: <message>``."""
+    _console(True).print(_marked("[bold red]error[/]", message), soft_wrap=True, markup=True, emoji=False)
 
 
 def info(message: str) -> None:
     """One dim line on stderr (stdout stays for tables and JSON); silent under ``-q``."""
     if logging.getLogger().getEffectiveLevel() <= logging.WARNING:
-        err.print(message, style="dim", soft_wrap=True, markup=False, emoji=False)
+        _console(True).print(message, style="dim", soft_wrap=True, markup=False, emoji=False)
 
 
 def warning(message: str) -> None:
     """One line on stderr: ``warning: <message>`` (shown under ``-q`` too: it concerns the result)."""
-    err.print(f"[bold yellow]warning[/]: {escape(printable(message))}", soft_wrap=True, markup=True, emoji=False)
+    _console(True).print(_marked("[bold yellow]warning[/]", message), soft_wrap=True, markup=True, emoji=False)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[str] = ()) -> None:
     """Print a table; columns named in ``right`` are right-aligned (numbers)."""
+    from rich.table import Table
+    from rich.text import Text
+
     t = Table(title=title, title_justify="left", header_style="bold")
     for name in columns:
         t.add_column(name, justify="right" if name in right else "left")
     for row in rows:
         t.add_row(*(Text("" if v is None else str(v)) for v in row))
-    out.print(t)
+    _console(False).print(t)
 
 
 def print_json(data: Any) -> None:
     """Machine-readable output on stdout, nothing else."""
-    out.file.write(json.dumps(data, indent=2, default=str) + "\n")
+    _console(False).file.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
 _BarT = TypeVar("_BarT", bound="_Bar")
@@ -73,7 +103,7 @@ class _Bar:
         from rich.progress import Progress
 
         self.enabled = enabled
-        self._bar = Progress(*columns, console=err, disable=not enabled)
+        self._bar = Progress(*columns, console=_console(True), disable=not enabled)
 
     def __enter__(self: _BarT) -> _BarT:
         self._bar.__enter__()
@@ -96,25 +126,42 @@ def _columns(*middle: Any) -> tuple[Any, ...]:
     )
 
 
-class TileProgress(_Bar):
-    """A rich progress bar fed by the library's progress callback; silent when not a terminal."""
+class BatchProgress(_Bar):
+    """What a predict batch tells (:class:`aerialseg.executor.BatchEvents`), on stderr; bars only on a terminal.
 
-    def __init__(self, enabled: bool | None = None, files: int = 1):
+    The weights a model name chose and the engine are one line each (unless ``announce`` is
+    false, as under ``--json``; sample weights' warning is printed anyway). In this process
+    each file gets a bar of its tiles, under an overall bar of the batch's files; on a
+    cluster one bar follows the tasks.
+    """
+
+    def __init__(self, enabled: bool | None = None, announce: bool = True):
         from rich.progress import TextColumn
 
         super().__init__(
-            *_columns(TextColumn("{task.fields[rate]}")), enabled=out.is_terminal if enabled is None else enabled
+            *_columns(TextColumn("{task.fields[rate]}")), enabled=_on_terminal(False) if enabled is None else enabled
         )
+        self.announce = announce
         self._tasks: dict[str, Any] = {}
         self._started: dict[str, float] = {}
-        self._overall = self._bar.add_task("all files", total=files, rate="", visible=files > 1)
+        self._overall = self._bar.add_task("all files", total=None, rate="", visible=False)
+        self._cluster: Any = None
 
-    def file_done(self, result: Any) -> None:
-        """Advance the overall bar (a batch's files) by one."""
-        self._bar.advance(self._overall)
+    def chose(self, choice: Any) -> None:
+        """The weights a model name chose (a :class:`aerialseg.catalog.WeightsChoice`), and its warning."""
+        if self.announce:
+            info(choice.describe())
+        if (warned := choice.warning()) is not None:
+            warning(warned)
 
-    def __call__(self, event: Any) -> None:
-        """Update from a :class:`aerialseg.pipeline.Progress` event."""
+    def started(self, engine: str, files: int) -> None:
+        """The engine's line; the overall bar counts ``files``."""
+        if self.announce:
+            info(f"engine: {engine}")
+        self._bar.update(self._overall, total=files, visible=files > 1)
+
+    def tiles(self, event: Any) -> None:
+        """Update a file's bar from a :class:`aerialseg.pipeline.Progress` event."""
         import time
 
         key = str(event.path)
@@ -126,6 +173,16 @@ class TileProgress(_Bar):
             self._tasks[key], completed=event.tiles_done, rate=f"{event.megapixels_done / elapsed:.2f} MP/s"
         )
 
+    def tasks(self, name: str, done: int, total: int) -> None:
+        """Update the cluster's bar: ``done`` of ``total`` tasks, the last one of ``name``."""
+        if self._cluster is None:
+            self._cluster = self._bar.add_task("cluster tasks", total=total, rate="")
+        self._bar.update(self._cluster, completed=done, total=total, description=name)
+
+    def finished(self, result: Any) -> None:
+        """Advance the overall bar (a batch's files) by one."""
+        self._bar.advance(self._overall)
+
 
 class RowProgress(_Bar):
     """A rich progress bar over rows (vectorize) or another ``unit`` (prepare: tiles); silent when not a terminal."""
@@ -134,7 +191,7 @@ class RowProgress(_Bar):
         from rich.progress import TextColumn
 
         super().__init__(
-            *_columns(TextColumn(unit, markup=False)), enabled=out.is_terminal if enabled is None else enabled
+            *_columns(TextColumn(unit, markup=False)), enabled=_on_terminal(False) if enabled is None else enabled
         )
         self._task = self._bar.add_task(name, total=None)
 
@@ -151,7 +208,7 @@ class TrainProgress(_Bar):
 
         super().__init__(
             *_columns(TextColumn("{task.fields[stats]}", markup=False)),
-            enabled=err.is_terminal if enabled is None else enabled,
+            enabled=_on_terminal(True) if enabled is None else enabled,
         )
         self._epoch: int | None = None
         self._task: Any = None
@@ -175,10 +232,10 @@ class TrainProgress(_Bar):
 
 
 class ItemProgress(_Bar):
-    """A bar over a list of named items (eval's images, a cluster's tasks); silent when not a terminal."""
+    """A bar over a list of named items (eval's images); silent when not a terminal."""
 
     def __init__(self, title: str, enabled: bool | None = None):
-        super().__init__(*_columns(), enabled=err.is_terminal if enabled is None else enabled)
+        super().__init__(*_columns(), enabled=_on_terminal(True) if enabled is None else enabled)
         self._task = self._bar.add_task(title, total=None)
 
     def __call__(self, name: str, done: int, total: int) -> None:

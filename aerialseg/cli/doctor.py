@@ -53,7 +53,7 @@ def doctor_command(
         input=InputOptions(bands=parse_bands(bands), scale=scale, gsd=gsd, asset=asset),
         output=OutputOptions(probabilities=probabilities, uncertainty=uncertainty),
     )
-    model, _ = chosen_model(model, announce=not json_output)
+    model = chosen_model(model, announce=not json_output)
     report = doctor(raster, runner_spec(model, backend, device, precision), options)
     if json_output:
         console.print_json(

@@ -8,8 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..atomic import atomic_output
-from ..evaluation import EvalOptions
-from ..options import TilingOptions
+from ..options import EvalOptions, TilingOptions
 from ..runners import RunnerSpec
 from . import console
 from .options import (
@@ -79,7 +78,7 @@ def evaluate_command(
     from ..evaluation import evaluate
 
     data = dataset_argument(data, dataset)
-    model, _ = chosen_model(model, announce=not json_output)
+    model = chosen_model(model, announce=not json_output)
     labels = EvalOptions.labels if eroded is None else ("eroded" if eroded else "full")
     options = EvalOptions(
         data=data,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..export import DEFAULT_OPSET, OutputKind
+from ..conventions import ONNX_OPSET, OutputKind
 from . import console
 from .options import JsonOutput, Overwrite, chosen_model
 
@@ -15,7 +15,7 @@ from .options import JsonOutput, Overwrite, chosen_model
 def export_command(
     weights: Annotated[str, typer.Argument(help="Weights file or name (see 'aerialseg models').")],
     output: Annotated[Path, typer.Option("-o", "--output", help="ONNX file to write.")],
-    opset: Annotated[int, typer.Option(help=f"ONNX opset; {DEFAULT_OPSET}+ uses the dynamo exporter.")] = DEFAULT_OPSET,
+    opset: Annotated[int, typer.Option(help=f"ONNX opset; {ONNX_OPSET}+ uses the dynamo exporter.")] = ONNX_OPSET,
     fp16: Annotated[bool, typer.Option("--fp16", help="Half-precision weights and compute (GPU).")] = False,
     output_kind: Annotated[
         OutputKind, typer.Option("--output-kind", help="probabilities (what QGIS Deepness and GeoDeep read) or logits.")
@@ -35,7 +35,7 @@ def export_command(
     """Export to ONNX with the model card in metadata_props; refuses to write if parity fails."""
     from ..export import export_onnx
 
-    weights, _ = chosen_model(weights, announce=not json_output)
+    weights = chosen_model(weights, announce=not json_output)
     result = export_onnx(
         weights,
         output,

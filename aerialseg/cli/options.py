@@ -35,11 +35,13 @@ from ..errors import AerialsegError
 from ..models import ARCHITECTURES, MODELS
 from ..options import BLENDS, GSD_MODES
 from ..runners import RunnerSpec
-from ..runners.choice import BACKENDS, PRECISIONS, device_problem
-from ..runners.tta import TTA_MODES
+from ..runners.choice import BACKENDS, PRECISIONS, TTA_MODES, device_problem
 from ..vector.settings import CAR_GEOMETRIES
 from ..vector.writer import FORMATS
 from . import console
+
+if TYPE_CHECKING:
+    from ..catalog import WeightsChoice
 
 if TYPE_CHECKING:  # mypy sees plain strings; typer reads the Literal and offers its values as choices
     BackendChoice = str
@@ -91,6 +93,7 @@ __all__ = [
     "Half",
     "runner_spec",
     "chosen_model",
+    "announce_choice",
     "dataset_argument",
     "DatasetName",
     "parse_bands",
@@ -98,8 +101,8 @@ __all__ = [
 
 
 def _scale(value: float | None) -> float | None:
-    """``--scale``: a divisor the float32 pixels can take (see :func:`aerialseg.source.scale_problem`)."""
-    from ..source import scale_problem
+    """``--scale``: a divisor the float32 pixels can take (see :func:`aerialseg.card.scale_problem`)."""
+    from ..card import scale_problem
 
     problem = None if value is None else scale_problem(value)
     if problem:
@@ -281,28 +284,25 @@ def runner_spec(
     return RunnerSpec(model, backend, device, tta, precision, min_agreement, calibration)
 
 
-def chosen_model(model: str, *, announce: bool = True) -> tuple[str, dict[str, str]]:
-    """The model argument as the run will use it, and the tag that records a choice made for a name.
+def chosen_model(model: str, *, announce: bool = True) -> str:
+    """The model argument as the run will use it: a name such as ``manet`` becomes the weights file it chose.
 
-    A name such as ``manet`` or ``manet-potsdam`` becomes the path of the weights it chose (so
-    every later step, and every cluster worker, uses that one file); the choice is printed on
-    stderr (unless ``announce`` is false) and recorded in the outputs'
-    ``AERIALSEG_MODEL_CHOICE`` tag, and sample weights get a one-line warning. A file path, an
-    ``.onnx`` file or a weights file's own name are used as given.
+    The choice is printed on stderr (unless ``announce`` is false) and sample weights get a
+    one-line warning (see :func:`announce_choice`). A file path, an ``.onnx`` file or a
+    weights file's own name are used as given.
     """
-    from ..conventions import MODEL_CHOICE_TAG
-    from ..weights import choose_weights
+    spec, choice = RunnerSpec(model).pinned()
+    if choice is not None:
+        announce_choice(choice, announce=announce)
+    return spec.model
 
-    if RunnerSpec(model).onnx_file:
-        return model, {}
-    choice = choose_weights(model)
-    if choice is None or choice.by_name:
-        return model, {}
+
+def announce_choice(choice: WeightsChoice, *, announce: bool = True) -> None:
+    """What a model name chose, on stderr (unless ``announce`` is false); sample weights' warning always."""
     if announce:
         console.info(choice.describe())
     if (warning := choice.warning()) is not None:
         console.warning(warning)
-    return str(choice.entry.path), {MODEL_CHOICE_TAG: choice.describe()}
 
 
 def dataset_argument(data: Path | None, dataset: str | None) -> Path:

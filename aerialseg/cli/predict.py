@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -35,14 +35,9 @@ from .options import (
     Scale,
     TileSize,
     Uncertainty,
-    chosen_model,
     parse_bands,
     runner_spec,
 )
-
-if TYPE_CHECKING:
-    from ..locations import InputRef
-    from ..pipeline import PredictResult
 
 
 def _cluster_address(address: str | None) -> str | None:
@@ -127,12 +122,9 @@ def predict_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
-    from ..batch import check_places
-    from ..pipeline import expand_inputs, predict_many
-    from ..runners import gate_result
+    from ..batch import predict_batch
     from .vectorize import parse_classes
 
-    model, choice_tags = chosen_model(model, announce=not json_output)
     spec = runner_spec(model, backend, device, precision, tta=tta, min_agreement=min_agreement, calibration=calibration)
     objects = (
         VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
@@ -152,41 +144,30 @@ def predict_command(
             uncertainty=uncertainty,
             vectorize=objects,
             objects_suffix=f".{objects_format.lstrip('.')}",
-            extra_tags={"AERIALSEG_TTA": tta or "none", **choice_tags},
         ),
     )
     try:
-        paths = expand_inputs(inputs, asset)
-        check_places(paths, out_dir=out_dir, output=output, mosaic=mosaic)
-        if cluster:
-            results, description = _on_cluster(cluster, paths, spec, options, out_dir, output, split_rows, json_output)
-        else:
-            choice = spec.resolve()
-            if not json_output:
-                console.info(f"engine: {choice.describe()}")
-            runner = spec.open(choice)
-            with console.TileProgress(enabled=None if not json_output else False, files=len(paths)) as progress:
-                results = predict_many(
-                    paths,
-                    runner,
-                    options,
-                    out_dir=out_dir,
-                    output=output,
-                    progress=progress,
-                    on_result=progress.file_done,
-                    reads=spec.files,
-                )
-            description = runner.description
-            if (gate := gate_result(runner)) is not None and not json_output:
-                console.info(f"{gate.precision} accuracy gate: {gate.describe()}")
+        with console.BatchProgress(enabled=None if not json_output else False, announce=not json_output) as events:
+            run = predict_batch(
+                inputs,
+                spec,
+                options,
+                out_dir=out_dir,
+                output=output,
+                cluster=cluster,
+                split_rows=split_rows,
+                events=events,
+            )
     except KeyboardInterrupt:
         console.error("interrupted; run the same command with --resume to continue where it stopped")
         raise typer.Exit(130) from None
+    if run.gate is not None and not json_output:
+        console.info(f"{run.gate.precision} accuracy gate: {run.gate.describe()}")
     if json_output:
-        console.print_json([r.__dict__ | {"megapixels_per_second": r.megapixels_per_second} for r in results])
+        console.print_json([r.__dict__ | {"megapixels_per_second": r.megapixels_per_second} for r in run])
     else:
         console.table(
-            f"aerialseg predict ({description})",
+            f"aerialseg predict ({run.engine})" if run.engine else "aerialseg predict",
             ["file", "megapixels", "seconds", "MP/s", "tiles run / skipped", "status"],
             [
                 (
@@ -197,40 +178,11 @@ def predict_command(
                     f"{r.tiles_run} / {r.tiles_skipped}",
                     r.status,
                 )
-                for r in results
+                for r in run
             ],
             right=["megapixels", "seconds", "MP/s"],
         )
-    failed = [r for r in results if r.status == "failed"]
-    for r in failed:
+    for r in run.failed:
         console.error(r.error or "failed")
-    if not results:
-        console.error(f"no input rasters found in {', '.join(inputs)}; name files, folders or glob patterns")
-    if failed or not results:
+    if run.failed:
         raise typer.Exit(1)
-
-
-def _on_cluster(
-    address: str,
-    paths: list[InputRef],
-    spec: RunnerSpec,
-    options: PredictOptions,
-    out_dir: Path | None,
-    output: Path | None,
-    split_rows: int | None,
-    json_output: bool,
-) -> tuple[list[PredictResult], str]:
-    """Run the batch on a Dask cluster; ``(results, description)``."""
-    from ..cluster import close_client, open_client, predict_on_cluster
-
-    client = open_client(address)
-    rows: dict[str, Any] = {} if split_rows is None else {"split_rows": split_rows}  # else the library's
-    try:
-        workers = len(client.scheduler_info()["workers"])
-        with console.ItemProgress("cluster tasks", enabled=None if not json_output else False) as progress:
-            results = predict_on_cluster(
-                paths, spec, options, client, out_dir=out_dir, output=output, progress=progress, **rows
-            )
-    finally:
-        close_client(client)
-    return results, f"{spec.backend} backend, {spec.precision} precision, on {workers} Dask worker(s) at {address}"

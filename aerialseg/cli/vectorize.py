@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..locations import as_input
-from ..vector import VectorizeOptions, vectorize
+from ..vector import VectorizeOptions
 from ..vector.writer import FORMATS
 from . import console
 from .options import CarGeometry, JsonOutput, Overwrite, Regularize
@@ -79,6 +79,8 @@ def vectorize_command(
     json_output: JsonOutput = False,
 ) -> None:
     """Polygons of buildings, cars or any class, with areas, perimeters and (cars) oriented boxes."""
+    from ..vector import vectorize
+
     tolerance, unit = parse_simplify(simplify)
     options = VectorizeOptions(
         classes=parse_classes(classes),

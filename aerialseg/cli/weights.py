@@ -8,12 +8,13 @@ from typing import Annotated
 import typer
 
 from ..atomic import make_folder
-from ..card import printable
 from ..conventions import NODATA_CLASS
 from . import console
 from .options import Arch, Backbone, Half, JsonOutput, Overwrite, TrustPickle
 
-weights_app = typer.Typer(help="Import checkpoints into aerialseg's weights format, inspect weights files.")
+weights_app = typer.Typer(
+    help="Import checkpoints into aerialseg's weights format, inspect weights files.", rich_markup_mode=None
+)
 
 
 @weights_app.command("import")
@@ -41,6 +42,7 @@ def import_command(
     overwrite: Overwrite = False,
 ) -> None:
     """Convert a checkpoint, mapping every entry; refuses with the lists when entries do not fit."""
+    from ..card import printable
     from ..checkpoint_import import import_checkpoint
     from ..models import get_spec
     from ..weights import SUFFIX, installed_name, user_weights_dir

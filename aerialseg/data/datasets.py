@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DatasetLayoutError, InputRasterError
-from ..raster import first_line, open_raster, read_bands
+from ..errors import DatasetLayoutError, InputRasterError, first_line
+from ..raster import open_raster, read_bands
 from .augment import Augmentation, brightness_contrast, flip_rotate, mosaic, random_scale, smart_crop
 
 __all__ = ["PatchDataset", "TrainingView", "collate"]

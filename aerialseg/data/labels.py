@@ -205,6 +205,8 @@ def read_folder_classes(path: str | PathLike[str]) -> FolderClasses:
         raise DatasetLayoutError(f"cannot read the classes file ({exc.strerror or exc})", path=path) from exc
     except tomllib.TOMLDecodeError as exc:
         raise DatasetLayoutError(f"is not valid TOML ({exc})", path=path) from exc
+    except RecursionError as exc:  # the parser recurses once per level of nested arrays and tables
+        raise DatasetLayoutError("is not valid TOML (nested too deeply)", path=path) from exc
     try:
         return _folder_classes(data)
     except (TypeError, ValueError, KeyError) as exc:

@@ -12,6 +12,10 @@ file, so the folder layout is written down in one place::
 Scenes are the full tiles before cutting: ``eval`` runs the tiled, blended predict path over
 them (so no pixel is counted twice, as it would be on overlapping patches). Their images are
 not copied; a scene records the absolute path of the source image.
+
+The file may have been edited or damaged: :meth:`Manifest.load` checks every entry for the
+JSON type :meth:`Manifest.save` writes, so ``train``, ``eval`` and ``models`` say in one line
+which entry is wrong and that ``aerialseg prepare`` makes it again, instead of failing later.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..card import ClassInfo
+from ..card import CLASS_FORM, ClassInfo, class_from_json
 from ..errors import DatasetLayoutError
+from ..jsondata import Check, JsonProblem, fields_problem, is_int, is_number, is_text, list_of, parse_json, shown
 from .classes import IGNORE_INDEX
 
 __all__ = ["MANIFEST_NAME", "MANIFEST_FORMAT", "Scene", "SplitInfo", "Manifest"]
@@ -114,7 +119,7 @@ class Manifest:
 
     @classmethod
     def load(cls, folder: str | Path) -> Manifest:
-        """Read ``folder/manifest.json``, with an error saying how to make one when it is missing."""
+        """Read ``folder/manifest.json``, every entry of the type :meth:`save` writes; one line naming it if not."""
         folder = Path(folder)
         path = folder / MANIFEST_NAME
         if not path.is_file():
@@ -124,29 +129,102 @@ class Manifest:
                 hint="run 'aerialseg prepare' first",
             )
         try:
-            data = json.loads(path.read_text())
-            if data.pop("format", MANIFEST_FORMAT) > MANIFEST_FORMAT:
-                raise DatasetLayoutError(
-                    "manifest is newer than this aerialseg",
-                    path=path,
-                    hint="upgrade aerialseg, or prepare the dataset again with this version (prepare ... --overwrite)",
-                )
-            classes = tuple(
-                ClassInfo(c["name"], tuple(c["color"]), bool(c.get("in_mean", True))) for c in data.pop("classes")
+            data = parse_json(path.read_bytes())
+        except OSError as exc:
+            raise DatasetLayoutError(f"cannot read the manifest ({exc.strerror or exc})", path=path) from exc
+        except JsonProblem as exc:
+            raise DatasetLayoutError(f"manifest is not valid JSON ({exc})", path=path, hint=_PREPARE_AGAIN) from exc
+        written = data.get("format") if isinstance(data, dict) else None
+        if is_int(written) and written > MANIFEST_FORMAT:
+            raise DatasetLayoutError(
+                "manifest is newer than this aerialseg",
+                path=path,
+                hint="upgrade aerialseg, or prepare the dataset again with this version (prepare ... --overwrite)",
             )
-            splits = {}
-            for name, s in data.pop("splits").items():
-                scenes = tuple(Scene(**sc) for sc in s.pop("scenes", ()))
-                splits[name] = SplitInfo(
-                    **{
-                        **s,
-                        "tiles": tuple(s["tiles"]),
-                        "patches": tuple(s["patches"]),
-                        "class_pixels": tuple(s["class_pixels"]),
-                        "scenes": scenes,
-                    }
-                )
-            data["bands"] = tuple(data["bands"])
-            return cls(classes=classes, splits=splits, folder=folder, **data)
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise DatasetLayoutError(f"manifest is malformed ({exc})", path=path) from exc
+        try:
+            return _manifest(data, folder)
+        except _Malformed as exc:
+            raise DatasetLayoutError(f"manifest is malformed ({exc})", path=path, hint=_PREPARE_AGAIN) from exc
+
+
+_PREPARE_AGAIN = "prepare the dataset again with 'aerialseg prepare ... --overwrite'"
+
+
+class _Malformed(ValueError):
+    """Where a manifest departs from what :meth:`Manifest.save` writes, in words."""
+
+
+def _text_or_null(value: object) -> bool:
+    return value is None or is_text(value)
+
+
+def _positive_int(value: object) -> bool:
+    return is_int(value) and value > 0
+
+
+# Each entry's JSON type, as said in errors, and its test; lists of classes, splits and scenes are read below.
+_MANIFEST_TYPES: dict[str, tuple[str, Check]] = {
+    "format": ("an integer", is_int),
+    "dataset": ("a string", is_text),
+    "classes": ("a list of classes", lambda value: isinstance(value, list)),
+    "bands": ("a list of band codes", list_of(is_text)),
+    "gsd_m": ("a finite number or null", lambda value: value is None or is_number(value)),
+    "patch_size": ("a positive integer", _positive_int),
+    "stride": ("a positive integer", _positive_int),
+    "splits": ("an object of splits by name", lambda value: isinstance(value, dict)),
+    "sources": ("an object", lambda value: isinstance(value, dict)),
+    "ignore_index": ("an integer", is_int),
+    "created": ("a string", is_text),
+    "aerialseg_version": ("a string", is_text),
+}
+_SPLIT_TYPES: dict[str, tuple[str, Check]] = {
+    "name": ("a string", is_text),
+    "tiles": ("a list of strings", list_of(is_text)),
+    "patches": ("a list of strings", list_of(is_text)),
+    "class_pixels": ("a list of integers", list_of(is_int)),
+    "ignored_pixels": ("an integer", is_int),
+    "scenes": ("a list of scenes", lambda value: isinstance(value, list)),
+    "has_eroded": ("true or false", lambda value: isinstance(value, bool)),
+}
+_SCENE_TYPES: dict[str, tuple[str, Check]] = {
+    "id": ("a string", is_text),
+    "image": ("a string", is_text),
+    "label": ("a string or null", _text_or_null),
+    "label_eroded": ("a string or null", _text_or_null),
+}
+
+
+def _entries(value: object, where: str, types: dict[str, tuple[str, Check]], kind: type) -> dict[str, Any]:
+    """``value`` as a JSON object of ``kind``'s fields, each of its type in ``types``; :class:`_Malformed` if not."""
+    if not isinstance(value, dict):
+        raise _Malformed(f"{where} must be an object, not {shown(value)}")
+    problem = fields_problem(value, types, kind)
+    if problem:
+        raise _Malformed(f"{where} {problem}")
+    return dict(value)
+
+
+def _manifest(data: object, folder: Path) -> Manifest:
+    """A manifest from its checked JSON (``format`` already compared with :data:`MANIFEST_FORMAT`)."""
+    values = _entries(data, "the manifest", _MANIFEST_TYPES, Manifest)
+    values.pop("format", None)
+    classes = []
+    for index, entry in enumerate(values["classes"]):
+        info = class_from_json(entry)
+        if info is None:
+            raise _Malformed(f"classes[{index}] must be {CLASS_FORM}, not {shown(entry)}")
+        classes.append(info)
+    splits = {name: _split(split, f"splits[{shown(name)}]") for name, split in values["splits"].items()}
+    values |= {"classes": tuple(classes), "bands": tuple(values["bands"]), "splits": splits}
+    return Manifest(**values, folder=folder)
+
+
+def _split(data: object, where: str) -> SplitInfo:
+    values = _entries(data, where, _SPLIT_TYPES, SplitInfo)
+    scenes = tuple(
+        Scene(**_entries(scene, f"{where}.scenes[{index}]", _SCENE_TYPES, Scene))
+        for index, scene in enumerate(values.get("scenes", ()))
+    )
+    for key in ("tiles", "patches", "class_pixels"):
+        values[key] = tuple(values[key])
+    return SplitInfo(**values | {"scenes": scenes})

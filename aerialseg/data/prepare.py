@@ -9,7 +9,9 @@ label patches are cut from that, so memory holds one strip or one patch, never a
 Unlabelled tiles (UAVid test) become scenes with ``label=None`` and no patches, since a
 patch without a label would break every reader of ``Manifest.patch_pairs``.
 Everything is written into a hidden folder beside ``out`` and renamed at the end: a
-failure leaves no half-prepared dataset behind.
+failure leaves no half-prepared dataset behind. Since ``out`` is replaced whole, an ``out``
+that is, holds or lies inside an input (a folder, the classes file, an image or label reached
+through a link) is refused before anything is read or deleted, whatever ``overwrite`` says.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from rasterio.io import DatasetReader
 from rasterio.windows import Window
 
 from .. import __version__
+from ..atomic import InputFiles
 from ..card import ClassInfo
 from ..errors import AerialsegError, DatasetLayoutError, OutputExistsError, OutputWriteError
 from ..raster import open_raster, read_bands
@@ -94,6 +97,7 @@ def prepare_dataset(
     bands = IMAGE_KINDS[kind] if name == "potsdam" else info.bands
     cut = _settings(patch_size, stride, bands, dataset_table(name), colour_tolerance)
     root, out = Path(root), Path(out)
+    _refuse_inputs(out, [("--root", root)])
     _check_output(out, overwrite)
     if not root.is_dir():
         raise DatasetLayoutError("is not a folder", path=root, hint="give the folder the archives were extracted into")
@@ -123,9 +127,10 @@ def prepare_folder(
     which exist only when asked for. Labels are RGB (matched by class colour) or one band of
     ids, remapped to ``0..K-1`` in the TOML's class order.
     """
+    images, labels, out = Path(images), Path(labels), Path(out)
+    _refuse_inputs(out, [("--images", images), ("--labels", labels), ("--classes", Path(classes_toml))])
     spec = read_folder_classes(classes_toml)
     cut = _settings(patch_size, stride, spec.bands, spec.table, colour_tolerance)
-    images, labels, out = Path(images), Path(labels), Path(out)
     _check_output(out, overwrite)
     pairs, unpaired = pair_folder(images, labels)
     by_stem = {stem: (image, label) for stem, image, label in pairs}
@@ -155,6 +160,36 @@ def _settings(patch_size: int, stride: int | None, bands: tuple[str, ...], table
             hint="larger tolerances would put some colours within reach of two classes",
         )
     return _Cut(patch_size, stride, bands, table, tolerance)
+
+
+def _refuse_inputs(out: Path, inputs: Sequence[tuple[str, Path]]) -> None:
+    """Refuse an ``out`` that is, holds or lies inside one of ``inputs`` (``(option, path)``), whatever ``overwrite``.
+
+    ``out`` is replaced whole when the dataset is ready, so an input in it would be deleted
+    with it; patches written inside an input folder would mix with its files. Paths are
+    compared as :class:`~aerialseg.atomic.InputFiles` does (same file, or same resolved
+    name), and through the folders above each path both as written and with links resolved.
+    """
+    output = InputFiles([out])
+    for option, path in inputs:
+        if output.find(path) is not None:
+            relation, why = "is", "replacing it would destroy the input"
+        elif any(output.find(parent) is not None for parent in _folders_above(path)):
+            relation, why = "holds", "replacing it would destroy the input"
+        elif any(InputFiles([path]).find(parent) is not None for parent in _folders_above(out)):
+            relation, why = "lies inside", "the dataset would replace or mix with the input's files"
+        else:
+            continue
+        raise OutputWriteError(
+            f"this output folder {relation} the input {path} ({option}); {why}",
+            path=out,
+            hint="choose an --out folder outside the inputs",
+        )
+
+
+def _folders_above(path: Path) -> list[Path]:
+    """The folders that hold ``path``, as written (made absolute) and with links resolved."""
+    return [*Path(os.path.abspath(path)).parents, *Path(os.path.realpath(path)).parents]
 
 
 def _check_output(out: Path, overwrite: bool) -> None:
@@ -201,6 +236,8 @@ def _prepare(
     progress: Progress | None,
 ) -> Manifest:
     """Write every split's scenes and patches, then the manifest, into a staged folder that becomes ``out``."""
+    read = [(f"tile {t.id}", path) for ts in tiles.values() for t in ts for path in (t.image, t.label, t.label_eroded)]
+    _refuse_inputs(out, [(tile, path) for tile, path in read if path])  # a file behind a link may live in ``out``
     total, done = sum(len(t) for t in tiles.values()), 0
     if progress:
         progress(0, total)

@@ -9,16 +9,20 @@ command line lists models in milliseconds.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatch
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import UnknownModelError
 
 if TYPE_CHECKING:
     from .blocks import SegmentationModel
 
-__all__ = ["ModelSpec", "MODELS", "ARCHITECTURES", "list_models", "get_spec", "create_model"]
+__all__ = ["ModelSpec", "MODELS", "ARCHITECTURES", "list_models", "get_spec", "create_model", "state_mismatch"]
+
+_LISTED = 3  # tensor names a mismatch names of each kind
+_NAME_CHARS = 80  # and at most this much of each (names come from files)
 
 ARCHITECTURES = {
     "manet": ("MANet", "aerialseg.models.manet:MANet", "resnet50"),
@@ -105,3 +109,43 @@ def create_model(
     module_name, class_name = ARCHITECTURES[spec.arch][1].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(num_classes=num_classes, backbone=spec.backbone, in_channels=in_channels)
+
+
+class Shaped(Protocol):
+    """A tensor, as far as matching names and shapes goes."""
+
+    @property
+    def shape(self) -> Sequence[int]:
+        """Its size along each dimension."""
+        ...
+
+
+def state_mismatch(found: Mapping[str, Shaped], expected: Mapping[str, Shaped]) -> list[str]:
+    """What keeps tensors ``found`` from loading as a network's ``expected`` ones (a state dict); empty when they fit.
+
+    One part per kind (missing, left over, of the wrong shape), each counting its tensors and
+    naming the first few, escaped and shortened: weights of another architecture differ in
+    hundreds of names, which listed whole would make an error line of many thousand characters.
+    """
+    missing = [name for name in expected if name not in found]
+    left_over = [name for name in found if name not in expected]
+    wrong = [
+        f"{name} {tuple(found[name].shape)}!={tuple(tensor.shape)}"
+        for name, tensor in expected.items()
+        if name in found and tuple(found[name].shape) != tuple(tensor.shape)
+    ]
+    kinds = (("missing", missing), ("left over", left_over), ("of the wrong shape", wrong))
+    return [_listing(title, names) for title, names in kinds if names]
+
+
+def _listing(title: str, names: list[str]) -> str:
+    """``12 missing: a, b, c (+9 more)``."""
+    from ..card import printable
+
+    shown = ", ".join(_shortened(printable(name)) for name in names[:_LISTED])
+    more = f" (+{len(names) - _LISTED} more)" if len(names) > _LISTED else ""
+    return f"{len(names)} {title}: {shown}{more}"
+
+
+def _shortened(text: str) -> str:
+    return text if len(text) <= _NAME_CHARS else text[: _NAME_CHARS - 3] + "..."

@@ -14,18 +14,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
-
-from ..card import ModelCard, exported_precision, onnx_metadata, read_card
 from ..errors import AerialsegError, WeightsError
-from .choice import BACKENDS, PRECISIONS, EngineChoice, choose_engine
-from .gate import DEFAULT_MIN_AGREEMENT
+from .choice import BACKENDS, DEFAULT_MIN_AGREEMENT, PRECISIONS, EngineChoice, choose_engine
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from ..card import ModelCard
+    from ..catalog import WeightsChoice
     from ..hardware import Hardware
     from .gate import GatedRunner, GateResult
 
@@ -99,6 +99,22 @@ class RunnerSpec:
         """The model is an exported ``.onnx`` file."""
         return Path(self.model).suffix.lower() == ".onnx"
 
+    def pinned(self) -> tuple[RunnerSpec, WeightsChoice | None]:
+        """The spec with a model name (``manet-potsdam``) replaced by the weights file it chooses, and the choice.
+
+        A run pins the choice once, so every later step and every cluster worker uses that one
+        file, and records it (:attr:`~aerialseg.conventions.Tag.MODEL_CHOICE`). A file path,
+        an ``.onnx`` file or a weights file's own name choose nothing: ``(self, None)``.
+        """
+        if self.onnx_file:
+            return self, None
+        from ..weights import choose_weights
+
+        choice = choose_weights(self.model)
+        if choice is None or choice.by_name:
+            return self, None
+        return replace(self, model=str(choice.entry.path)), choice
+
     def resolve(self, use_torch: bool = True) -> EngineChoice:
         """The engine and precision that will run, with the reason (errors for impossible choices).
 
@@ -163,6 +179,8 @@ class RunnerSpec:
 
     def card(self) -> ModelCard:
         """The model's card, read without loading the network (nor torch)."""
+        from ..card import read_card
+
         return read_card(self.model_file)
 
     def _onnx_path(self, fp16: bool = False) -> Path:
@@ -237,6 +255,8 @@ def describe_precision(runner: Runner) -> str:
 def _onnx_precision(path: Path) -> str:
     """The precision an aerialseg ONNX file was exported at (fp32 when unreadable: the runner then says why)."""
     try:
+        from ..card import exported_precision, onnx_metadata
+
         return exported_precision(onnx_metadata(path))
     except WeightsError:
         return "fp32"

@@ -42,6 +42,8 @@ from ..hardware import Hardware
 __all__ = [
     "BACKENDS",
     "PRECISIONS",
+    "TTA_MODES",
+    "DEFAULT_MIN_AGREEMENT",
     "EngineChoice",
     "choose_engine",
     "device_problem",
@@ -51,6 +53,10 @@ __all__ = [
 
 BACKENDS = ("auto", "torch", "onnx")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+TTA_MODES = ("flip", "d4")
+"""Test-time augmentation (:mod:`.tta`): the 4 flips, or the 8 symmetries of the square."""
+DEFAULT_MIN_AGREEMENT = 0.99
+"""The accuracy gate's threshold (:mod:`.gate`): share of pixels whose class must equal fp32's."""
 REDUCED = ("bf16", "fp16", "int8")
 ENGINE_NAMES = {"torch": "PyTorch", "onnx": "ONNX Runtime"}
 _DEVICE = re.compile(r"cpu|cuda(?::(\d+))?")

@@ -27,12 +27,12 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 
 from ..errors import AerialsegError
+from .choice import DEFAULT_MIN_AGREEMENT
 
 if TYPE_CHECKING:
     from . import Runner as _Runner
 
 __all__ = [
-    "DEFAULT_MIN_AGREEMENT",
     "CALIBRATION_TILES",
     "GateResult",
     "GatedRunner",
@@ -41,7 +41,6 @@ __all__ = [
     "gate_tile_count",
 ]
 
-DEFAULT_MIN_AGREEMENT = 0.99
 CALIBRATION_TILES = 16
 _log = logging.getLogger(__name__)
 

@@ -127,7 +127,7 @@ def cache_entry_intact(entry: CacheEntry) -> bool:
 
 def export_cache_entry(weights: str | os.PathLike[str], fp16: bool = False) -> CacheEntry:
     """The cache entry a weights file (name or path) exports to; its tensors are checked against its card."""
-    from ..export import DEFAULT_OPSET
+    from ..conventions import ONNX_OPSET
     from ..weights import resolve_weights, verified_card
 
     card = verified_card(resolve_weights(weights))
@@ -135,7 +135,7 @@ def export_cache_entry(weights: str | os.PathLike[str], fp16: bool = False) -> C
         kind="export",
         tensors_sha256=card.sha256,
         card=card.to_json(),
-        opset=DEFAULT_OPSET,
+        opset=ONNX_OPSET,
         static_size=None,
         precision="fp16" if fp16 else "fp32",
         output="probabilities",

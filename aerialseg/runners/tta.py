@@ -10,10 +10,9 @@ from __future__ import annotations
 import numpy as np
 
 from . import Runner
+from .choice import TTA_MODES
 
-__all__ = ["TTARunner", "TTA_MODES"]
-
-TTA_MODES = ("flip", "d4")
+__all__ = ["TTARunner"]
 
 
 class TTARunner:
@@ -23,7 +22,7 @@ class TTARunner:
         if mode not in TTA_MODES:
             raise ValueError(f"unknown TTA {mode!r}; choose one of {', '.join(TTA_MODES)}")
         self.runner = runner
-        self.mode = mode
+        self.tta = mode
         self.card = runner.card
         self.gate = getattr(runner, "gate", None)  # the gate measures the network, not the views
 
@@ -35,12 +34,12 @@ class TTARunner:
     @property
     def description(self) -> str:
         """The wrapped runner's, with the TTA mode."""
-        return f"{self.runner.description}, TTA {self.mode}"
+        return f"{self.runner.description}, TTA {self.tta}"
 
     def _views(self, square: bool) -> list[tuple[tuple[int, ...], int]]:
         """(axes to flip, quarter turns) for each view."""
         flips = [(), (3,), (2,), (2, 3)]
-        if self.mode == "flip" or not square:
+        if self.tta == "flip" or not square:
             return [(f, 0) for f in flips]
         return [((), k) for k in range(4)] + [((3,), k) for k in range(4)]
 

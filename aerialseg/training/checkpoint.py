@@ -22,6 +22,8 @@ import torch
 from ..atomic import atomic_output
 from ..card import printable
 from ..errors import TrainingError
+from ..jsondata import JsonProblem, parse_json
+from ..models import state_mismatch
 from ..weights import tensors_sha256
 
 __all__ = ["TrainState", "save_checkpoint", "load_checkpoint", "CHECKPOINT_TENSORS", "CHECKPOINT_JSON"]
@@ -93,11 +95,10 @@ def load_checkpoint(
     if tensors_sha256(tensors) != meta["sha256"]:
         raise TrainingError("checkpoint tensors do not match its JSON (saved at different times)", path=folder)
     model_state = {k.removeprefix("model."): v for k, v in tensors.items() if k.startswith("model.")}
-    try:
-        model.load_state_dict(model_state, strict=True)
-    except RuntimeError as exc:
-        first = printable(str(exc).splitlines()[0])
-        raise TrainingError(f"checkpoint does not fit this network ({first})", path=folder) from exc
+    mismatch = state_mismatch(model_state, model.state_dict())
+    if mismatch:
+        raise TrainingError(f"checkpoint does not fit this network ({'; '.join(mismatch)})", path=folder)
+    model.load_state_dict(model_state, strict=True)
     try:
         _restore_rest(meta, tensors, optimizer, scaler)
         return _train_state(meta["state"]), meta["settings"]
@@ -133,11 +134,11 @@ _META_TYPES: dict[str, tuple[type, ...]] = {
 def _read_meta(path: Path) -> dict[str, Any]:
     """The checkpoint's JSON, its entries of the types :func:`save_checkpoint` writes."""
     try:
-        meta = json.loads(path.read_text())
+        meta = parse_json(path.read_bytes())
     except OSError as exc:
         raise TrainingError(f"cannot read the checkpoint ({exc.strerror or exc})", path=path) from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise TrainingError("checkpoint is not valid JSON (damaged or edited)", path=path, hint=_HINT) from exc
+    except JsonProblem as exc:
+        raise TrainingError(f"checkpoint is not valid JSON ({exc}; damaged or edited)", path=path, hint=_HINT) from exc
     if not isinstance(meta, dict):
         raise TrainingError("checkpoint is not a JSON object (damaged or edited)", path=path, hint=_HINT)
     wrong = [key for key, types in _META_TYPES.items() if not isinstance(meta.get(key, ...), types)]

@@ -15,13 +15,13 @@ colour the raster's palette shows it in, so the objects are styled like the map.
 
 from __future__ import annotations
 
-import json
 import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
 from ..conventions import CLASS_NAMES_TAG, LAYER_STYLES
 from ..errors import AerialsegError
+from ..jsondata import JsonProblem, parse_json
 
 __all__ = ["class_kind", "class_names", "class_colors", "resolve_classes", "layer_names", "MAX_LAYER_NAME"]
 
@@ -54,8 +54,8 @@ def class_names(dataset: Any) -> list[str] | None:
     tags = dataset.tags(1)
     if CLASS_NAMES_TAG in tags:
         try:
-            names = json.loads(tags[CLASS_NAMES_TAG])
-        except ValueError:
+            names = parse_json(tags[CLASS_NAMES_TAG])
+        except JsonProblem:
             names = None
         if isinstance(names, list) and all(isinstance(n, str) for n in names):
             return names

@@ -34,9 +34,13 @@ class Frame:
     @classmethod
     def for_raster(cls, path: object, crs: Any, transform: Any, height: int, width: int) -> Frame:
         """The frame of a ``height`` x ``width`` raster at ``path``; refused without a CRS (nothing to measure in)."""
+        from ..errors import GSDMismatchError
         from ..gsd import pixel_size_m
 
-        size = pixel_size_m(crs, transform, height, width)  # None without a CRS
+        try:
+            size = pixel_size_m(crs, transform, height, width)  # None without a CRS
+        except GSDMismatchError as exc:  # its hint is predict's (--gsd native): the georeferencing is the fix here
+            raise InputRasterError(exc.message, path=path, hint="check the georeferencing (gdalinfo)") from exc
         if size is None:
             raise InputRasterError(
                 "class raster has no CRS, so object sizes cannot be measured",

@@ -17,7 +17,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,8 +34,7 @@ from .classes import class_colors, class_names, layer_names, resolve_classes
 from .features import columns, feature
 from .frame import Frame
 from .regions import Strip, iter_regions
-from .settings import VectorizeOptions, check_car_geometry, check_sizes, cleanup_for
-from .shapes import Cleanup
+from .settings import Cleanup, VectorizeOptions, check_car_geometry, check_sizes, cleanup_for
 from .strips import open_confidence, read_strips, reporting, strip_height
 from .writer import VectorWriter, format_for
 
@@ -93,7 +92,7 @@ def vectorize(
         confidence_ds: Any = None
         bands: dict[int, int] = {}
         if options.confidence is not None:
-            confidence_ds, bands = open_confidence(options.confidence, dataset, classes)
+            confidence_ds, bands = open_confidence(options.confidence, dataset, classes, raster)
             stack.enter_context(confidence_ds)
         metadata = _metadata(raster, classes, cleanups, options.confidence)
         rows_per_strip = strip_height(dataset, options.strip_rows)
@@ -102,7 +101,7 @@ def vectorize(
         colors = class_colors(dataset, classes)
         legend = [ClassStyle(class_id, name, colors[class_id]) for class_id, name in classes]
         styles = {layers[c.value]: fill_qml(c.color) for c in legend}
-        with atomic_output(output, options.overwrite) as tmp, _style_beside(style, legend, options.overwrite):
+        with atomic_output(output, options.overwrite) as tmp:
             writer = VectorWriter(
                 tmp, dataset.crs, metadata, tmp.with_name(tmp.stem + ".work.gpkg"), output.stem, styles
             )
@@ -127,21 +126,19 @@ def vectorize(
             except BaseException:
                 writer.discard()
                 raise
+            if style is not None:  # written once the objects are: a failure while writing them is named after them
+                _write_style(style, legend, options.overwrite)
     return VectorizeResult(raster, output, counts, time.perf_counter() - start, regions)
 
 
-@contextmanager
-def _style_beside(style: Path | None, legend: list[ClassStyle], overwrite: bool) -> Iterator[None]:
-    """The QML of a single-layer output (polygons coloured by their ``class``), renamed into place on success.
+def _write_style(style: Path, legend: list[ClassStyle], overwrite: bool) -> None:
+    """The QML of a single-layer output (polygons coloured by their ``class``), written then renamed.
 
-    Entered after the output's own :func:`atomic_output`, so it is renamed just before the output.
+    Written inside the output's own :func:`atomic_output`, after its objects: renamed just
+    before the output, so an output that exists has its style.
     """
-    if style is None:
-        yield
-        return
     with atomic_output(style, overwrite) as tmp:
         tmp.write_text(categorized_qml("class", legend), encoding="utf-8")
-        yield
 
 
 def _check_class_raster(dataset: Any, path: InputRef) -> None:

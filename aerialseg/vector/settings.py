@@ -2,7 +2,8 @@
 
 One options object serves the CLI, ``predict --vectorize`` and the API, so all three clean
 the same class the same way: the class's kind picks the defaults
-(:data:`~.shapes.DEFAULT_CLEANUP`), and the options a user gave override them.
+(:data:`DEFAULT_CLEANUP`), and the options a user gave override them. Import-light (no numpy):
+the command line declares its options from these defaults when it starts.
 """
 
 from __future__ import annotations
@@ -13,9 +14,17 @@ from typing import Any
 
 from ..errors import AerialsegError
 from .classes import class_kind
-from .shapes import DEFAULT_CLEANUP, Cleanup
 
-__all__ = ["VectorizeOptions", "STRIP_ROWS", "CAR_GEOMETRIES", "check_car_geometry", "check_sizes", "cleanup_for"]
+__all__ = [
+    "Cleanup",
+    "DEFAULT_CLEANUP",
+    "VectorizeOptions",
+    "STRIP_ROWS",
+    "CAR_GEOMETRIES",
+    "check_car_geometry",
+    "check_sizes",
+    "cleanup_for",
+]
 
 STRIP_ROWS = 512
 """Rows of the class raster read and polygonised at once (memory is one strip plus the open regions)."""
@@ -25,11 +34,37 @@ CAR_GEOMETRIES = ("outline", "box")
 
 
 @dataclass(frozen=True)
+class Cleanup:
+    """Per-class clean-up; areas in m², ``simplify`` in metres or pixels (``simplify_unit``).
+
+    ``min_area_m2``: smaller objects are dropped. ``fill_holes_m2``: holes smaller than this
+    are filled. ``simplify``: Douglas-Peucker tolerance (topology-preserving: a polygon stays
+    valid and keeps its holes apart). ``regularize``: square the outline to the object's
+    dominant orientation (buildings). ``box``: output the oriented minimum rectangle instead
+    of the outline (cars; its length, width and heading are attributes either way).
+    """
+
+    min_area_m2: float = 0.0
+    fill_holes_m2: float = 0.0
+    simplify: float = 0.0
+    simplify_unit: str = "px"
+    regularize: bool = False
+    box: bool = False
+
+
+# What a GIS user wants without thinking about it: no specks, no pinholes, no staircases.
+DEFAULT_CLEANUP = {
+    "building": Cleanup(min_area_m2=4.0, fill_holes_m2=2.0, simplify=1.0),
+    "car": Cleanup(min_area_m2=1.0, fill_holes_m2=1.0, simplify=1.0),
+}
+
+
+@dataclass(frozen=True)
 class VectorizeOptions:
     """Settings of one vectorization (shared by the CLI, ``predict --vectorize`` and the API).
 
     ``classes``: names, ids, or ``name=id`` (None: every building and car class). The
-    clean-up defaults depend on the class (:data:`~.shapes.DEFAULT_CLEANUP`); ``min_area_m2``,
+    clean-up defaults depend on the class (:data:`DEFAULT_CLEANUP`); ``min_area_m2``,
     ``fill_holes_m2``, ``simplify`` (with ``simplify_unit`` px or m) and ``regularize``
     override them for every class, ``cleanup`` per class name. ``car_geometry``: ``outline``
     or ``box`` (the oriented rectangle). ``confidence``: a probability raster (band per

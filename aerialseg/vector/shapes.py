@@ -14,36 +14,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .settings import Cleanup
+
 if TYPE_CHECKING:
     from shapely import Polygon
 
-__all__ = ["Cleanup", "canonical", "clean", "fill_holes", "regularize", "oriented_box", "DEFAULT_CLEANUP"]
-
-
-@dataclass(frozen=True)
-class Cleanup:
-    """Per-class clean-up; areas in m², ``simplify`` in metres or pixels (``simplify_unit``).
-
-    ``min_area_m2``: smaller objects are dropped. ``fill_holes_m2``: holes smaller than this
-    are filled. ``simplify``: Douglas-Peucker tolerance (topology-preserving: a polygon stays
-    valid and keeps its holes apart). ``regularize``: square the outline to the object's
-    dominant orientation (buildings). ``box``: output the oriented minimum rectangle instead
-    of the outline (cars; its length, width and heading are attributes either way).
-    """
-
-    min_area_m2: float = 0.0
-    fill_holes_m2: float = 0.0
-    simplify: float = 0.0
-    simplify_unit: str = "px"
-    regularize: bool = False
-    box: bool = False
-
-
-# What a GIS user wants without thinking about it: no specks, no pinholes, no staircases.
-DEFAULT_CLEANUP = {
-    "building": Cleanup(min_area_m2=4.0, fill_holes_m2=2.0, simplify=1.0),
-    "car": Cleanup(min_area_m2=1.0, fill_holes_m2=1.0, simplify=1.0),
-}
+__all__ = ["canonical", "clean", "fill_holes", "regularize", "oriented_box"]
 
 
 def canonical(polygon: Polygon) -> Polygon:

@@ -21,7 +21,9 @@ from ..errors import InputRasterError
 from ..raster import open_raster, read_bands, read_mask
 from .regions import Strip
 
-__all__ = ["strip_height", "open_confidence", "confidence_bands", "read_strips", "reporting"]
+__all__ = ["strip_height", "open_confidence", "grid_problem", "confidence_bands", "read_strips", "reporting"]
+
+_GRID_TOLERANCE = 0.01  # pixels
 
 
 def strip_height(dataset: Any, requested: int) -> int:
@@ -34,14 +36,18 @@ def strip_height(dataset: Any, requested: int) -> int:
 
 
 def open_confidence(
-    path: str | os.PathLike[str], classes_ds: Any, classes: list[tuple[int, str]]
+    path: str | os.PathLike[str], classes_ds: Any, classes: list[tuple[int, str]], raster: object
 ) -> tuple[Any, dict[int, int]]:
-    """The confidence raster at ``path``, open, and its band for each class id; refused if its grid differs."""
+    """The confidence raster at ``path``, open, and its band for each class id; refused if its grid differs.
+
+    ``classes_ds`` is the class raster ``raster`` (as the user spelled it), open.
+    """
     dataset = open_raster(path)
     try:
-        if (dataset.width, dataset.height) != (classes_ds.width, classes_ds.height):
+        problem = grid_problem(dataset, classes_ds)
+        if problem:
             raise InputRasterError(
-                f"is {dataset.width}x{dataset.height}, the class raster {classes_ds.width}x{classes_ds.height}",
+                f"is {problem}, so it is not on the grid of the class raster {raster}",
                 path=path,
                 hint="use the confidence raster written with this class raster",
             )
@@ -49,6 +55,32 @@ def open_confidence(
     except BaseException:
         dataset.close()
         raise
+
+
+def grid_problem(dataset: Any, reference: Any) -> str | None:
+    """How ``dataset``'s pixel grid differs from ``reference``'s (size, CRS, place on the map), or None.
+
+    The answer follows "is": ``40x39, the class raster 40x40``.
+
+    Confidences are read pixel by pixel beside the classes, so a raster of the same size but
+    another CRS or transform would attach the confidence of other ground to each region. The
+    corners are compared in ``reference``'s pixels: within a hundredth of a pixel is the same grid,
+    at any pixel size.
+    """
+    if (dataset.width, dataset.height) != (reference.width, reference.height):
+        return f"{dataset.width}x{dataset.height}, the class raster {reference.width}x{reference.height}"
+    if dataset.crs != reference.crs:
+        return f"on CRS {dataset.crs or 'none'}, the class raster on {reference.crs or 'none'}"
+    if reference.transform.is_degenerate:  # no pixel grid to measure in: only the same transform fits
+        same = dataset.transform == reference.transform
+        return None if same else f"on transform {tuple(dataset.transform)[:6]}, the class raster on a degenerate one"
+    back = ~reference.transform
+    corners = [(0, 0), (dataset.width, 0), (0, dataset.height), (dataset.width, dataset.height)]
+    for col, row in corners:
+        x, y = back @ (dataset.transform @ (col, row))
+        if abs(x - col) > _GRID_TOLERANCE or abs(y - row) > _GRID_TOLERANCE:
+            return f"shifted or scaled: its pixel ({col}, {row}) lies at pixel ({x:.2f}, {y:.2f}) of the class raster"
+    return None
 
 
 def confidence_bands(dataset: Any, classes: list[tuple[int, str]], path: Path) -> dict[int, int]:

@@ -117,7 +117,7 @@ def test_api_functions_are_not_hidden_by_modules_of_the_same_name():
 
     assert aerialseg.doctor is doctor and aerialseg.evaluate is evaluate
     assert aerialseg.PredictOptions().tiling == aerialseg.TilingOptions()
-    assert callable(aerialseg.predict_on_cluster) and aerialseg.RunnerSpec("m").backend == "auto"
+    assert callable(aerialseg.predict_batch) and aerialseg.RunnerSpec("m").backend == "auto"
 
 
 def test_export_refuses_an_existing_output(cli, tmp_path, weights_file):
@@ -208,11 +208,11 @@ def no_work(monkeypatch):
     for target in (
         "aerialseg.runners.RunnerSpec.resolve",
         "aerialseg.runners.RunnerSpec.open",
-        "aerialseg.pipeline.expand_inputs",
-        "aerialseg.pipeline.predict_many",
+        "aerialseg.batch.expand_inputs",
+        "aerialseg.batch.predict_batch",
         "aerialseg.diagnosis.doctor",
         "aerialseg.evaluation.evaluate",
-        "aerialseg.cli.vectorize.vectorize",
+        "aerialseg.vector.run.vectorize",
     ):
         monkeypatch.setattr(target, refuse)
 

@@ -14,7 +14,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from aerialseg.conventions import MODEL_CHOICE_TAG, NODATA_CLASS
+from aerialseg.conventions import NODATA_CLASS, Tag
 from aerialseg.data.manifest import MANIFEST_NAME
 
 TILE = 128
@@ -89,8 +89,8 @@ def test_prepare_train_predict_by_name(cli, homes, own_data, tmp_path):
     assert code == 0, err
     with rasterio.open(tmp_path / "by_name.tif") as by_name, rasterio.open(tmp_path / "by_path.tif") as by_path:
         assert np.array_equal(by_name.read(), by_path.read())
-        assert by_name.tags()[MODEL_CHOICE_TAG].startswith(f"--model manet: {installed.stem}")
-        assert MODEL_CHOICE_TAG not in by_path.tags()
+        assert by_name.tags()[Tag.MODEL_CHOICE].startswith(f"--model manet: {installed.stem}")
+        assert Tag.MODEL_CHOICE not in by_path.tags()
 
     code, out, err = cli(["eval", "--dataset", "mine", "-m", "manet-mine", "--split", "val"])
     assert code == 0, err

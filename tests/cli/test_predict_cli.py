@@ -27,12 +27,14 @@ def workdir(tmp_path):
 
 @pytest.fixture
 def opened(monkeypatch, context_runner):
-    """RunnerSpec.open gives the fast stand-in network; the specification the command built is kept."""
+    """RunnerSpec.open gives the fast stand-in network (with its TTA, as open wraps it); the specification is kept."""
+    from aerialseg.runners.tta import TTARunner
+
     specs = []
 
     def fake_open(spec, choice=None):
         specs.append(spec)
-        return context_runner()
+        return TTARunner(context_runner(), spec.tta) if spec.tta else context_runner()
 
     monkeypatch.setattr(RunnerSpec, "open", fake_open)
     return specs

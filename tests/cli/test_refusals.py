@@ -41,14 +41,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _one_line(code: int, err: str, expected_code: int, *needles: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == expected_code, err
-    assert len(lines) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
 @pytest.mark.parametrize(
     "command",
     [
@@ -76,17 +68,17 @@ def test_doctor_reports_pixels_that_do_not_decode(bench, cli):
 
 
 @pytest.mark.parametrize("scale", ["1e-50", "1e50", "1e308"])
-def test_a_divisor_float32_cannot_hold_is_refused(bench, cli, scale):
+def test_a_divisor_float32_cannot_hold_is_refused(bench, cli, scale, one_line):
     argv = ["predict", str(bench / "in.tif"), "-m", str(bench / "w.safetensors"), "--scale", scale]
     code, _, err = cli([*argv, "-o", str(bench / "out.tif")])
-    _one_line(code, err, 2, "--scale", "outside the 32-bit range")
+    one_line(code, err, 2, "--scale", "outside the 32-bit range")
     assert not (bench / "out.tif").exists()
 
 
-def test_an_unknown_dataset_name_is_one_line(bench, cli):
+def test_an_unknown_dataset_name_is_one_line(bench, cli, one_line):
     argv = ["weights", "import", str(bench / "w.safetensors"), "--arch", "abcnet", "--dataset", "potsdamm"]
     code, _, err = cli([*argv, "-o", str(bench / "x.safetensors")])
-    _one_line(code, err, 1, "unknown dataset 'potsdamm'", "choose one of vaihingen, potsdam, uavid")
+    one_line(code, err, 1, "unknown dataset 'potsdamm'", "choose one of vaihingen, potsdam, uavid")
     assert not (bench / "x.safetensors").exists()
 
 
@@ -111,23 +103,23 @@ def _eval(cli, bench: Path, data: Path, *extra: str) -> tuple[int, str, str]:
     return cli(["eval", "--data", str(data), "-m", str(bench / "w.safetensors"), *engine, "--json", *extra])
 
 
-def test_eval_of_a_truncated_label_is_one_line(bench, cli):
+def test_eval_of_a_truncated_label_is_one_line(bench, cli, one_line):
     code, _, err = _eval(cli, bench, _prepared(bench, truncated=True))
-    _one_line(code, err, 1, "s1_label.tif", "cannot")
+    one_line(code, err, 1, "s1_label.tif", "cannot")
 
 
-def test_eval_refuses_save_maps_naming_a_file(bench, cli):
+def test_eval_refuses_save_maps_naming_a_file(bench, cli, one_line):
     (bench / "maps").write_text("an earlier file\n")
     code, _, err = _eval(cli, bench, _prepared(bench), "--save-maps", str(bench / "maps"))
-    _one_line(code, err, 1, "--save-maps names a file", "give a folder")
+    one_line(code, err, 1, "--save-maps names a file", "give a folder")
     assert (bench / "maps").read_text() == "an earlier file\n"
 
 
-def test_eval_refuses_a_split_without_patches(bench, cli):
+def test_eval_refuses_a_split_without_patches(bench, cli, one_line):
     code, _, err = _eval(cli, bench, _prepared(bench), "--patches")
-    _one_line(code, err, 1, "split 'test' has no patches", "without --patches")
+    one_line(code, err, 1, "split 'test' has no patches", "without --patches")
 
 
-def test_eval_refuses_labels_with_no_class_the_model_knows(bench, cli):
+def test_eval_refuses_labels_with_no_class_the_model_knows(bench, cli, one_line):
     code, _, err = _eval(cli, bench, _prepared(bench, np.full((CROP, CROP), 9, np.uint8)))
-    _one_line(code, err, 1, "no pixel of split 'test' has a class label", "outside 0..5")
+    one_line(code, err, 1, "no pixel of split 'test' has a class label", "outside 0..5")

@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import rasterio
 
+from aerialseg.batch import predict_batch
 from aerialseg.card import ModelCard
 from aerialseg.data.classes import DATASETS
 from aerialseg.errors import AerialsegError
 from aerialseg.options import TilingOptions
-from aerialseg.pipeline import PredictOptions, predict, predict_many
+from aerialseg.pipeline import PredictOptions, predict
 from aerialseg.runners.gate import GatedRunner, PrecisionGateError, gate_tile_count
 
 
@@ -77,7 +78,7 @@ def test_strict_gate_failure_is_one_line_and_writes_nothing(tmp_path, rasters):
 def test_a_failed_gate_stops_the_whole_batch(tmp_path, rasters):
     runner = gated(PixelRunner("bf16", permute=2), strict=True)
     with pytest.raises(PrecisionGateError):
-        predict_many([rasters["nodata"], rasters["alpha"]], runner, PredictOptions(), out_dir=tmp_path)
+        predict_batch([rasters["nodata"], rasters["alpha"]], runner, PredictOptions(), out_dir=tmp_path)
     assert files(tmp_path) == []
 
 
@@ -114,7 +115,7 @@ def test_a_passing_gate_runs_the_candidate_releases_the_reference_and_runs_once_
     built = []
     candidate = PixelRunner("bf16")
     runner = gated(candidate, strict=True, built=built)
-    results = predict_many(
+    results = predict_batch(
         [rasters["nodata"], rasters["alpha"], rasters["striped"]], runner, PredictOptions(), out_dir=tmp_path
     )
     assert [r.status for r in results] == ["ok"] * 3
