@@ -8,7 +8,9 @@ sums only for the rows that a future tile can still touch: when a tile row start
 A pixel's weight is the tile plan's blend weight times the input's validity, so nodata
 pixels contribute nothing; a pixel whose weights sum to zero (invalid in every tile that
 covers it) becomes ``NODATA_CLASS``. The class is the argmax of the weighted sum, which equals
-the argmax of the weighted mean since the divisor is positive.
+the argmax of the weighted mean since the divisor is positive; a model's threshold (scores
+below it count as 0) compares each sum with the threshold times the weight sum
+(:class:`ClassRule`), which is the mean's comparison with the threshold.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 from .conventions import NODATA_CLASS
 from .tiling import TilePlan, Window
 
-__all__ = ["StripAccumulator", "LeanStripAccumulator", "Strip", "first_argmax"]
+__all__ = ["StripAccumulator", "LeanStripAccumulator", "Strip", "ClassRule", "first_argmax"]
 _CHUNK_COLS = 2048
 
 
@@ -35,6 +37,37 @@ def first_argmax(scores: np.ndarray) -> np.ndarray:
     for k in range(scores.shape[0] - 2, -1, -1):
         np.copyto(classes, np.uint8(k), where=scores[k] == best)
     return classes
+
+
+@dataclass(frozen=True)
+class ClassRule:
+    """How blended scores become a class (see :class:`~aerialseg.card.ModelCard`).
+
+    The argmax, where scores below ``threshold`` count as 0 (0: off), so a pixel where no class
+    reaches it is class 0; for a ``binary`` network (background, its class) the class wherever
+    its probability reaches the threshold.
+    """
+
+    threshold: float = 0.0
+    binary: bool = False
+
+    def describe(self, names: list[str]) -> str:
+        """The rule in words, for the outputs' tags: ``argmax``; ``argmax, scores below 0.5 count as 0``."""
+        if self.binary:
+            cut = self.threshold if self.threshold > 0 else 0.5
+            return f"{names[1]} where its probability is at least {cut:g}, else {names[0]}"
+        if self.threshold <= 0:
+            return "argmax"
+        return f"argmax, scores below {self.threshold:g} count as 0 (class {names[0]} where none reaches it)"
+
+    def classes(self, sums: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Class ids ``(h, w)`` uint8 of weighted score sums ``(K, h, w)`` whose weights sum to ``weights``."""
+        if self.threshold <= 0:
+            return first_argmax(sums)
+        cut = self.threshold * weights
+        if self.binary:
+            return (sums[1] >= cut).astype(np.uint8)
+        return first_argmax(np.where(sums >= cut, sums, np.float32(0)))
 
 
 @dataclass(frozen=True)
@@ -54,7 +87,14 @@ class Strip:
 class StripAccumulator:
     """See the module docstring."""
 
-    def __init__(self, plan: TilePlan, num_classes: int, probabilities: bool = False, start_row: int = 0):
+    def __init__(
+        self,
+        plan: TilePlan,
+        num_classes: int,
+        probabilities: bool = False,
+        start_row: int = 0,
+        rule: ClassRule = ClassRule(),  # noqa: B008 (frozen: one shared default is safe)
+    ):
         if num_classes >= NODATA_CLASS:
             raise ValueError(f"at most {NODATA_CLASS - 1} classes fit a uint8 class raster with nodata {NODATA_CLASS}")
         self.plan = plan
@@ -63,6 +103,7 @@ class StripAccumulator:
         self.weights = np.zeros((self.capacity, plan.width), np.float32)
         self.top = start_row  # first row not yet handed out (non-zero when resuming)
         self.keep_probabilities = probabilities
+        self.rule = rule
 
     def begin_row(self, row_off: int) -> Strip | None:
         """Start the tile row at ``row_off``; return the rows above it, now final (None if none)."""
@@ -95,7 +136,8 @@ class StripAccumulator:
     def _finish(self, rows: int) -> Strip:
         classes = np.empty((rows, self.plan.width), np.uint8)
         for c in range(0, self.plan.width, _CHUNK_COLS):  # bounded temporaries on wide rasters
-            classes[:, c : c + _CHUNK_COLS] = first_argmax(self.scores[:, :rows, c : c + _CHUNK_COLS])
+            cols = slice(c, c + _CHUNK_COLS)
+            classes[:, cols] = self.rule.classes(self.scores[:, :rows, cols], self.weights[:rows, cols])
         valid = self.weights[:rows] > 0
         classes[~valid] = NODATA_CLASS
         if not self.keep_probabilities:
@@ -117,9 +159,16 @@ class LeanStripAccumulator:
     formed in the same order as the dense accumulator's, so the class ids are identical.
     """
 
-    def __init__(self, plan: TilePlan, num_classes: int, start_row: int = 0):
+    def __init__(
+        self,
+        plan: TilePlan,
+        num_classes: int,
+        start_row: int = 0,
+        rule: ClassRule = ClassRule(),  # noqa: B008 (frozen: one shared default is safe)
+    ):
         self.plan = plan
         self.k = num_classes
+        self.rule = rule
         self.width = plan.width
         self.row_starts = [r for r, _ in plan.row_spans]
         ends = [r + h for r, h in plan.row_spans]
@@ -206,7 +255,8 @@ class LeanStripAccumulator:
             self._slide(self.final_c)
             self._enter(end)
             span = slice(0, end - self.final_c)
-            classes = first_argmax(self.window[: self.k, : self.upper, span])
-            classes[self.window[self.k, : self.upper, span] <= 0] = NODATA_CLASS
+            weights = self.window[self.k, : self.upper, span]
+            classes = self.rule.classes(self.window[: self.k, : self.upper, span], weights)
+            classes[weights <= 0] = NODATA_CLASS
             self.classes[:, self.final_c : end] = classes
             self.final_c = end

@@ -28,11 +28,14 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .conventions import CARD_KEY, PRECISION_KEY
 from .errors import WeightsError
 from .jsondata import Check, JsonProblem, fields_problem, is_int, is_number, is_text, list_of, parse_json, shown
+
+if TYPE_CHECKING:
+    from .deepness import GraphShapes
 
 __all__ = [
     "ClassInfo",
@@ -50,11 +53,14 @@ __all__ = [
     "printable",
     "card_from_metadata",
     "onnx_metadata",
+    "onnx_graph",
     "exported_precision",
     "scale_problem",
 ]
 
 CARD_SCHEMA = 1
+ORIGINS = ("aerialseg", "deepness")
+"""Who wrote a card: aerialseg, or a Deepness/GeoDeep ONNX file's metadata read as one."""
 _MAX_SAFETENSORS_HEADER = 100_000_000
 _EXPORT_HINT = "export it with 'aerialseg export'"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -112,6 +118,16 @@ class ModelCard:
     standardised with ``mean``/``std`` (one value per band). ``gsd_m`` is the training
     ground sampling distance in metres (None: unknown, no resampling). ``tile_size`` and
     ``overlap`` are the inference defaults in pixels.
+
+    The class of a pixel is the argmax of its blended probabilities, where those below
+    ``threshold`` count as 0 (0: off; a pixel where no class reaches it is class 0). A
+    ``binary`` network writes one channel, the probability of ``classes[1]``; ``classes[0]``
+    is its complement, and a pixel is ``classes[1]`` where that probability reaches the
+    threshold (0.5 when off). ``min_segment``: the default smallest object, in model pixels,
+    that vectorizing keeps (0: the class's own default). ``origin``: ``aerialseg`` for a card
+    aerialseg wrote; ``deepness`` for one read from a Deepness/GeoDeep ONNX file's metadata
+    (:mod:`aerialseg.deepness`): its graph does not standardise, so the runner does, and
+    pixels of types other than 8-bit need an explicit ``--scale``.
     """
 
     arch: str
@@ -130,6 +146,10 @@ class ModelCard:
     source: str = ""
     aerialseg_version: str = ""
     sha256: str = ""
+    threshold: float = 0.0
+    binary: bool = False
+    min_segment: int = 0
+    origin: str = "aerialseg"
     schema: int = CARD_SCHEMA
 
     def __post_init__(self) -> None:
@@ -141,6 +161,11 @@ class ModelCard:
     def num_classes(self) -> int:
         """Number of output classes K."""
         return len(self.classes)
+
+    @property
+    def network(self) -> str:
+        """What runs, as people name it: ``manet-resnet50``; ``ONNX network (Deepness metadata)``."""
+        return "ONNX network (Deepness metadata)" if self.origin == "deepness" else f"{self.arch}-{self.backbone}"
 
     @property
     def class_names(self) -> list[str]:
@@ -175,6 +200,14 @@ class ModelCard:
         found += self._scaling_problems()
         if self.tile_size < 1 or not 0 <= self.overlap < self.tile_size:
             found.append("need tile_size >= 1 and 0 <= overlap < tile_size")
+        if not (math.isfinite(self.threshold) and 0 <= self.threshold <= 1):
+            found.append("threshold must be a number from 0 to 1")
+        if self.binary and len(self.classes) != 2:
+            found.append("a binary (one-channel) network has exactly two classes, background and its own")
+        if self.min_segment < 0:
+            found.append("min_segment must be 0 or more pixels")
+        if self.origin not in ORIGINS:
+            found.append(f"origin must be one of {', '.join(ORIGINS)}")
         if self.sha256 and not _SHA256.fullmatch(self.sha256):
             found.append("sha256 is not 64 lowercase hexadecimal digits")
         texts = ("arch", "backbone", "bands", "dataset", "training", "source", "aerialseg_version", "metrics")
@@ -256,6 +289,10 @@ _FIELD_TYPES: dict[str, tuple[str, Check]] = {
     "source": ("a string", is_text),
     "aerialseg_version": ("a string", is_text),
     "sha256": ("a string", is_text),
+    "threshold": ("a finite number", is_number),
+    "binary": ("true or false", lambda value: isinstance(value, bool)),
+    "min_segment": ("an integer", is_int),
+    "origin": ("a string", is_text),
     "schema": ("an integer", is_int),
 }
 
@@ -375,7 +412,7 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
     """
     path = Path(path)
     if path.suffix.lower() == ".onnx":
-        return card_from_metadata(onnx_metadata(path), path)
+        return card_from_metadata(*onnx_graph(path), path)
     header = read_safetensors_header(path)
     text = header.metadata.get(CARD_KEY)
     if text is None:
@@ -391,15 +428,28 @@ def read_card(path: str | os.PathLike[str]) -> ModelCard:
     return card
 
 
-def card_from_metadata(metadata: Mapping[str, str], path: str | os.PathLike[str]) -> ModelCard:
-    """The card in an exported graph's metadata (``metadata_props``, or ONNX Runtime's custom metadata map).
+def card_from_metadata(
+    metadata: Mapping[str, str], shapes: GraphShapes | None, path: str | os.PathLike[str]
+) -> ModelCard:
+    """The card of an ONNX graph from its metadata (``metadata_props``, or ONNX Runtime's custom metadata map).
 
-    ONNX Runtime hands its session's metadata over directly, so a runner does not parse the file twice.
+    An aerialseg export carries its card; a file of the Deepness/GeoDeep contract gets one read
+    from its metadata and its graph's ``shapes`` (:mod:`aerialseg.deepness`; read from the file
+    when None). ONNX Runtime hands its session's metadata and shapes over directly, so a runner
+    does not parse the file twice.
     """
     text = metadata.get(CARD_KEY)
-    if text is None:
-        raise WeightsError("ONNX file has no aerialseg model card", path=path, hint=_EXPORT_HINT)
-    return _parse(text, path)
+    if text is not None:
+        return _parse(text, path)
+    from .deepness import deepness_card, is_deepness
+
+    if not is_deepness(metadata):
+        raise WeightsError(
+            "ONNX file has neither an aerialseg model card nor Deepness metadata (model_type, class_names)",
+            path=path,
+            hint=_EXPORT_HINT + ", or add the Deepness metadata keys",
+        )
+    return deepness_card(metadata, shapes or onnx_graph(path)[1], path)
 
 
 def exported_precision(metadata: Mapping[str, str]) -> str:
@@ -409,15 +459,34 @@ def exported_precision(metadata: Mapping[str, str]) -> str:
 
 def onnx_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The ``metadata_props`` of an ONNX file (its graph is parsed, external tensor data is not loaded)."""
+    return onnx_graph(path)[0]
+
+
+def onnx_graph(path: str | os.PathLike[str]) -> tuple[dict[str, str], GraphShapes]:
+    """The ``metadata_props`` of an ONNX file and the shapes of its graph's inputs and outputs.
+
+    Initializers that old exporters also list as inputs are not inputs; a dimension is its
+    number when fixed, else its symbolic name (or None).
+    """
     import onnx
+
+    from .deepness import GraphShapes
 
     refuse_special_file(path)
     try:
-        graph = onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # noqa: BLE001 (protobuf and onnx raise several types)
         reason = getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
         raise WeightsError(f"not a readable ONNX file ({printable(reason)})", path=path, hint=_EXPORT_HINT) from exc
-    return {prop.key: prop.value for prop in graph.metadata_props}
+    weights = {tensor.name for tensor in model.graph.initializer}
+
+    def shape(value: Any) -> tuple[int | str | None, ...]:  # noqa: ANN401 (an onnx ValueInfoProto)
+        dims = value.type.tensor_type.shape.dim
+        return tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in dims)
+
+    inputs = tuple(shape(v) for v in model.graph.input if v.name not in weights)
+    shapes = GraphShapes(inputs, tuple(shape(v) for v in model.graph.output))
+    return {prop.key: prop.value for prop in model.metadata_props}, shapes
 
 
 def refuse_special_file(path: str | os.PathLike[str]) -> None:

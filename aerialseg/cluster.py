@@ -320,4 +320,4 @@ def _assemble(split: _Split, options: PredictOptions) -> None:
         parts = [(start, band.rasters[index]) for start, band in split.bands]
         assemble_bands(parts, target, layout, overwrite=options.output.overwrite)
     shutil.rmtree(split.folder, ignore_errors=True)
-    outputs.write_objects(options.output)
+    outputs.write_objects(options.output, split.card)

@@ -160,7 +160,7 @@ def doctor(
     options = options or PredictOptions()
     report = DoctorReport(as_input(path))
     card = read_card(spec.model_file)
-    report.facts["model"] = f"{card.arch}-{card.backbone}, bands {'-'.join(card.bands)}, {card.num_classes} classes"
+    report.facts["model"] = f"{card.network}, bands {'-'.join(card.bands)}, {card.num_classes} classes"
     choice = _engine(report, spec)
     try:
         report.path = input_of(path, options.input.asset)
@@ -274,7 +274,11 @@ class MemoryEstimate:
 def memory_estimate(
     path: InputRef, card: ModelCard, plan: TilePlan, options: PredictOptions, *, resampled: bool
 ) -> MemoryEstimate:
-    """What predicting ``path`` with ``plan`` holds in memory (``resampled``: read at the model's GSD)."""
+    """What predicting ``path`` with ``plan`` holds in memory (``resampled``: read at the model's GSD).
+
+    The weights of a network aerialseg did not build (a Deepness file) are not known without
+    loading it: they are left out (ONNX Runtime maps them from the file).
+    """
     from .models import get_spec
 
     tile_h, tile_w = plan.tile_shape
@@ -283,7 +287,7 @@ def memory_estimate(
     return MemoryEstimate(
         blending=_blending_bytes(plan, k, dense),
         queues=2 * options.queue_tiles * (len(card.bands) + k) * tile_h * tile_w * 4,
-        weights=get_spec(card.arch, card.backbone).params(k) * 4,
+        weights=get_spec(card.arch, card.backbone).params(k) * 4 if card.origin == "aerialseg" else 0,
         plan=len(plan) * _PLAN_BYTES_PER_TILE,
         block_cache=block_cache_mb(path) * 2**20,
         dense=dense,
@@ -353,6 +357,9 @@ def _estimates(
     problem = memory_problem(memory, plan, options, resampled=resampled)
     if problem is not None:
         report.findings.append(problem)
+    if card.origin != "aerialseg":
+        report.facts["time"] = "no estimate: aerialseg did not build this network, so its cost per tile is unknown"
+        return
     gmacs = get_spec(card.arch, card.backbone).gmacs_512 * tile_h * tile_w / 512**2
     if choice is not None and choice.device.startswith("cuda"):
         report.facts["time"] = "on a CUDA GPU: minutes for what takes hours on a CPU (no estimate)"

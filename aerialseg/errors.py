@@ -18,6 +18,7 @@ __all__ = [
     "UnknownModelError",
     "UnknownDatasetError",
     "WeightsError",
+    "DownloadError",
     "ExportParityError",
     "MissingDependencyError",
     "DatasetLayoutError",
@@ -77,6 +78,10 @@ class UnknownDatasetError(AerialsegError, ValueError):
 
 class WeightsError(AerialsegError, ValueError):
     """A weights file that is unreadable, lacks its card, was altered, or needs unpickling."""
+
+
+class DownloadError(AerialsegError, OSError):
+    """A download failed: the host cannot be reached, the server answered an error, the connection dropped."""
 
 
 class ExportParityError(AerialsegError, ValueError):

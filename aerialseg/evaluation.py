@@ -188,6 +188,6 @@ def evaluate(
         scores=scores,
         matrix=matrix.matrix.copy(),
         images=rows,
-        model=f"{card.arch}-{card.backbone} ({card.sha256[:12]})",
+        model=f"{runner.card.arch}-{runner.card.backbone} ({runner.card.sha256[:12]})",  # an ONNX file's hash
         settings=f"{runner.description}; {describe_precision(runner)}; tiles {tiling.tile}, blend {tiling.blend}",
     )

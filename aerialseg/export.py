@@ -200,7 +200,18 @@ def _measure(path: Path, module: nn.Module, batches: list[np.ndarray]) -> tuple[
     return tuple(checks)
 
 
-def _metadata(card: ModelCard, output: str, checks: tuple[ParityCheck, ...], fp16: bool) -> dict[str, str]:
+def _metadata(
+    card: ModelCard, output: str, checks: tuple[ParityCheck, ...], fp16: bool, static_size: int | None
+) -> dict[str, str]:
+    """The card and the Deepness/GeoDeep contract's keys, which read back the same map without the card.
+
+    A static graph records its own tile and the overlap its runner uses there; ``seg_thresh`` 0:
+    the map is the plain argmax.
+    """
+    from .deepness import overlap_percent
+
+    tile = static_size or card.tile_size
+    overlap = min(card.overlap, tile // 4) if static_size else card.overlap
     meta = {
         CARD_KEY: card.to_json(),
         PRECISION_KEY: "fp16" if fp16 else "fp32",
@@ -211,10 +222,11 @@ def _metadata(card: ModelCard, output: str, checks: tuple[ParityCheck, ...], fp1
         # QGIS Deepness / GeoDeep contract (JSON-encoded values).
         "model_type": json.dumps("Segmentor"),
         "class_names": json.dumps({str(i): name for i, name in enumerate(card.class_names)}),
-        "tile_size": json.dumps(card.tile_size),
-        "tiles_overlap": json.dumps(round(100 * card.overlap / card.tile_size)),
+        "tile_size": json.dumps(tile),
+        "tiles_overlap": json.dumps(overlap_percent(tile, overlap)),
         "standardization_mean": json.dumps([0.0] * len(card.bands)),
         "standardization_std": json.dumps([1.0] * len(card.bands)),
+        "seg_thresh": json.dumps(0),
     }
     if card.gsd_m:
         meta["resolution"] = json.dumps(round(card.gsd_m * 100, 4))
@@ -275,7 +287,7 @@ def export_onnx(
                 hint="try another --opset, or drop --fp16",
             )
         graph = onnx.load(str(tmp))
-        for key, value in (_metadata(card, output, checks, fp16) | dict(extra_metadata or {})).items():
+        for key, value in (_metadata(card, output, checks, fp16, static_size) | dict(extra_metadata or {})).items():
             graph.metadata_props.add(key=key, value=value)
         graph.doc_string = f"aerialseg {card.arch}-{card.backbone}, {card.num_classes} classes"
         onnx.save(graph, str(tmp))

@@ -335,7 +335,7 @@ def _predict_and_cut(
         source_tag = {} if placed is None else {Tag.SOURCE: path.name}
         for (part, layout), whole_part in zip(item.layouts(card), whole.rasters, strict=True):
             cut_raster(whole_part, window, part, layout, overwrite=wanted.overwrite, tags=tags | source_tag)
-        item.write_objects(wanted)
+        item.write_objects(wanted, card)
         rows.append(PredictResult(path, target, "ok", megapixels=window[2] * window[3] / 1e6))
     return rows, result
 

@@ -120,11 +120,16 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class PredictOptions:
-    """Settings of one prediction run: the three groups, and how many tiles each queue holds."""
+    """Settings of one prediction run: the three groups, the class threshold, and how many tiles each queue holds.
+
+    ``threshold``: class scores below it count as 0 before the argmax (0: off); None takes the
+    model card's (0 for aerialseg's networks, ``seg_thresh`` for a Deepness file).
+    """
 
     tiling: TilingOptions = field(default_factory=TilingOptions)
     input: InputOptions = field(default_factory=InputOptions)
     output: OutputOptions = field(default_factory=OutputOptions)
+    threshold: float | None = None
     queue_tiles: int = 4
 
 

@@ -158,20 +158,32 @@ class OutputSet:
 
             format_for(check_output(self.objects, overwrite))
 
-    def write_objects(self, output: OutputOptions) -> None:
+    def write_objects(self, output: OutputOptions, card: ModelCard) -> None:
         """The finished class raster into the objects file, when ``output.vectorize`` asks for one.
 
         The objects take mean/max confidence attributes from the probability raster, else the
-        uncertainty raster, when the run writes one.
+        uncertainty raster, when the run writes one. A model whose card names a smallest
+        segment (a Deepness file's ``seg_small_segment``, in model pixels) drops smaller objects
+        unless a minimum area was given.
         """
         if output.vectorize is None or self.objects is None:
             return
         from .vector import vectorize
 
         confidence = self.probabilities or self.uncertainty
-        vectorize(
-            self.classes, self.objects, replace(output.vectorize, confidence=confidence, overwrite=output.overwrite)
-        )
+        settings = replace(output.vectorize, confidence=confidence, overwrite=output.overwrite)
+        if card.min_segment and settings.min_area_m2 is None:
+            settings = replace(settings, min_area_m2=card.min_segment * self._model_pixel_m2(card))
+        vectorize(self.classes, self.objects, settings)
+
+    def _model_pixel_m2(self, card: ModelCard) -> float:
+        """The area of one model pixel: the card's GSD squared, else the class raster's pixel."""
+        if card.gsd_m:
+            return card.gsd_m**2
+        from .raster import open_raster
+
+        with open_raster(self.classes) as dataset:
+            return abs(dataset.transform.a * dataset.transform.e)
 
 
 def files_read(inputs: Iterable[InputRef]) -> list[Path]:
@@ -332,6 +344,6 @@ def check_settings(output: OutputOptions, card: ModelCard) -> None:
     check_car_geometry(output.vectorize)
     check_sizes(output.vectorize)
     try:
-        resolve_classes(output.vectorize.classes, card.class_names, Path(f"{card.arch}-{card.backbone}"))
+        resolve_classes(output.vectorize.classes, card.class_names, Path(card.network))
     except AerialsegError as exc:
         raise AerialsegError(f"--vectorize, for this model: {exc.message}", hint=exc.hint) from exc

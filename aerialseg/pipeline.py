@@ -27,7 +27,7 @@ import numpy as np
 from affine import Affine
 
 from .atomic import InputFiles
-from .blend import LeanStripAccumulator, Strip, StripAccumulator
+from .blend import ClassRule, LeanStripAccumulator, Strip, StripAccumulator
 from .conventions import NODATA_CLASS
 from .errors import AerialsegError
 from .journal import file_identity, load_rows_done, partial_paths, run_key, save_rows_done
@@ -95,6 +95,15 @@ class TileScores:
     col_index: int
     probabilities: np.ndarray | None
     valid: np.ndarray
+
+
+def class_rule(runner: Runner, options: PredictOptions) -> ClassRule:
+    """How this run turns probabilities into classes: the card's threshold unless ``options`` sets one."""
+    card = runner.card
+    threshold = card.threshold if options.threshold is None else options.threshold
+    if not 0 <= threshold <= 1:  # also refuses NaN
+        raise AerialsegError(f"threshold {threshold:g} is not from 0 to 1", hint="pass --threshold 0.5, or 0 for none")
+    return ClassRule(threshold, card.binary)
 
 
 def uses_dense_accumulator(options: PredictOptions, *, resampled: bool) -> bool:
@@ -168,7 +177,7 @@ def run_file(
 
                 gate.settle(RasterTileSample(source, plan, input_path.name))
             counts = _write_rasters(source, plan, runner, outputs, options, tiling.batch_size, rows, progress)
-    outputs.write_objects(options.output)
+    outputs.write_objects(options.output, runner.card)
     megapixels = (rows[1] - rows[0]) * source.native_width / 1e6
     return PredictResult(input_path, outputs.classes, "ok", time.perf_counter() - start, megapixels, *counts)
 
@@ -214,6 +223,7 @@ def _write_rasters(
         outputs=[layout.name for _, layout in layouts],
         rows=[first, stop],
         precision=getattr(runner, "precision", "fp32"),
+        classes=class_rule(runner, options).describe(card.class_names),
     )
     rows_done = load_rows_done(journal, key) if options.output.resume else None
     journal.unlink(missing_ok=True)  # a run killed from here on must start over
@@ -224,7 +234,7 @@ def _write_rasters(
         height=stop - first,
         crs=source.crs,
         transform=source.transform @ Affine.translation(0, first),
-        tags=provenance_tags(runner, source, plan, options.output.extra_tags),
+        tags=provenance_tags(runner, source, plan, class_rule(runner, options), options.output.extra_tags),
         resume=rows_done is not None,
         cog=options.output.cog,
     ) as sinks:
@@ -236,6 +246,7 @@ def _write_rasters(
                 (source.native_height, source.native_width),
                 card.num_classes,
                 probabilities=len(sinks) > 1,
+                rule=class_rule(runner, options),
             )
             if source.grid is not None
             else None
@@ -338,10 +349,13 @@ def _run(
     start_row = tile_rows[0][0][0].row_off if tile_rows else plan.height
     writer.start_at(start_row)
     num_classes = runner.card.num_classes
+    rule = class_rule(runner, options)
     if uses_dense_accumulator(options, resampled=writer.resampler is not None):
-        accumulator: StripAccumulator | LeanStripAccumulator = StripAccumulator(plan, num_classes, True, start_row)
+        accumulator: StripAccumulator | LeanStripAccumulator = StripAccumulator(
+            plan, num_classes, True, start_row, rule
+        )
     else:
-        accumulator = LeanStripAccumulator(plan, num_classes, start_row)
+        accumulator = LeanStripAccumulator(plan, num_classes, start_row, rule)
     stop = threading.Event()
     tiles: queue.Queue = queue.Queue(maxsize=options.queue_tiles)
     results: queue.Queue = queue.Queue(maxsize=options.queue_tiles)

@@ -1,7 +1,8 @@
 """Provenance tags: what made an output raster, written into every raster of a run.
 
 A class map is only as trustworthy as the record of how it was made: the package version,
-the network and its weights' digest, the engine and precision (with the accuracy gate's
+the network and its weights' digest (an ONNX file's own for a Deepness file, whose card came from
+its metadata), the class rule, the engine and precision (with the accuracy gate's
 figure for reduced precision), the input's bands and scaling, the tiling and whether the
 raster was predicted at the model's GSD. ``gdalinfo`` shows them; ``predict`` and the
 cluster's assembled rasters carry the same ones. A local input is recorded by its file name,
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import time
 
+from .blend import ClassRule
 from .conventions import Tag
 from .locations import InputRef, public_url
 from .runners import Runner, describe_precision, gate_result
@@ -22,7 +24,9 @@ from .tiling import TilePlan
 __all__ = ["provenance_tags", "source_tags"]
 
 
-def provenance_tags(runner: Runner, source: RasterSource, plan: TilePlan, extra_tags: dict[str, str]) -> dict[str, str]:
+def provenance_tags(
+    runner: Runner, source: RasterSource, plan: TilePlan, rule: ClassRule, extra_tags: dict[str, str]
+) -> dict[str, str]:
     """The ``AERIALSEG_*`` tags of a run (creation time included), then ``extra_tags``.
 
     The test-time augmentation is the runner's own (a :class:`~aerialseg.runners.tta.TTARunner`
@@ -35,6 +39,8 @@ def provenance_tags(runner: Runner, source: RasterSource, plan: TilePlan, extra_
         Tag.VERSION: __version__,
         Tag.MODEL: f"{card.arch}-{card.backbone}",
         Tag.WEIGHTS_SHA256: card.sha256,
+        Tag.CARD: "Deepness metadata of the ONNX file" if card.origin == "deepness" else "aerialseg",
+        Tag.CLASS_RULE: rule.describe(card.class_names),
         Tag.BACKEND: runner.description,
         **_precision_tags(runner),
         Tag.TTA: getattr(runner, "tta", None) or "none",

@@ -2,7 +2,8 @@
 
 When the pipeline predicts at the model's GSD (see :mod:`aerialseg.gsd`), the blended
 probabilities live on a coarser or finer grid than the orthophoto. They are resampled
-bilinearly (pixel centres aligned, both grids spanning the same extent) before the argmax,
+bilinearly (pixel centres aligned, both grids spanning the same extent) before the argmax
+(or the model's threshold rule, :class:`~aerialseg.blend.ClassRule`),
 which gives smooth class boundaries instead of the blocky ones of resampling class ids.
 Model-grid pixels without valid data do not contribute; an input pixel with no valid
 neighbour is nodata. Output rows are emitted as soon as the model rows they need have
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .blend import Strip, first_argmax
+from .blend import ClassRule, Strip
 from .conventions import NODATA_CLASS
 
 __all__ = ["ScoreResampler"]
@@ -41,7 +42,9 @@ class ScoreResampler:
         num_classes: int,
         chunk_rows: int = 256,
         probabilities: bool = False,
+        rule: ClassRule = ClassRule(),  # noqa: B008 (frozen: one shared default is safe)
     ):
+        self.rule = rule
         self.model_height, self.model_width = model_shape
         self.height, self.width = shape
         self.y0, self.y1, self.wy = _axis(self.model_height, self.height)
@@ -97,7 +100,7 @@ class ScoreResampler:
         wx = self.wx
         p = p[:, :, self.x0] * (1 - wx) + p[:, :, self.x1] * wx  # (K, n, width)
         v = v[:, self.x0] * (1 - wx) + v[:, self.x1] * wx
-        classes = first_argmax(p)
+        classes = self.rule.classes(p, v)
         valid = v > 0
         classes[~valid] = NODATA_CLASS
         if self.keep_probabilities:

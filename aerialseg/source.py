@@ -21,13 +21,14 @@ GSD is read through a warped view at the model's GSD (see :mod:`aerialseg.gsd`);
 the file as it is.
 
 Scaling (``scale=`` is ``--scale``): 8-bit data is divided by the card's ``pixel_max``
-(255). Other types are divided by ``scale`` when given, or by the card's ``pixel_max``
-when the model was trained on such data (``pixel_max`` > 255); otherwise each band is
-stretched linearly between its 2nd and 98th percentiles (measured on a decimated read of
-at most 1024 x 1024 pixels, so memory stays flat, nodata and non-finite values left out)
-and clipped to [0, 1]. The arithmetic is float64 whatever the file's type: a float64
-raster's values (up to 1.8e308) and their range overflow float32, which would turn valid
-pixels into infinities, then nodata, and report an all-nodata map as a success. A scaling
+(255). A model read from Deepness metadata takes other types only with ``scale``. Other
+types are divided by ``scale`` when given, or by the card's ``pixel_max`` when the model
+was trained on such data (``pixel_max`` > 255); otherwise each band is stretched linearly
+between its 2nd and 98th percentiles (measured on a decimated read of at most 1024 x 1024
+pixels, so memory stays flat, nodata and non-finite values left out) and clipped to [0, 1].
+The arithmetic is float64 whatever the file's type: a float64 raster's values (up to
+1.8e308) and their range overflow float32, which would turn valid pixels into infinities,
+then nodata, and report an all-nodata map as a success. A scaling
 that still cannot show the network anything (a band of many values that the stretch or
 divisor turns into at most two grey levels: values beyond float64's range, or a fill value
 such as -3.4e38 taken for data) is refused in one line naming the band's value range.
@@ -202,6 +203,12 @@ class RasterSource:
             self.scaling = self._scaling(card, scale)
             ds = self._dataset
             self.grid = model_grid(ds.crs, ds.transform, ds.height, ds.width, card.gsd_m) if gsd == "auto" else None
+            if card.gsd_m is None and card.origin == "deepness" and gsd == "auto":
+                warnings.warn(
+                    f"{self.path}: the model's metadata states no resolution; predicting at the input's own pixel size",
+                    AerialsegWarning,
+                    stacklevel=2,
+                )
         except GSDMismatchError as exc:
             self._dataset.close()
             raise GSDMismatchError(exc.message, path=self.path, hint=exc.hint) from exc
@@ -237,6 +244,13 @@ class RasterSource:
         ones = np.ones((len(self.indexes), 1, 1), np.float64)
         if scale is None and dtype == np.uint8:  # 8-bit data over the card's maximum: no sample to read
             return Scaling(0 * ones, card.pixel_max * ones, card.pixel_max > 255, f"divide by {card.pixel_max:g}")
+        if scale is None and card.origin == "deepness":  # never guess: Deepness divides uint16 by 255 (its #219)
+            raise AerialsegError(
+                f"holds {dtype} pixels; this Deepness model reads 8-bit pixels divided by 255",
+                path=self.path,
+                hint="pass --scale with the divisor that maps them to [0, 1] as in its training "
+                "(e.g. --scale 65535 for full-range 16-bit data)",
+            )
         sample = self._sample()
         if scale is not None:
             problem = scale_problem(scale)

@@ -65,6 +65,8 @@ __all__ = [
 
 WEIGHTS_ENV = "AERIALSEG_WEIGHTS"
 SUFFIX = ".safetensors"
+SUFFIXES = (SUFFIX, ".onnx")
+"""Files found by name: weights, and ONNX files (aerialseg exports, Deepness-contract models)."""
 
 
 @dataclass(frozen=True)
@@ -118,11 +120,11 @@ def scan_weights() -> tuple[list[WeightsEntry], list[BrokenWeights]]:
     broken: list[BrokenWeights] = []
     for folder in weights_dirs():
         try:
-            paths = sorted(folder.glob(f"*{SUFFIX}")) if folder.is_dir() else []
+            paths = sorted(p for suffix in SUFFIXES for p in folder.glob(f"*{suffix}")) if folder.is_dir() else []
         except OSError:  # an unreadable folder holds nothing we can use
             continue
         for path in paths:
-            name = path.name[: -len(SUFFIX)]
+            name = path.stem
             if name in seen:
                 continue
             seen.add(name)
@@ -165,7 +167,7 @@ def choose_weights(name_or_path: str | os.PathLike[str]) -> WeightsChoice | None
     if path.is_file():
         return None
     text = str(name_or_path)
-    if os.sep in text or text.endswith(SUFFIX) or (path.exists() and not path.is_dir()):
+    if os.sep in text or text.endswith(SUFFIXES) or (path.exists() and not path.is_dir()):
         refuse_special_file(path)  # a named pipe or a device is said to be one, not looked up by name
         raise WeightsError("no such weights file", path=printable(str(path)))
     entries, broken = scan_weights()

@@ -3,6 +3,7 @@
 Run by hand, not by CI:
     pip install geodeep   # optional: without it the GeoDeep rows are left out
     python benchmarks/peers.py --sizes 4096 8192 --model manet-resnet50 --rounds 2
+    python benchmarks/peers.py --deepness --sizes 4096 8192   # both tools on one Deepness-contract file
 
 On a real-content mosaic orthophoto at 5 cm (benchmarks/_data.py), each round runs every
 configuration once, in a fresh process (peak RSS is that run's alone), in the same order, so
@@ -28,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 from _child import run_child
-from _data import make_ortho, make_weights
+from _data import SAMPLE_WEIGHTS, make_ortho, make_weights
 
 AERIALSEG = r"""
 import json, resource, sys, time
@@ -104,6 +105,102 @@ CONFIGS = {  # label -> (backend, precision); "geodeep" is the peer
 }
 
 
+AGREEMENT = r"""
+import json, sys
+import numpy as np, rasterio
+from geodeep.segmentation import filter_small_segments
+from geodeep.utils import median_filter
+ours, theirs, small_segment = sys.argv[1:4]
+with rasterio.open(ours) as a, rasterio.open(theirs) as b:
+    x, y = a.read(1), b.read(1)
+valid = x != 255
+# aerialseg's map through GeoDeep's own post-processing: its 5x5 median (in bands of rows, 2 rows of real
+# neighbours each side, as on the whole mask), then its sieve of (2 * seg_small_segment)^2 pixels
+filtered = np.empty_like(x)
+for r0 in range(0, x.shape[0], 256):
+    lo, hi = max(r0 - 2, 0), min(r0 + 258, x.shape[0])
+    filtered[r0 : r0 + 256] = median_filter(x[lo:hi], 5)[r0 - lo : r0 - lo + 256]
+filtered = filter_small_segments(filtered, {"seg_small_segment": int(small_segment)})
+print(json.dumps(dict(agreement=float((x[valid] == y[valid]).mean()),
+                      filtered_agreement=float((filtered[valid] == y[valid]).mean()))))
+"""
+
+
+GEODEEP_SMALL_SEGMENT = 11
+"""GeoDeep's ``seg_small_segment`` when the metadata has none (aerialseg's exports write none)."""
+
+
+def deepness_contract(workdir: Path) -> Path:
+    """The trained sample weights as a file of the Deepness contract: a static 512 export, its card removed."""
+    import onnx
+
+    from aerialseg.conventions import CARD_KEY
+    from aerialseg.export import export_onnx
+
+    path = workdir / f"{SAMPLE_WEIGHTS}-deepness.onnx"
+    if not path.exists():
+        export_onnx(SAMPLE_WEIGHTS, workdir / "with-card.onnx", static_size=512, overwrite=True)
+        graph = onnx.load(str(workdir / "with-card.onnx"))
+        kept = [(p.key, p.value) for p in graph.metadata_props if p.key != CARD_KEY]
+        del graph.metadata_props[:]
+        for key, value in kept:
+            graph.metadata_props.add(key=key, value=value)
+        onnx.save(graph, str(path))
+    return path
+
+
+def deepness_runs(args: argparse.Namespace) -> None:
+    """aerialseg and GeoDeep on the same Deepness-contract file: time, memory, and where their masks agree.
+
+    GeoDeep keeps the last tile's labels in overlaps and median-filters the mask; aerialseg blends
+    the tiles' probabilities: the agreement is reported, not forced. ``same after GeoDeep filters``
+    is the agreement once aerialseg's map has been through GeoDeep's own post-processing (its
+    5 x 5 median, then its sieve of regions under (2 x 11)² pixels), which says how much of the
+    difference those filters make.
+    """
+    if not importlib.util.find_spec("geodeep"):
+        raise SystemExit("--deepness compares with GeoDeep: pip install geodeep")
+    contract = deepness_contract(args.workdir)
+    from aerialseg.card import read_card
+
+    card = read_card(contract)
+    rows = []
+    for size in args.sizes:
+        raster = make_ortho(size, args.workdir)
+        for round_ in range(1, args.rounds + 1):
+            ours, theirs = (
+                args.workdir / f"deepness_aerialseg_{size}.tif",
+                args.workdir / f"deepness_geodeep_{size}.tif",
+            )
+            peer = run_child(GEODEEP, contract, raster, theirs, label="geodeep")
+            own = run_child(AERIALSEG, contract, "auto", "auto", raster, ours, args.samples, 0.99, label="aerialseg")
+            same = run_child(AGREEMENT, ours, theirs, GEODEEP_SMALL_SEGMENT, label="agreement")
+            rows.append((size, round_, peer, own, same))
+            print(
+                f"{size} round {round_}: GeoDeep {peer['wall']:.1f} s, aerialseg {own['wall']:.1f} s", file=sys.stderr
+            )
+    print(
+        f"\n{contract.name} (tile {card.tile_size}, overlap {card.overlap}); "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
+    )
+    print(
+        f"{'size':>6} {'round':>5} {'tool':<10} {'wall s':>7} {'MP/s':>6} {'peak RSS MB':>11} {'vs GeoDeep':>10}"
+        f" {'same class':>10} {'same after GeoDeep filters':>26}  engine"
+    )
+    for size, round_, peer, own, same in rows:
+        for tool, r in (("GeoDeep", peer), ("aerialseg", own)):
+            versus = f"{peer['wall'] / r['wall']:.2f}x"
+            agree, median = (
+                (f"{100 * same['agreement']:.1f} %", f"{100 * same['filtered_agreement']:.1f} %")
+                if tool == "aerialseg"
+                else ("", "")
+            )
+            print(
+                f"{size:>6} {round_:>5} {tool:<10} {r['wall']:>7.1f} {r['megapixels'] / r['wall']:>6.2f} "
+                f"{r['rss_mb']:>11.0f} {versus:>10} {agree:>10} {median:>26}  {r['engine']}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[4096, 8192])
@@ -123,9 +220,18 @@ def main() -> None:
         help="accuracy gate threshold (default 0: random weights measure speed; the figure is shown)",
     )
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()) / "aerialseg-bench")
+    parser.add_argument(
+        "--deepness",
+        action="store_true",
+        help="instead: GeoDeep and aerialseg on one Deepness-contract file (the trained sample weights' static "
+        "export without its card), with the share of pixels where their masks agree",
+    )
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_CACHE_HOME", str(args.workdir / "cache"))
+    if args.deepness:
+        deepness_runs(args)
+        return
     runs = [r for r in args.runs if r != "geodeep" or importlib.util.find_spec("geodeep")]
     if len(runs) < len(args.runs):
         print("geodeep is not installed (pip install geodeep): its rows are left out", file=sys.stderr)

@@ -101,7 +101,9 @@ def test_one_reader_for_weights_and_exported_graphs(tmp_path):
 def test_missing_or_damaged_cards_name_the_file_and_the_fix(tmp_path):
     with pytest.raises(WeightsError, match="w.safetensors: has no aerialseg model card.*weights import"):
         read_card(_safetensors_with({}, tmp_path / "w.safetensors"))
-    with pytest.raises(WeightsError, match="w.onnx: ONNX file has no aerialseg model card.*aerialseg export"):
+    with pytest.raises(
+        WeightsError, match="w.onnx: ONNX file has neither an aerialseg model card nor Deepness.*aerialseg export"
+    ):
         read_card(_onnx_with({}, tmp_path / "w.onnx"))
     with pytest.raises(WeightsError, match="bad.onnx: model card is not valid JSON"):
         read_card(_onnx_with({CARD_KEY: "{"}, tmp_path / "bad.onnx"))

@@ -57,6 +57,8 @@ NOT_RUN = {
     "against a local server",
     "aerialseg doctor https://": "reads over the internet: tests/test_diagnosis.py does the same locally",
     "AWS_NO_SIGN_REQUEST=YES aerialseg": "reads a bucket: tests/test_locations.py reads s3:// from a local server",
+    "aerialseg weights pull https://": "downloads over the internet: tests/test_pull.py pulls from a local server; "
+    "the README's world installs a Deepness-contract stand-in for the model it names",
 }
 ISPRS_WORDS = ("~/raw/", "--dataset potsdam", "--dataset vaihingen", "data/potsdam", "raw/Potsdam")
 
@@ -219,6 +221,13 @@ class World:
 
             files = [self.folder / name for name in ("tiles", "masks", "classes.toml")]
             prepare_folder(*files, self.data_home / "mine", val_fraction=0.25, patch_size=64)
+        if "--model roads" in text or 'RunnerSpec("roads")' in text:  # what 'weights pull' installs: a stand-in
+            from deepness_models import build_model
+
+            folder = self.home / ".local" / "share" / "aerialseg" / "weights"
+            folder.mkdir(parents=True, exist_ok=True)
+            contract = {"model_type": "Segmentor", "class_names": {"0": "not_road", "1": "road"}, "resolution": 21}
+            build_model(folder / "roads.onnx", outputs=2, metadata=contract | {"seg_thresh": 0.5, "tiles_overlap": 15})
         if "vectorize ortho_classes.tif" in text:  # the class map and probabilities predict writes
             self.run("aerialseg predict ortho.tif --model manet --probabilities")
         if "runs/manet-potsdam/best.safetensors" in text and "--out runs/manet-potsdam" not in text:

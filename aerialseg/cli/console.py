@@ -26,6 +26,7 @@ __all__ = [
     "RowProgress",
     "TrainProgress",
     "ItemProgress",
+    "ByteProgress",
 ]
 
 
@@ -241,3 +242,33 @@ class ItemProgress(_Bar):
     def __call__(self, name: str, done: int, total: int) -> None:
         """Update from the library's ``progress(name, done, total)`` callback."""
         self._bar.update(self._task, completed=done, total=total, description=name)
+
+
+class ByteProgress(_Bar):
+    """A bar over a download's bytes: size, speed, time left; silent when stderr is not a terminal.
+
+    A resumed download starts at the bytes already on disk: the first call resets the bar
+    there, so the speed counts only what arrives now.
+    """
+
+    def __init__(self, title: str, enabled: bool | None = None):
+        from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+        super().__init__(
+            TextColumn("{task.description}", markup=False),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            enabled=_on_terminal(True) if enabled is None else enabled,
+        )
+        self._task = self._bar.add_task(title, total=None)
+        self._started = False
+
+    def __call__(self, done: int, total: int | None) -> None:
+        """Update from the library's ``progress(bytes_done, bytes_total)`` callback."""
+        if self._started:
+            self._bar.update(self._task, completed=done, total=total)
+        else:
+            self._bar.reset(self._task, completed=done, total=total)
+            self._started = True

@@ -75,11 +75,11 @@ def models_command(json_output: JsonOutput = False) -> None:
             [
                 (
                     printable(w.name),
-                    f"{w.card.arch}-{w.card.backbone}",
-                    w.card.num_classes,
+                    w.card.network,
+                    _classes(w.card.class_names),
                     "-".join(w.card.bands),
                     w.card.gsd_m,
-                    f"{w.card.dataset}{' (sample)' if is_sample(w.card.training) else ''}",
+                    f"{w.card.dataset or 'not stated'}{' (sample)' if is_sample(w.card.training) else ''}",
                     f"{score[0]} {score[1]:.1f}" if (score := score_of(w.card.metrics, w.card.dataset)) else "-",
                     printable(str(w.path)),
                 )
@@ -111,3 +111,11 @@ def models_command(json_output: JsonOutput = False) -> None:
         )
     else:
         console.out.print(f"No datasets prepared by name in {printable(str(data_home()))} ('aerialseg prepare').")
+
+
+def _classes(names: list[str], shown: int = 4) -> str:
+    """``6: impervious_surfaces, building, ... (2 more)``: the count and the first names, escaped."""
+    from ..card import printable
+
+    more = f", ... ({len(names) - shown} more)" if len(names) > shown else ""
+    return f"{len(names)}: " + ", ".join(printable(n) for n in names[:shown]) + more

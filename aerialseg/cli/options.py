@@ -79,6 +79,7 @@ __all__ = [
     "BatchSize",
     "Bands",
     "Scale",
+    "Threshold",
     "GSD",
     "AllowNoCRS",
     "Probabilities",
@@ -193,6 +194,15 @@ Precision = Annotated[
     typer.Option(
         help="auto: the fastest precision this hardware runs natively that passes the accuracy gate "
         "(bf16 on CPUs with native bf16, fp16 on CUDA, else fp32); int8 runs on ONNX Runtime."
+    ),
+]
+Threshold = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Class scores below this count as 0 before the argmax, so a pixel where no class reaches it "
+        "is class 0 (0: off; default: the model's, seg_thresh for Deepness files).",
     ),
 ]
 MinAgreement = Annotated[

@@ -33,6 +33,7 @@ from .options import (
     Probabilities,
     Regularize,
     Scale,
+    Threshold,
     TileSize,
     Uncertainty,
     parse_bands,
@@ -74,6 +75,7 @@ def predict_command(
     batch_size: BatchSize = TilingOptions.batch_size,
     bands: Bands = None,
     scale: Scale = InputOptions.scale,
+    threshold: Threshold = PredictOptions.threshold,
     tta: TTA = RunnerSpec.tta,
     gsd: GSD = InputOptions.gsd,
     allow_no_crs: AllowNoCRS = InputOptions.allow_no_crs,
@@ -145,6 +147,7 @@ def predict_command(
             vectorize=objects,
             objects_suffix=f".{objects_format.lstrip('.')}",
         ),
+        threshold=threshold,
     )
     try:
         with console.BatchProgress(enabled=None if not json_output else False, announce=not json_output) as events:

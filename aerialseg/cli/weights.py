@@ -74,24 +74,32 @@ def info_command(
     weights: Annotated[str, typer.Argument(help="Weights file or name.")],
     json_output: JsonOutput = False,
 ) -> None:
-    """Show the model card of a weights file (without loading its tensors)."""
+    """Show the model card of a weights file (without loading its tensors), or the one read from ONNX metadata."""
+    from ..blend import ClassRule
     from ..weights import read_card, resolve_weights
 
     path = resolve_weights(weights)
     card = read_card(path)
+    if card.origin == "deepness":  # the file's own hash: what predict's provenance tags record
+        from ..runners.onnx_runner import file_sha256
+
+        card = card.replace(sha256=file_sha256(path))
     if json_output:
         console.print_json(card.to_dict())
         return
     rows = [
         ("file", path),
-        ("network", f"{card.arch}-{card.backbone}"),
+        ("network", card.network),
         ("bands", "-".join(card.bands)),
         ("normalisation", f"pixels / {card.pixel_max:g}, mean {card.mean}, std {card.std}"),
         ("GSD (m)", card.gsd_m if card.gsd_m is not None else "unknown"),
         ("tile / overlap (px)", f"{card.tile_size} / {card.overlap}"),
+        ("classes from", ClassRule(card.threshold, card.binary).describe(card.class_names)),
+        ("smallest object (model px)", card.min_segment or "the class's default"),
         ("trained on", card.dataset or "not stated"),
         ("training", card.training or "not stated"),
         ("metrics", ", ".join(f"{k} {v}" for k, v in card.metrics.items()) or "none recorded"),
+        ("card", "read from Deepness/GeoDeep ONNX metadata" if card.origin == "deepness" else "aerialseg"),
         ("source", card.source or "aerialseg"),
         ("aerialseg version", card.aerialseg_version),
         ("sha256", card.sha256),
@@ -104,4 +112,39 @@ def info_command(
             (i, c.name, "#" + "".join(f"{v:02x}" for v in c.color), "yes" if c.in_mean else "no")
             for i, c in enumerate(card.classes)
         ],
+    )
+
+
+@weights_app.command("pull")
+def pull_command(
+    url: Annotated[
+        str, typer.Argument(help="http(s) address of a .safetensors or .onnx file (a Hugging Face 'resolve' link).")
+    ],
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", help="The file's published sha256: a download that differs is deleted."),
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="Install as this name (default: the file's name in the URL).")
+    ] = None,
+    overwrite: Overwrite = False,
+    json_output: JsonOutput = False,
+) -> None:
+    """Download weights into the user weights folder, found by name afterwards; an interrupted download resumes."""
+    import logging
+
+    from ..card import printable
+    from ..download import pull_weights
+
+    if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # urllib3's retries are -v detail: one line fails
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
+    with console.ByteProgress("download") as bar:
+        pulled = pull_weights(url, sha256=sha256, name=name, overwrite=overwrite, progress=bar)
+    if json_output:
+        console.print_json(
+            {"name": pulled.name, "path": str(pulled.path), "sha256": pulled.sha256, "card": pulled.card.to_dict()}
+        )
+        return
+    console.out.print(  # one line whatever the terminal's width: scripts read the hash from it
+        f"installed {printable(pulled.name)} ({printable(str(pulled.path))}); sha256 {pulled.sha256}", soft_wrap=True
     )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from ..card import ClassInfo
 from ..errors import UnknownDatasetError
 
-__all__ = ["DatasetInfo", "DATASETS", "IGNORE_INDEX", "dataset_info", "generic_classes"]
+__all__ = ["DatasetInfo", "DATASETS", "IGNORE_INDEX", "dataset_info", "generic_classes", "named_classes"]
 
 IGNORE_INDEX = 255
 """Label value of pixels that count in neither loss nor metrics, in every prepared dataset:
@@ -68,11 +68,41 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[key]
 
 
+def _hue_colour(step: int) -> tuple[int, int, int]:
+    hue = (step * 0.618033988749895) % 1.0  # golden-ratio steps keep neighbours distinct
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
+    return round(r * 255), round(g * 255), round(b * 255)
+
+
 def generic_classes(num_classes: int) -> tuple[ClassInfo, ...]:
     """``class_0 .. class_{K-1}`` with well-separated colours, for models of unknown data."""
+    return tuple(ClassInfo(f"class_{i}", _hue_colour(i)) for i in range(num_classes))
+
+
+_KNOWN_COLOURS = {c.name: c.color for c in (*UAVID_CLASSES, *ISPRS_CLASSES)} | {
+    "background": (0, 0, 0),
+    "water": (30, 110, 230),
+    "woodland": (0, 128, 0),
+    "forest": (0, 128, 0),
+    "roads": (128, 64, 128),
+    "buildings": (0, 0, 255),
+}
+"""Colours users know for common class names (the datasets' own first); other names get generated ones."""
+
+
+def named_classes(names: list[str]) -> tuple[ClassInfo, ...]:
+    """Classes of these names with distinct colours that depend on the names alone (stable across runs).
+
+    A common name keeps its usual colour (building blue, tree green) unless an earlier class
+    took it; every other class gets the next unused golden-ratio hue.
+    """
+    used: set[tuple[int, int, int]] = set()
     classes = []
-    for i in range(num_classes):
-        hue = (i * 0.618033988749895) % 1.0  # golden-ratio steps keep neighbours distinct
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 0.95)
-        classes.append(ClassInfo(f"class_{i}", (round(r * 255), round(g * 255), round(b * 255))))
+    step = 0
+    for name in names:
+        colour = _KNOWN_COLOURS.get(name.strip().lower())
+        while colour is None or colour in used:
+            colour, step = _hue_colour(step), step + 1
+        used.add(colour)
+        classes.append(ClassInfo(name, colour))
     return tuple(classes)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -95,24 +96,32 @@ class RunnerSpec:
     calibration: str | None = None
 
     @property
-    def onnx_file(self) -> bool:
-        """The model is an exported ``.onnx`` file."""
+    def _onnx_path_given(self) -> bool:
+        """The model argument is an ``.onnx`` path itself (nothing to look up)."""
         return Path(self.model).suffix.lower() == ".onnx"
+
+    @property
+    def onnx_file(self) -> bool:
+        """The model is an ``.onnx`` file (an aerialseg export or a Deepness file; a path or an installed name)."""
+        return self.model_file.suffix.lower() == ".onnx"
 
     def pinned(self) -> tuple[RunnerSpec, WeightsChoice | None]:
         """The spec with a model name (``manet-potsdam``) replaced by the weights file it chooses, and the choice.
 
         A run pins the choice once, so every later step and every cluster worker uses that one
         file, and records it (:attr:`~aerialseg.conventions.Tag.MODEL_CHOICE`). A file path,
-        an ``.onnx`` file or a weights file's own name choose nothing: ``(self, None)``.
+        an ``.onnx`` file or a weights file's own name choose nothing: ``(self, None)``; an
+        installed ``.onnx`` file's name is replaced by its path, since the engine goes by the suffix.
         """
-        if self.onnx_file:
+        if self._onnx_path_given:
             return self, None
         from ..weights import choose_weights
 
         choice = choose_weights(self.model)
-        if choice is None or choice.by_name:
+        if choice is None:
             return self, None
+        if choice.by_name:  # a weights file's own name; an installed .onnx file runs from its path
+            return (replace(self, model=str(choice.entry.path)) if self.onnx_file else self), None
         return replace(self, model=str(choice.entry.path)), choice
 
     def resolve(self, use_torch: bool = True) -> EngineChoice:
@@ -124,7 +133,7 @@ class RunnerSpec:
         """
         from ..hardware import detect_hardware
 
-        exported = _onnx_precision(Path(self.model)) if self.onnx_file else "fp32"
+        exported = _onnx_precision(self.model_file) if self.onnx_file else "fp32"
 
         def choose(hardware: Hardware) -> EngineChoice:
             return choose_engine(
@@ -163,10 +172,10 @@ class RunnerSpec:
 
         return OnnxRunner(self._onnx_path(precision == "fp16"), self.device)
 
-    @property
+    @cached_property
     def model_file(self) -> Path:
-        """The weights or ``.onnx`` file the model names (a weights name is looked up on the search path)."""
-        if self.onnx_file:
+        """The weights or ``.onnx`` file the model names (a name is looked up on the search path once)."""
+        if self._onnx_path_given:
             return Path(self.model)
         from ..weights import resolve_weights
 
@@ -186,7 +195,7 @@ class RunnerSpec:
     def _onnx_path(self, fp16: bool = False) -> Path:
         from .onnx_runner import cached_export
 
-        return Path(self.model) if self.onnx_file else cached_export(self.model, fp16=fp16)
+        return self.model_file if self.onnx_file else cached_export(self.model, fp16=fp16)
 
     def _gated(self, choice: EngineChoice) -> Runner:
         """The reduced-precision runner behind its accuracy gate, with its float32 reference."""

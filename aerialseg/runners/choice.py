@@ -218,4 +218,4 @@ def _onnx_file(precision: str, exported: str, device: str) -> EngineChoice:
         )
     if precision == "int8":
         return EngineChoice("onnx", "int8", device, "int8 asked for: static quantization of the ONNX file", precision)
-    return EngineChoice("onnx", exported, device, "an exported ONNX file runs at its own precision", precision)
+    return EngineChoice("onnx", exported, device, "an ONNX file runs at the precision it was written with", precision)

@@ -40,6 +40,9 @@ __all__ = [
     "file_sha256",
 ]
 
+_ALIGN = 32
+"""Tiles smaller than the tile size (a small raster) reach a Deepness graph padded to a multiple of this."""
+
 CACHE_KEY = "aerialseg.cache_key"
 """ONNX metadata property of a cached graph: the key it was made for."""
 
@@ -114,7 +117,7 @@ def cache_entry_intact(entry: CacheEntry) -> bool:
             metadata = onnx_metadata(entry.path)
             if metadata.get(CACHE_KEY) != entry.key:
                 problem = "it was made for another key"
-            elif card_from_metadata(metadata, entry.path) != entry.card:
+            elif card_from_metadata(metadata, None, entry.path) != entry.card:
                 problem = "its model card differs from the weights'"
     except (OSError, IndexError):
         problem = "it has no recorded sha256"
@@ -182,11 +185,19 @@ def _check_graph(inputs: list[object], outputs: list[object], card: ModelCard, p
 
 
 class OnnxRunner:
-    """Runs an aerialseg-exported graph (probabilities or logits output, fp32, fp16 or int8)."""
+    """Runs an ONNX graph: an aerialseg export, or a file of the Deepness/GeoDeep contract.
+
+    An aerialseg export gives probabilities or logits, at fp32, fp16 or int8. A Deepness
+    (:mod:`aerialseg.deepness`) graph reads pixels as they are, so this runner standardises them with the card's
+    mean and std; a graph with a fixed batch size gets its tiles in batches of that size; a
+    one-channel (sigmoid) output becomes its class's probability and the background's complement.
+    """
 
     gate = None  # a runner that is already what it is; reduced precision is gated by the caller
 
     def __init__(self, path: Path, device: str | None = None) -> None:
+        from ..deepness import GraphShapes, overlap_percent, overlap_pixels
+
         providers = _providers(device)
         try:
             self.session = open_session(path, providers)
@@ -194,32 +205,85 @@ class OnnxRunner:
             reason = printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             raise WeightsError(f"ONNX Runtime cannot load this graph ({reason})", path=path) from exc
         meta = self.session.get_modelmeta().custom_metadata_map
-        card = card_from_metadata(meta, path)
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        shapes = GraphShapes(tuple(tuple(i.shape) for i in inputs), tuple(tuple(o.shape) for o in outputs))
+        card = card_from_metadata(meta, shapes, path)
         self.precision = exported_precision(meta)
         self.logits = meta.get(OUTPUT_KEY) == "logits"
-        self.input_name = self.session.get_inputs()[0].name
-        shape = self.session.get_inputs()[0].shape
-        _check_graph(shape, self.session.get_outputs()[0].shape, card, path)
+        self.input_name = inputs[0].name
+        shape = inputs[0].shape
         self.static_size = shape[2] if isinstance(shape[2], int) else None
-        if self.static_size:  # a --static-size export takes only that tile size
-            card = card.replace(tile_size=self.static_size, overlap=min(card.overlap, self.static_size // 4))
+        self.batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        self.standardise: tuple[np.ndarray, np.ndarray] | None = None
+        if card.origin == "deepness":
+            if inputs[0].type != "tensor(float)":
+                raise WeightsError(f"its input is {inputs[0].type}; aerialseg feeds float32 tiles", path=path)
+            self.standardise = (
+                np.asarray(card.mean, np.float32).reshape(1, -1, 1, 1),
+                np.asarray(card.std, np.float32).reshape(1, -1, 1, 1),
+            )
+            card = card.replace(sha256=file_sha256(path))  # what the provenance tags name
+        else:
+            _check_graph(shape, outputs[0].shape, card, path)
+            if self.static_size:  # a --static-size export takes only that tile size, at the overlap it records
+                overlap = overlap_percent(self.static_size, min(card.overlap, self.static_size // 4))
+                card = card.replace(tile_size=self.static_size, overlap=overlap_pixels(self.static_size, overlap))
         self.card = card
         self.description = f"ONNX Runtime ({self.session.get_providers()[0]}), {self.precision}"
 
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        """``(N, bands, H, W)`` in [0, 1] -> ``(N, K, H, W)`` float32 probabilities."""
-        height, width = batch.shape[2:]
+    def feeds(self, batch: np.ndarray) -> list[np.ndarray]:
+        """The arrays the graph is fed for ``batch`` ``(N, bands, H, W)`` in [0, 1].
+
+        Padded to a static size, standardised for a Deepness graph, in batches of its fixed size
+        (the last filled up). int8 calibration feeds the graph through this too, so it sees what inference gives it.
+        """
+        count, _, height, width = batch.shape
         if self.static_size:
             if max(height, width) > self.static_size:
                 raise AerialsegError(
                     f"this ONNX file takes tiles of {self.static_size} pixels, not {height} x {width}",
                     hint=f"pass --tile-size {self.static_size} or less, or export without --static-size",
                 )
-            pad = ((0, 0), (0, 0), (0, self.static_size - height), (0, self.static_size - width))
-            batch = np.pad(batch, pad, mode="edge")  # rasters smaller than a tile
-        out = self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
-        out = out[:, :, :height, :width]
+            padded = (self.static_size, self.static_size)
+        elif self.standardise is not None:  # a foreign network may need sizes its downsampling divides
+            padded = (-(-height // _ALIGN) * _ALIGN, -(-width // _ALIGN) * _ALIGN)
+        else:
+            padded = (height, width)
+        if padded != (height, width):  # rasters smaller than a tile
+            batch = np.pad(batch, ((0, 0), (0, 0), (0, padded[0] - height), (0, padded[1] - width)), mode="edge")
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        if self.standardise is not None:
+            mean, std = self.standardise
+            batch = (batch - mean) / std
+        step = self.batch or count
+        parts = [batch[start : start + step] for start in range(0, count, step)]
+        if len(parts[-1]) < step:  # a graph of fixed batch size: fill the last batch
+            parts[-1] = np.concatenate([parts[-1], np.repeat(parts[-1][-1:], step - len(parts[-1]), axis=0)])
+        return parts
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        """``(N, bands, H, W)`` in [0, 1] -> ``(N, K, H, W)`` float32 probabilities."""
+        count, _, height, width = batch.shape
+        feeds = self.feeds(batch)
+        try:
+            out = np.concatenate([self.session.run(None, {self.input_name: feed})[0] for feed in feeds])[:count]
+        except Exception as exc:  # noqa: BLE001 (ONNX Runtime's errors derive from Exception alone)
+            reason = printable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+            raise AerialsegError(
+                f"ONNX Runtime failed on a {list(feeds[0].shape)} batch ({reason[:300]})",
+                hint="try another --tile-size (the network may need a multiple of its downsampling)",
+            ) from exc
+        channels = 1 if self.card.binary else self.card.num_classes
+        if out.ndim != 4 or out.shape[2:] != feeds[0].shape[2:] or out.shape[1] != channels:
+            raise AerialsegError(
+                f"the ONNX graph returned {list(out.shape)} for a {list(feeds[0].shape)} batch; "
+                f"aerialseg needs (batch, {channels} classes, height, width) at the input's size"
+            )
+        out = out[:, :, :height, :width].astype(np.float32, copy=False)
         if self.logits:
             out = np.exp(out - out.max(axis=1, keepdims=True))
             out /= out.sum(axis=1, keepdims=True)
+        elif self.card.binary:
+            probability = np.clip(out[:, :1], 0.0, 1.0)
+            out = np.concatenate([1.0 - probability, probability], axis=1)
         return out

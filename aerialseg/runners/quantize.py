@@ -21,13 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import atomic_output
-from ..card import card_from_metadata, onnx_metadata
+from ..card import card_from_metadata, onnx_graph
 from ..conventions import PRECISION_KEY
 from ..errors import AerialsegError
 from ..onnxrt import import_onnxruntime
 from .onnx_runner import (
     CACHE_KEY,
     CacheEntry,
+    OnnxRunner,
     cache_entry_intact,
     cache_key,
     file_sha256,
@@ -43,7 +44,7 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose")
 
 def int8_cache_entry(fp32_path: Path, tiles: list[np.ndarray]) -> CacheEntry:
     """The cache entry of the int8 model of ``fp32_path`` calibrated on ``tiles``."""
-    metadata = onnx_metadata(fp32_path)
+    metadata, shapes = onnx_graph(fp32_path)
     calibration = hashlib.sha256()
     for tile in tiles:
         calibration.update(str(tile.shape).encode())
@@ -56,7 +57,7 @@ def int8_cache_entry(fp32_path: Path, tiles: list[np.ndarray]) -> CacheEntry:
         onnxruntime=import_onnxruntime().__version__,
     )
     path = onnx_cache_dir() / f"{fp32_path.stem}-int8-{key[:24]}.onnx"
-    return CacheEntry(path, key, card_from_metadata(metadata, fp32_path))
+    return CacheEntry(path, key, card_from_metadata(metadata, shapes, fp32_path))
 
 
 def cached_int8(fp32_path: Path, tiles: list[np.ndarray]) -> Path:
@@ -66,26 +67,32 @@ def cached_int8(fp32_path: Path, tiles: list[np.ndarray]) -> Path:
     entry = int8_cache_entry(fp32_path, tiles)
     if not cache_entry_intact(entry):
         make_cache_dir(entry.path.parent)
+        fp32 = OnnxRunner(fp32_path, "cpu")  # calibration feeds the graph what inference feeds it
+        feeds = [feed for tile in tiles for feed in fp32.feeds(tile[None])]
         with atomic_output(entry.path, overwrite=True) as tmp:
-            _quantize(fp32_path, tiles, Path(tmp), entry.key)
+            _quantize(fp32_path, feeds, Path(tmp), entry.key)
         seal_cache_entry(entry.path)
     return entry.path
 
 
-def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path, key: str) -> None:
+def _quantize(fp32_path: Path, feeds: list[np.ndarray], dest: Path, key: str) -> None:
     import onnx
 
     import_onnxruntime()
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    source = onnx.load(str(fp32_path), load_external_data=False)
+    weights = {tensor.name for tensor in source.graph.initializer}
+    name = next(value.name for value in source.graph.input if value.name not in weights)
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._tiles = iter(tiles)
+            self._feeds = iter(feeds)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            tile = next(self._tiles, None)
-            return None if tile is None else {"image": np.ascontiguousarray(tile[None], dtype=np.float32)}
+            feed = next(self._feeds, None)
+            return None if feed is None else {name: feed}
 
     with tempfile.TemporaryDirectory(prefix="aerialseg-int8-") as scratch:
         prepared = Path(scratch) / "prepared.onnx"
@@ -100,7 +107,6 @@ def _quantize(fp32_path: Path, tiles: list[np.ndarray], dest: Path, key: str) ->
             weight_type=QuantType.QInt8,
             op_types_to_quantize=list(QUANTIZED_OPS),
         )
-    source = onnx.load(str(fp32_path), load_external_data=False)
     graph = onnx.load(str(dest))
     del graph.metadata_props[:]
     metadata = {prop.key: prop.value for prop in source.metadata_props} | {PRECISION_KEY: "int8", CACHE_KEY: key}

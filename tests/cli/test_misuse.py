@@ -617,7 +617,7 @@ def _check_map(classes: Path, source: Path) -> None:
 # ---------------------------------------------------------------- the properties, one per command
 
 PREDICT_FOCI = ("input", "weights", "-o", "--out-dir", *TORCH_ENGINE, *TILING, *READING, "--tta", "--calibration")
-PREDICT_FOCI += ("--vectorize", "--objects-format", "--car-geometry", "--split-rows")
+PREDICT_FOCI += ("--vectorize", "--objects-format", "--car-geometry", "--split-rows", "--threshold")
 
 
 @_fast(examples=30)
@@ -648,6 +648,7 @@ def test_predict_survives_misuse(rng, materials, tmp_path, caplog):
         bench.option("--objects-format", ("gpkg", ".fgb", "geojson", "parquet"), ("shp", "", "x/y", "..", "GPKG"))
         bench.option("--car-geometry", ("box", "outline"), CHOICE_NOISE, share=0.1)
         bench.option("--split-rows", ("1", "64"), INT_ODD, share=0.1)
+        bench.option("--threshold", ("0", "0.5", "1"), ("1.0001", "-0.1", "nan", "inf", "", "abc", "1,5"), share=0.1)
         for flag in ("--probabilities", "--uncertainty", "--allow-no-crs", "--resume", "--regularize", "--json"):
             bench.flag(flag)
         outcome = _run_and_check(bench, caplog, replace=bench.flag("--overwrite"))

@@ -12,7 +12,8 @@ import subprocess
 import sys
 
 HEAVY = ("numpy", "rasterio", "torch", "onnx", "onnxruntime", "shapely", "pandas", "geopandas", "rich.markdown")
-"""What the start must not import: the array and raster stack, the networks, rich's Markdown parser."""
+HEAVY += ("urllib3",)
+"""What the start must not import: the array and raster stack, the networks, rich's Markdown parser, the HTTP client."""
 
 COMMANDS = ["predict", "vectorize", "doctor", "models", "export", "prepare", "train", "eval", "weights import"]
 ARGVS = [
@@ -21,6 +22,7 @@ ARGVS = [
     [],
     *([*command.split(), "--help"] for command in COMMANDS),
     ["weights", "info", "--help"],
+    ["weights", "pull", "--help"],
 ]
 
 PROBE = f"""
