@@ -71,6 +71,11 @@ def predict_batch(
     if not paths:
         named = ", ".join(map(str, inputs)) or "nothing"
         raise AerialsegError(f"no input rasters found in {named}", hint="name files, folders or glob patterns")
+    if options.output.objects_path is not None and output is None:
+        raise AerialsegError(
+            f"{options.output.objects_path}: an objects file of its own goes with one class raster",
+            hint="give the class raster's path too (-o), or leave the objects beside each raster",
+        )
     targets = place_outputs(paths, out_dir=out_dir, output=output, mosaic=options.input.mosaic)
     card = model.card if not isinstance(model, RunnerSpec) else model.card()
     check_settings(options.output, card)

@@ -102,7 +102,9 @@ class OutputOptions:
     raster already exists alone (status ``skipped``; see :mod:`aerialseg.batch`).
     ``probabilities`` / ``uncertainty`` also write ``<output>_probabilities.tif`` (one band per
     class) / ``<output>_uncertainty.tif`` (confidence, margin, entropy), values x 254.
-    ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>``.
+    ``vectorize`` then turns the class raster into ``<output>_objects<objects_suffix>``, or
+    into ``objects_path`` when one is given (a run with a single output only: a file of the
+    user's choosing, as a QGIS Processing destination is).
     ``cog=False`` leaves the rasters as plain tiled GeoTIFFs without overviews nor style files:
     for parts that are assembled or compared and then deleted (a cluster's bands, eval's maps).
     """
@@ -114,6 +116,7 @@ class OutputOptions:
     uncertainty: bool = False
     vectorize: VectorizeOptions | None = None
     objects_suffix: str = ".gpkg"
+    objects_path: Path | None = None
     cog: bool = True
     extra_tags: dict[str, str] = field(default_factory=dict)
 

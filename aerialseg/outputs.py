@@ -54,7 +54,8 @@ class OutputSet:
     """Every file one input gives: the class raster, and the optional products named after it.
 
     ``<target>_probabilities.tif`` and ``<target>_uncertainty.tif`` sit beside the class raster;
-    the objects file drops a ``_classes`` suffix: ``<input>_objects<objects_suffix>``. ``styles``
+    the objects file drops a ``_classes`` suffix: ``<input>_objects<objects_suffix>`` (or is
+    the options' ``objects_path``). ``styles``
     are the style files QGIS and GDAL read beside them (:mod:`aerialseg.styles`): the class
     raster's ``.qml`` and ``.aux.xml`` when the rasters are delivered (``cog``), and the objects
     file's ``.qml`` unless it is a GeoPackage, which keeps its styles inside.
@@ -72,7 +73,9 @@ class OutputSet:
         from .vector.writer import FORMATS
 
         path = Path(target)
-        objects = path.with_name(f"{path.stem.removesuffix('_classes')}_objects{output.objects_suffix}")
+        objects = output.objects_path or path.with_name(
+            f"{path.stem.removesuffix('_classes')}_objects{output.objects_suffix}"
+        )
         vectorized = output.vectorize is not None
         styles = [
             *(raster_sidecars(path) if output.cog else []),

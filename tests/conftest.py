@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,6 +239,24 @@ def make_weights() -> Callable[..., Path]:
 def abcnet_weights(tmp_path_factory) -> Path:
     """ABCNet-R18 weights with fixed random tensors, Potsdam classes, 128-pixel tiles, no GSD."""
     return _make_weights(tmp_path_factory.mktemp("weights") / "abcnet-test.safetensors")
+
+
+def _has_qgis(python: str) -> bool:
+    try:
+        done = subprocess.run([python, "-c", "import qgis.core"], capture_output=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def qgis_python() -> str:
+    """A Python that imports ``qgis.core``: $AERIALSEG_QGIS_PYTHON, this one, or the system's; else skip."""
+    candidates = [os.environ.get("AERIALSEG_QGIS_PYTHON"), sys.executable, "/usr/bin/python3"]
+    for python in dict.fromkeys(c for c in candidates if c):
+        if _has_qgis(python):
+            return python
+    pytest.skip("needs QGIS's Python bindings (qgis.core): apt-get install python3-qgis, or set AERIALSEG_QGIS_PYTHON")
 
 
 @pytest.fixture

@@ -1,9 +1,9 @@
 """Real QGIS, headless: the NEON class raster and its objects open styled with no styling step.
 
 QGIS's Python bindings belong to a Python of their own (Debian's python3-qgis is built for
-/usr/bin/python3), so QGIS runs in a subprocess of that Python on tests/qgis_check.py, which
-answers in JSON; the test compares the answer with the model card. ``AERIALSEG_QGIS_PYTHON``
-names another such Python. Without one, every test here skips saying so (CI has no QGIS).
+/usr/bin/python3), so QGIS runs in a subprocess of that Python (the ``qgis_python`` fixture)
+on tests/qgis_check.py, which answers in JSON; the test compares the answer with the model
+card. CI installs QGIS (.ci/run); elsewhere, without it, every test here skips saying so.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -19,24 +18,6 @@ import pytest
 import rasterio
 
 _CHECK = Path(__file__).resolve().parent / "qgis_check.py"
-
-
-def _has_qgis(python: str) -> bool:
-    try:
-        done = subprocess.run([python, "-c", "import qgis.core"], capture_output=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return done.returncode == 0
-
-
-@pytest.fixture(scope="module")
-def qgis_python() -> str:
-    """A Python that imports ``qgis.core``: $AERIALSEG_QGIS_PYTHON, this one, or the system's; else skip."""
-    candidates = [os.environ.get("AERIALSEG_QGIS_PYTHON"), sys.executable, "/usr/bin/python3"]
-    for python in dict.fromkeys(c for c in candidates if c):
-        if _has_qgis(python):
-            return python
-    pytest.skip("needs QGIS's Python bindings (qgis.core): apt-get install python3-qgis, or set AERIALSEG_QGIS_PYTHON")
 
 
 @pytest.fixture(scope="module")

@@ -57,6 +57,8 @@ NOT_RUN = {
     "against a local server",
     "aerialseg doctor https://": "reads over the internet: tests/test_diagnosis.py does the same locally",
     "AWS_NO_SIGN_REQUEST=YES aerialseg": "reads a bucket: tests/test_locations.py reads s3:// from a local server",
+    "qgis_process run": "needs QGIS: tests/test_qgis_provider.py runs the same algorithms through "
+    "/usr/bin/qgis_process.bin in a fresh HOME",
     "aerialseg weights pull https://": "downloads over the internet: tests/test_pull.py pulls from a local server; "
     "the README's world installs a Deepness-contract stand-in for the model it names",
 }

@@ -27,6 +27,9 @@ __all__ = [
     "TrainProgress",
     "ItemProgress",
     "ByteProgress",
+    "JsonProgress",
+    "PROGRESS_STYLES",
+    "bar_style",
 ]
 
 
@@ -94,17 +97,107 @@ def print_json(data: Any) -> None:
     _console(False).file.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
+PROGRESS_STYLES = ("auto", "json", "none")
+"""``--progress``: bars on a terminal (auto), one JSON object per line on stderr, or nothing."""
+
+JSON_PROGRESS_INTERVAL_S = 0.2
+"""Least time between two JSON progress lines of one task; its first and last lines always go out."""
+
+
+def bar_style(progress: str, json_output: bool) -> str:
+    """The progress style of a command: ``--progress`` as given, but no bars by default under ``--json``."""
+    return "none" if json_output and progress == "auto" else progress
+
+
+class JsonProgress:
+    """The part of rich's ``Progress`` the bars use, writing one JSON object per line on stderr.
+
+    For programs that drive aerialseg (the QGIS provider): each line is
+    ``{"stage": ..., "item": ..., "done": ..., "total": ...}``, where ``stage`` is what is
+    counted (``files``, ``tiles``, ``tasks``, ``rows``, ``images``, ``steps``, ``bytes``), ``item``
+    what it belongs to (a file name, an epoch), ``total`` null while unknown. Lines of one task
+    come at most every :data:`JSON_PROGRESS_INTERVAL_S`, its first and its last always.
+    """
+
+    def __init__(self) -> None:
+        self._tasks: dict[int, dict[str, Any]] = {}
+        self._sent: dict[int, float] = {}
+
+    def __enter__(self) -> JsonProgress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+    def add_task(self, description: str, total: float | None = None, visible: bool = True, **fields: Any) -> int:
+        """A new task; nothing is written until it moves (an overall bar may never be shown)."""
+        task = len(self._tasks)
+        self._tasks[task] = {"stage": fields.get("stage", "steps"), "item": description, "done": 0, "total": total}
+        return task
+
+    def update(
+        self,
+        task: int,
+        completed: float | None = None,
+        total: float | None = None,
+        description: str | None = None,
+        **fields: Any,
+    ) -> None:
+        """Record the task's state and write it unless its last line is too recent."""
+        state = self._tasks[task]
+        for key, value in (("done", completed), ("total", total), ("item", description)):
+            if value is not None:
+                state[key] = value
+        self._send(task)
+
+    def advance(self, task: int, advance: float = 1) -> None:
+        """One more done."""
+        self.update(task, completed=self._tasks[task]["done"] + advance)
+
+    def reset(self, task: int, completed: float = 0, total: float | None = None, **fields: Any) -> None:
+        """Start the task again from ``completed``."""
+        self.update(task, completed=completed, total=total)
+
+    def remove_task(self, task: int) -> None:
+        """Forget a finished task."""
+        self._tasks.pop(task, None)
+
+    def _send(self, task: int) -> None:
+        import time
+
+        state, now = self._tasks[task], time.monotonic()
+        last = self._sent.get(task)
+        finished = state["total"] is not None and state["done"] >= state["total"]
+        if last is None or finished or now - last >= JSON_PROGRESS_INTERVAL_S:
+            self._sent[task] = now
+            out = _console(True).file
+            out.write(json.dumps({k: _plain(v) for k, v in state.items()}) + "\n")
+            out.flush()
+
+
+def _plain(value: Any) -> Any:
+    """Counts as integers where they are whole (rich keeps floats)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 _BarT = TypeVar("_BarT", bound="_Bar")
 
 
 class _Bar:
-    """A rich progress display on stderr with the given columns, used as a context manager."""
+    """A progress display on stderr with the given columns, used as a context manager.
 
-    def __init__(self, *columns: Any, enabled: bool):
+    ``style`` (see :data:`PROGRESS_STYLES`): ``auto`` draws rich bars when the stream the
+    command's output goes to (``stderr`` or stdout) is a terminal, ``json`` writes
+    :class:`JsonProgress` lines, ``none`` nothing. Tasks carry a ``stage`` field, what they count.
+    """
+
+    def __init__(self, *columns: Any, style: str, stderr: bool):
         from rich.progress import Progress
 
-        self.enabled = enabled
-        self._bar = Progress(*columns, console=_console(True), disable=not enabled)
+        self.enabled = style == "auto" and _on_terminal(stderr)
+        self._bar: Any = (
+            JsonProgress() if style == "json" else Progress(*columns, console=_console(True), disable=not self.enabled)
+        )
 
     def __enter__(self: _BarT) -> _BarT:
         self._bar.__enter__()
@@ -136,16 +229,14 @@ class BatchProgress(_Bar):
     cluster one bar follows the tasks.
     """
 
-    def __init__(self, enabled: bool | None = None, announce: bool = True):
+    def __init__(self, style: str = "auto", announce: bool = True):
         from rich.progress import TextColumn
 
-        super().__init__(
-            *_columns(TextColumn("{task.fields[rate]}")), enabled=_on_terminal(False) if enabled is None else enabled
-        )
+        super().__init__(*_columns(TextColumn("{task.fields[rate]}")), style=style, stderr=False)
         self.announce = announce
         self._tasks: dict[str, Any] = {}
         self._started: dict[str, float] = {}
-        self._overall = self._bar.add_task("all files", total=None, rate="", visible=False)
+        self._overall = self._bar.add_task("all files", total=None, rate="", visible=False, stage="files")
         self._cluster: Any = None
 
     def chose(self, choice: Any) -> None:
@@ -167,7 +258,7 @@ class BatchProgress(_Bar):
 
         key = str(event.path)
         if key not in self._tasks:
-            self._tasks[key] = self._bar.add_task(event.path.name, total=event.tiles_total, rate="")
+            self._tasks[key] = self._bar.add_task(event.path.name, total=event.tiles_total, rate="", stage="tiles")
             self._started[key] = time.perf_counter()
         elapsed = max(time.perf_counter() - self._started[key], 1e-9)
         self._bar.update(
@@ -177,7 +268,7 @@ class BatchProgress(_Bar):
     def tasks(self, name: str, done: int, total: int) -> None:
         """Update the cluster's bar: ``done`` of ``total`` tasks, the last one of ``name``."""
         if self._cluster is None:
-            self._cluster = self._bar.add_task("cluster tasks", total=total, rate="")
+            self._cluster = self._bar.add_task("cluster tasks", total=total, rate="", stage="tasks")
         self._bar.update(self._cluster, completed=done, total=total, description=name)
 
     def finished(self, result: Any) -> None:
@@ -188,13 +279,11 @@ class BatchProgress(_Bar):
 class RowProgress(_Bar):
     """A rich progress bar over rows (vectorize) or another ``unit`` (prepare: tiles); silent when not a terminal."""
 
-    def __init__(self, name: str, enabled: bool | None = None, unit: str = "rows") -> None:
+    def __init__(self, name: str, style: str = "auto", unit: str = "rows") -> None:
         from rich.progress import TextColumn
 
-        super().__init__(
-            *_columns(TextColumn(unit, markup=False)), enabled=_on_terminal(False) if enabled is None else enabled
-        )
-        self._task = self._bar.add_task(name, total=None)
+        super().__init__(*_columns(TextColumn(unit, markup=False)), style=style, stderr=False)
+        self._task = self._bar.add_task(name, total=None, stage=unit)
 
     def __call__(self, rows_done: int, rows_total: int) -> None:
         """Update from the library's ``progress(rows_done, rows_total)`` callback."""
@@ -204,13 +293,10 @@ class RowProgress(_Bar):
 class TrainProgress(_Bar):
     """One bar per epoch (steps, loss, learning rate) and a line per finished epoch; silent when not a terminal."""
 
-    def __init__(self, enabled: bool | None = None):
+    def __init__(self, style: str = "auto"):
         from rich.progress import TextColumn
 
-        super().__init__(
-            *_columns(TextColumn("{task.fields[stats]}", markup=False)),
-            enabled=_on_terminal(True) if enabled is None else enabled,
-        )
+        super().__init__(*_columns(TextColumn("{task.fields[stats]}", markup=False)), style=style, stderr=True)
         self._epoch: int | None = None
         self._task: Any = None
 
@@ -222,7 +308,7 @@ class TrainProgress(_Bar):
                     self._bar.remove_task(self._task)
                 self._epoch = event.epoch
                 name = f"epoch {event.epoch + 1}/{event.epochs}"
-                self._task = self._bar.add_task(name, total=event.batches, stats="")
+                self._task = self._bar.add_task(name, total=event.batches, stats="", stage="steps")
             stats = f"loss {event.loss:.4f}  lr {event.lr:.2e}  step {event.step}"
             self._bar.update(self._task, completed=event.batch, stats=stats)
         elif self.enabled:
@@ -235,9 +321,9 @@ class TrainProgress(_Bar):
 class ItemProgress(_Bar):
     """A bar over a list of named items (eval's images); silent when not a terminal."""
 
-    def __init__(self, title: str, enabled: bool | None = None):
-        super().__init__(*_columns(), enabled=_on_terminal(True) if enabled is None else enabled)
-        self._task = self._bar.add_task(title, total=None)
+    def __init__(self, title: str, style: str = "auto", stage: str = "images"):
+        super().__init__(*_columns(), style=style, stderr=True)
+        self._task = self._bar.add_task(title, total=None, stage=stage)
 
     def __call__(self, name: str, done: int, total: int) -> None:
         """Update from the library's ``progress(name, done, total)`` callback."""
@@ -251,7 +337,7 @@ class ByteProgress(_Bar):
     there, so the speed counts only what arrives now.
     """
 
-    def __init__(self, title: str, enabled: bool | None = None):
+    def __init__(self, title: str, style: str = "auto"):
         from rich.progress import BarColumn, DownloadColumn, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
         super().__init__(
@@ -260,9 +346,10 @@ class ByteProgress(_Bar):
             DownloadColumn(),
             TransferSpeedColumn(),
             TimeRemainingColumn(),
-            enabled=_on_terminal(True) if enabled is None else enabled,
+            style=style,
+            stderr=True,
         )
-        self._task = self._bar.add_task(title, total=None)
+        self._task = self._bar.add_task(title, total=None, stage="bytes")
         self._started = False
 
     def __call__(self, done: int, total: int | None) -> None:

@@ -24,6 +24,7 @@ from .options import (
     Model,
     Overlap,
     Precision,
+    ProgressStyle,
     TileSize,
     chosen_model,
     dataset_argument,
@@ -73,6 +74,7 @@ def evaluate_command(
     save_maps: Annotated[Path | None, typer.Option(help="Keep the predicted class rasters in this folder.")] = None,
     markdown_path: Annotated[Path | None, typer.Option("--markdown", help="Also write the table here.")] = None,
     json_output: JsonOutput = False,
+    progress_style: ProgressStyle = "auto",
 ) -> None:
     """Per-class F1 and IoU, mean F1, OA and mIoU over the full test tiles, through predict's tiled path."""
     from ..evaluation import evaluate
@@ -91,7 +93,7 @@ def evaluate_command(
     )
     if markdown_path:
         _check_table_path(markdown_path, [Path(model), data])
-    with console.ItemProgress(f"eval {split}", enabled=None if not json_output else False) as progress:
+    with console.ItemProgress(f"eval {split}", console.bar_style(progress_style, json_output)) as progress:
         result: dict[str, Any] = evaluate(options, progress=progress).to_dict()
     if markdown_path:
         with atomic_output(markdown_path, overwrite=True) as tmp:  # replaces a link itself, never its target

@@ -29,6 +29,7 @@ from .export import export_command
 from .models import models_command
 from .predict import predict_command
 from .prepare import prepare_command
+from .qgis import qgis_app
 from .train import train_command
 from .vectorize import vectorize_command
 from .weights import weights_app
@@ -75,6 +76,7 @@ app.command("prepare", short_help="Benchmark archives or your own images into a 
 app.command("train", short_help="Train MANet, MAResU-Net or ABCNet with the papers' recipe.")(train_command)
 app.command("eval", short_help="The papers' scores of a model on a prepared dataset.")(evaluate_command)
 app.add_typer(weights_app, name="weights")
+app.add_typer(qgis_app, name="qgis")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # mypy sees plain strings; typer reads the Literal and offers
     ArchChoice = str
     BackboneChoice = str
     CarGeometryChoice = str
+    ProgressChoice = str
 else:
     BackendChoice = Literal[BACKENDS]
     PrecisionChoice = Literal[PRECISIONS]
@@ -61,10 +62,12 @@ else:
     ArchChoice = Literal[tuple(ARCHITECTURES)]
     BackboneChoice = Literal[tuple(sorted({spec.backbone for spec in MODELS}))]
     CarGeometryChoice = Literal[CAR_GEOMETRIES]
+    ProgressChoice = Literal[console.PROGRESS_STYLES]
 
 __all__ = [
     "Overwrite",
     "JsonOutput",
+    "ProgressStyle",
     "TrustPickle",
     "Model",
     "Backend",
@@ -167,6 +170,14 @@ def _tiling(ctx: typer.Context, param: typer.CallbackParam, value: object) -> ob
 # Output and trust.
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")]
 JsonOutput = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON instead of tables.")]
+ProgressStyle = Annotated[
+    ProgressChoice,
+    typer.Option(
+        "--progress",
+        help="auto: bars on a terminal; json: one JSON object per line on stderr "
+        '({"stage", "item", "done", "total"}) for programs that run aerialseg; none.',
+    ),
+]
 TrustPickle = Annotated[
     bool,
     typer.Option(

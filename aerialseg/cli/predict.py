@@ -31,6 +31,7 @@ from .options import (
     Overwrite,
     Precision,
     Probabilities,
+    ProgressStyle,
     Regularize,
     Scale,
     Threshold,
@@ -39,6 +40,7 @@ from .options import (
     parse_bands,
     runner_spec,
 )
+from .vectorize import check_output_suffix
 
 
 def _cluster_address(address: str | None) -> str | None:
@@ -52,6 +54,11 @@ def _cluster_address(address: str | None) -> str | None:
         except AerialsegError as exc:
             raise typer.BadParameter(str(exc)) from None
     return address
+
+
+def check_objects_path(path: Path | None) -> Path | None:
+    """``--objects``: a vector format's suffix, refused as a usage error before any work."""
+    return check_output_suffix(path) if path is not None else None
 
 
 def predict_command(
@@ -95,6 +102,14 @@ def predict_command(
         typer.Option(help="Also write <output>_objects.gpkg with these classes' polygons, e.g. building,car."),
     ] = None,
     objects_format: ObjectsFormat = OutputOptions.objects_suffix,
+    objects_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--objects",
+            callback=check_objects_path,
+            help="With -o and --vectorize: the objects file's own path (its suffix names the format).",
+        ),
+    ] = None,
     regularize: Regularize = VectorizeOptions.regularize,
     car_geometry: CarGeometry = VectorizeOptions.car_geometry,
     cluster: Annotated[
@@ -122,11 +137,14 @@ def predict_command(
     ] = InputOptions.mosaic,
     overwrite: Overwrite = OutputOptions.overwrite,
     json_output: JsonOutput = False,
+    progress_style: ProgressStyle = "auto",
 ) -> None:
     """Predict class rasters; prints a summary table and exits 1 if any input failed."""
     from ..batch import predict_batch
     from .vectorize import parse_classes
 
+    if objects_file is not None and vectorize is None:
+        raise typer.BadParameter("names the file of --vectorize's objects: add --vectorize", param_hint="--objects")
     spec = runner_spec(model, backend, device, precision, tta=tta, min_agreement=min_agreement, calibration=calibration)
     objects = (
         VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
@@ -145,12 +163,13 @@ def predict_command(
             probabilities=probabilities,
             uncertainty=uncertainty,
             vectorize=objects,
-            objects_suffix=f".{objects_format.lstrip('.')}",
+            objects_suffix=objects_file.suffix if objects_file else f".{objects_format.lstrip('.')}",
+            objects_path=objects_file,
         ),
         threshold=threshold,
     )
     try:
-        with console.BatchProgress(enabled=None if not json_output else False, announce=not json_output) as events:
+        with console.BatchProgress(console.bar_style(progress_style, json_output), announce=not json_output) as events:
             run = predict_batch(
                 inputs,
                 spec,

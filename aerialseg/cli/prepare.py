@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from . import console
-from .options import JsonOutput, Overwrite
+from .options import JsonOutput, Overwrite, ProgressStyle
 
 if TYPE_CHECKING:
     from ..data.manifest import Manifest
@@ -77,6 +77,7 @@ def prepare_command(
     seed: Annotated[int | None, typer.Option(help="folder: seed of the file split.")] = None,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
+    progress_style: ProgressStyle = "auto",
 ) -> None:
     """Cut official ISPRS/UAVid tiles or your own images into labelled patches, split as the papers do.
 
@@ -113,7 +114,9 @@ def prepare_command(
     else:
         chosen["image_kind"] = image_kind
     settings = {key: value for key, value in chosen.items() if value is not None}  # the rest: the library's
-    with console.RowProgress(f"prepare {kind}", enabled=False if json_output else None, unit="tiles") as progress:
+    with console.RowProgress(
+        f"prepare {kind}", console.bar_style(progress_style, json_output), unit="tiles"
+    ) as progress:
         if kind == "folder":
             assert images and labels and classes  # check_options required them
             manifest = prepare_folder(

@@ -17,6 +17,7 @@ from .options import (
     Half,
     JsonOutput,
     Overwrite,
+    ProgressStyle,
     TrustPickle,
     dataset_argument,
 )
@@ -72,6 +73,7 @@ def train_command(
     half: Half = False,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
+    progress_style: ProgressStyle = "auto",
 ) -> None:
     """Train MANet, MAResU-Net or ABCNet with the papers' recipe; writes best/last weights files.
 
@@ -116,7 +118,7 @@ def train_command(
         half=half,
         **given,
     )
-    with console.TrainProgress(enabled=None if not json_output else False) as progress:
+    with console.TrainProgress(console.bar_style(progress_style, json_output)) as progress:
         result = train(options, progress=progress)
     if json_output:
         console.print_json(result.__dict__)

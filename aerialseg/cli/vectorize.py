@@ -12,7 +12,7 @@ from ..locations import as_input
 from ..vector import VectorizeOptions
 from ..vector.writer import FORMATS
 from . import console
-from .options import CarGeometry, JsonOutput, Overwrite, Regularize
+from .options import CarGeometry, JsonOutput, Overwrite, ProgressStyle, Regularize
 
 
 def parse_classes(text: str | None) -> tuple[str, ...] | None:
@@ -77,6 +77,7 @@ def vectorize_command(
     strip_rows: Annotated[int, typer.Option(min=1, help="Rows read per strip.")] = VectorizeOptions.strip_rows,
     overwrite: Overwrite = VectorizeOptions.overwrite,
     json_output: JsonOutput = False,
+    progress_style: ProgressStyle = "auto",
 ) -> None:
     """Polygons of buildings, cars or any class, with areas, perimeters and (cars) oriented boxes."""
     from ..vector import vectorize
@@ -95,7 +96,7 @@ def vectorize_command(
         overwrite=overwrite,
     )
     name = as_input(raster).name
-    with console.RowProgress(name, enabled=None if not json_output else False) as progress:
+    with console.RowProgress(name, console.bar_style(progress_style, json_output)) as progress:
         result = vectorize(raster, output, options, progress=progress)
     if json_output:
         console.print_json(result.__dict__)

@@ -10,7 +10,7 @@ import typer
 from ..atomic import make_folder
 from ..conventions import NODATA_CLASS
 from . import console
-from .options import Arch, Backbone, Half, JsonOutput, Overwrite, TrustPickle
+from .options import Arch, Backbone, Half, JsonOutput, Overwrite, ProgressStyle, TrustPickle
 
 weights_app = typer.Typer(
     help="Import checkpoints into aerialseg's weights format, inspect weights files.", rich_markup_mode=None
@@ -129,6 +129,7 @@ def pull_command(
     ] = None,
     overwrite: Overwrite = False,
     json_output: JsonOutput = False,
+    progress_style: ProgressStyle = "auto",
 ) -> None:
     """Download weights into the user weights folder, found by name afterwards; an interrupted download resumes."""
     import logging
@@ -138,7 +139,7 @@ def pull_command(
 
     if logging.getLogger().getEffectiveLevel() >= logging.WARNING:  # urllib3's retries are -v detail: one line fails
         logging.getLogger("urllib3").setLevel(logging.ERROR)
-    with console.ByteProgress("download") as bar:
+    with console.ByteProgress("download", console.bar_style(progress_style, json_output)) as bar:
         pulled = pull_weights(url, sha256=sha256, name=name, overwrite=overwrite, progress=bar)
     if json_output:
         console.print_json(

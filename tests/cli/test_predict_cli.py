@@ -277,3 +277,31 @@ def test_a_vectorize_class_the_model_lacks_is_refused_before_any_file(cli, workd
     line = only_line(err)
     assert code == 1 and "--vectorize, for this model: no class 'bilding'" in line and "1=building" in line
     assert list((workdir / "out").iterdir()) == []
+
+
+def test_progress_as_json_lines_and_an_objects_file_of_its_own(cli, workdir, rasters, abcnet_weights, opened):
+    output, objects = workdir / "out" / "map.tif", workdir / "objects" / "buildings.fgb"
+    objects.parent.mkdir()
+    argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights), "-o", str(output), "--tile-size", "128"]
+    code, _, err = cli([*argv, "--vectorize", "building", "--objects", str(objects), "--progress", "json"])
+    assert code == 0, err
+    events = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert events and all(set(event) == {"stage", "item", "done", "total"} for event in events)
+    tiles = [event for event in events if event["stage"] == "tiles"]
+    assert {event["item"] for event in tiles} == {rasters["striped"].name}
+    assert [event["done"] for event in tiles] == sorted(event["done"] for event in tiles)
+    assert tiles[-1]["done"] == tiles[-1]["total"] > 1
+    assert events[-1] == {"stage": "files", "item": "all files", "done": 1, "total": 1}
+    assert objects.is_file() and objects.with_suffix(".qml").is_file()
+    assert sorted(p.name for p in output.parent.iterdir()) == ["map.qml", "map.tif", "map.tif.aux.xml"]
+
+
+def test_an_objects_file_needs_vectorize_a_vector_suffix_and_one_output(cli, workdir, rasters, abcnet_weights):
+    argv = ["predict", str(rasters["striped"]), "-m", str(abcnet_weights)]
+    code, _, err = cli([*argv, "-o", str(workdir / "map.tif"), "--objects", str(workdir / "o.gpkg")])
+    assert code == 2 and "add --vectorize" in only_line(err)
+    code, _, err = cli([*argv, "-o", str(workdir / "map.tif"), "--vectorize", "building", "--objects", "o.txt"])
+    assert code == 2 and "no vector format" in only_line(err)
+    code, _, err = cli([*argv, "--out-dir", str(workdir / "out"), "--vectorize", "building", "--objects", "o.gpkg"])
+    assert code == 1 and "goes with one class raster" in only_line(err) and "-o" in only_line(err)
+    assert list((workdir / "out").iterdir()) == [] and not (workdir / "map.tif").exists()

@@ -23,6 +23,7 @@ ARGVS = [
     *([*command.split(), "--help"] for command in COMMANDS),
     ["weights", "info", "--help"],
     ["weights", "pull", "--help"],
+    *(["qgis", command, "--help"] for command in ("install", "uninstall", "package")),
 ]
 
 PROBE = f"""
