@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from .classes import class_kind
 from .frame import Frame
 from .regions import Region
-from .shapes import Cleanup, canonical, clean, oriented_box
+from .shapes import Cleanup, canonical, clean, oriented_boxes
 
-__all__ = ["columns", "feature"]
+__all__ = ["columns", "features"]
 
 
 def columns(name: str, confidence: bool) -> dict[str, str]:
@@ -35,33 +37,63 @@ def columns(name: str, confidence: bool) -> dict[str, str]:
     return declared
 
 
-def feature(
-    region: Region, name: str, cleanup: Cleanup, frame: Frame, width: int, height: int, confidence: bool
-) -> dict[str, Any] | None:
-    """The output row of one region of a ``width`` x ``height`` raster, or None when clean-up drops it."""
-    pixel = canonical(region.geometry)
-    x0, y0, x1, y1 = pixel.bounds
+def features(
+    regions: list[Region],
+    names: dict[int, str],
+    cleanups: dict[str, Cleanup],
+    frame: Frame,
+    width: int,
+    height: int,
+    confidence: bool,
+) -> list[dict[str, Any] | None]:
+    """The output rows of ``regions`` of a ``width`` x ``height`` raster (None where clean-up drops one).
+
+    The geometric work common to all (canonical form, the raster's CRS, metres, areas and
+    perimeters) is done for the whole batch in shapely's vectorised functions; only clean-up
+    and the cars' boxes go region by region.
+    """
+    import shapely
+
+    if not regions:
+        return []
+    pixel = canonical(np.array([r.geometry for r in regions], dtype=object))
+    bounds = shapely.bounds(pixel)
     world = frame.pixel_to_world(pixel)
-    plain = not (cleanup.min_area_m2 or cleanup.fill_holes_m2 or cleanup.simplify or cleanup.regularize)
     metric = frame.to_metric(world)
-    shape = metric if plain else clean(metric, cleanup, frame.pixel_m)
-    if shape is None:
-        return None
-    row: dict[str, Any] = {
-        "class": name,
-        "class_id": region.class_id,
-        "area_m2": float(shape.area),
-        "perimeter_m": float(shape.length),
-        "touches_nodata": region.touches_nodata,
-        "touches_raster_edge": bool(x0 <= 0 or y0 <= 0 or x1 >= width or y1 >= height),
-    }
-    if confidence:
-        row["mean_confidence"] = region.confidence_sum / region.pixels if region.pixels else 0.0
-        row["max_confidence"] = region.confidence_max
-    if class_kind(name) == "car":
-        box = oriented_box(shape)
-        row |= {"length_m": box.length_m, "width_m": box.width_m, "heading_deg": box.heading_deg}
-        if cleanup.box:
-            shape = box.polygon
-    row["geometry"] = world if plain and shape is metric else frame.from_metric(shape)
-    return row
+    areas, lengths = shapely.area(metric), shapely.length(metric)
+    shapes = []
+    for i, region in enumerate(regions):
+        cleanup = cleanups[names[region.class_id]]
+        plain = not (cleanup.min_area_m2 or cleanup.fill_holes_m2 or cleanup.simplify or cleanup.regularize)
+        shapes.append((plain, metric[i] if plain else clean(metric[i], cleanup, frame.pixel_m)))
+    cars = [i for i, region in enumerate(regions) if class_kind(names[region.class_id]) == "car" and shapes[i][1]]
+    boxes = dict(zip(cars, oriented_boxes([shapes[i][1] for i in cars]), strict=True))
+    rows: list[dict[str, Any] | None] = []
+    for i, region in enumerate(regions):
+        name = names[region.class_id]
+        cleanup = cleanups[name]
+        plain, shape = shapes[i]
+        if shape is None:
+            rows.append(None)
+            continue
+        x0, y0, x1, y1 = bounds[i]
+        row: dict[str, Any] = {
+            "class": name,
+            "class_id": region.class_id,
+            "area_m2": float(areas[i] if plain else shape.area),
+            "perimeter_m": float(lengths[i] if plain else shape.length),
+            "touches_nodata": region.touches_nodata,
+            "touches_raster_edge": bool(x0 <= 0 or y0 <= 0 or x1 >= width or y1 >= height),
+        }
+        if confidence:
+            row["mean_confidence"] = region.confidence_sum / region.pixels if region.pixels else 0.0
+            row["max_confidence"] = region.confidence_max
+        boxed = False
+        if i in boxes:
+            box = boxes[i]
+            row |= {"length_m": box.length_m, "width_m": box.width_m, "heading_deg": box.heading_deg}
+            if cleanup.box:
+                shape, boxed = box.polygon, True
+        row["geometry"] = world[i] if plain and not boxed else frame.from_metric(shape)
+        rows.append(row)
+    return rows

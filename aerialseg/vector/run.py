@@ -31,9 +31,9 @@ from ..locations import InputRef, RasterRef, as_input, local_files, public_url, 
 from ..raster import block_cache, open_raster
 from ..styles import ClassStyle, categorized_qml, fill_qml, qml_path, raster_sidecars
 from .classes import class_colors, class_names, layer_names, resolve_classes
-from .features import columns, feature
+from .features import columns, features
 from .frame import Frame
-from .regions import Strip, iter_regions
+from .regions import Strip, iter_region_batches
 from .settings import Cleanup, VectorizeOptions, check_car_geometry, check_sizes, cleanup_for
 from .strips import open_confidence, read_strips, reporting, strip_height
 from .writer import VectorWriter, format_for
@@ -113,15 +113,15 @@ def vectorize(
                     strips = _known_ids(strips, len(names), [i for i, _ in classes], raster, names)
                 if progress:
                     strips = reporting(strips, rows_per_strip, dataset.height, progress)
-                for region in iter_regions(strips, list(layer_of), dataset.height):
-                    regions += 1
-                    name = layer_of[region.class_id]
-                    row = feature(
-                        region, name, cleanups[name], frame, dataset.width, dataset.height, confidence_ds is not None
+                for batch in iter_region_batches(strips, list(layer_of), dataset.height, options.parallel):
+                    regions += len(batch)
+                    rows = features(
+                        batch, layer_of, cleanups, frame, dataset.width, dataset.height, confidence_ds is not None
                     )
-                    if row is not None:
-                        writer.add(layers[region.class_id], row)
-                        counts[layers[region.class_id]] += 1
+                    for region, row in zip(batch, rows, strict=True):
+                        if row is not None:
+                            writer.add(layers[region.class_id], row)
+                            counts[layers[region.class_id]] += 1
                 writer.close()
             except BaseException:
                 writer.discard()

@@ -69,7 +69,8 @@ class VectorizeOptions:
     override them for every class, ``cleanup`` per class name. ``car_geometry``: ``outline``
     or ``box`` (the oriented rectangle). ``confidence``: a probability raster (band per
     class) or uncertainty raster (``confidence`` band) of the same grid, for mean/max
-    confidence attributes.
+    confidence attributes. ``parallel``: polygonise the next strips in a second process while
+    this one's regions are merged and written (the same output; off: all in this process).
     """
 
     classes: tuple[str, ...] | None = None
@@ -83,6 +84,7 @@ class VectorizeOptions:
     cleanup: dict[str, Cleanup] = field(default_factory=dict)
     strip_rows: int = STRIP_ROWS
     overwrite: bool = False
+    parallel: bool = True
 
 
 def check_car_geometry(options: VectorizeOptions) -> None:

@@ -9,6 +9,7 @@ so areas are m², tolerances are metres and right angles are right angles on the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,7 @@ from .settings import Cleanup
 if TYPE_CHECKING:
     from shapely import Polygon
 
-__all__ = ["canonical", "clean", "fill_holes", "regularize", "oriented_box"]
+__all__ = ["canonical", "clean", "fill_holes", "regularize", "oriented_box", "oriented_boxes"]
 
 
 def canonical(polygon: Polygon) -> Polygon:
@@ -136,14 +137,33 @@ class OrientedBox:
 
 def oriented_box(polygon: Polygon) -> OrientedBox:
     """The minimum rotated rectangle; heading in degrees clockwise from north, 0-180 (a car's axis)."""
+    return oriented_boxes([polygon])[0]
+
+
+def oriented_boxes(polygons: Sequence[Polygon]) -> list[OrientedBox]:
+    """:func:`oriented_box` of every polygon, the rectangles and their sides computed for all at once."""
     import shapely
 
-    box = shapely.oriented_envelope(polygon)
-    corners = np.asarray(box.exterior.coords) if isinstance(box, shapely.Polygon) else None
-    if corners is None or len(corners) < 5:  # degenerate (a line): its extent is the length
-        x0, y0, x1, y1 = polygon.bounds
-        return OrientedBox(polygon, max(x1 - x0, y1 - y0), min(x1 - x0, y1 - y0), 0.0 if y1 - y0 >= x1 - x0 else 90.0)
-    a, b = corners[1] - corners[0], corners[2] - corners[1]
-    long_side = a if np.hypot(*a) >= np.hypot(*b) else b
-    heading = math.degrees(math.atan2(long_side[0], long_side[1])) % 180.0
-    return OrientedBox(box, float(max(np.hypot(*a), np.hypot(*b))), float(min(np.hypot(*a), np.hypot(*b))), heading)
+    shapes = np.array(polygons, dtype=object)
+    boxes = shapely.oriented_envelope(shapes)
+    rectangles = (shapely.get_type_id(boxes) == shapely.GeometryType.POLYGON) & (
+        shapely.get_num_coordinates(boxes) == 5
+    )
+    corners = shapely.get_coordinates(boxes[rectangles]).reshape(-1, 5, 2)
+    a, b = corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 1]
+    len_a, len_b = np.hypot(a[:, 0], a[:, 1]), np.hypot(b[:, 0], b[:, 1])
+    long_side = np.where((len_a >= len_b)[:, None], a, b)
+    headings = np.degrees(np.arctan2(long_side[:, 0], long_side[:, 1])) % 180.0
+    sides = iter(
+        zip(np.maximum(len_a, len_b).tolist(), np.minimum(len_a, len_b).tolist(), headings.tolist(), strict=True)
+    )
+    result = []
+    for polygon, box, rectangle in zip(shapes, boxes, rectangles.tolist(), strict=True):
+        if rectangle:
+            length, width, heading = next(sides)
+            result.append(OrientedBox(box, length, width, heading))
+        else:  # degenerate (a line): its extent is the length
+            x0, y0, x1, y1 = polygon.bounds
+            dx, dy = x1 - x0, y1 - y0
+            result.append(OrientedBox(polygon, max(dx, dy), min(dx, dy), 0.0 if dy >= dx else 90.0))
+    return result

@@ -2,10 +2,12 @@
 
 import json
 import math
+import os
 import shutil
 import sqlite3
 import xml.etree.ElementTree as ET
 from contextlib import closing
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -19,7 +21,8 @@ from rasterio.transform import from_origin
 from aerialseg.conventions import NODATA_CLASS, PROBABILITY_SCALE
 from aerialseg.errors import AerialsegError, InputRasterError, OutputExistsError, OutputWriteError
 from aerialseg.vector import VectorizeOptions, resolve_classes, vectorize
-from aerialseg.vector.regions import iter_regions
+from aerialseg.vector.polygonizer import Polygonizer
+from aerialseg.vector.regions import iter_region_batches, iter_regions
 from aerialseg.vector.shapes import oriented_box, regularize
 
 EXACT = dict(min_area_m2=0, fill_holes_m2=0, simplify=0)
@@ -78,9 +81,12 @@ def _tricky_raster():
     return a
 
 
+@pytest.mark.parametrize("nodata", [True, False], ids=["nodata", "no-nodata"])  # labels drawn whole, or by row
 @pytest.mark.parametrize("rows", [1, 2, 3, 7, 16, 64, 97])
-def test_streamed_regions_equal_whole_raster_polygons(rows):
+def test_streamed_regions_equal_whole_raster_polygons(rows, nodata):
     array = _tricky_raster()
+    if not nodata:
+        array[array == NODATA_CLASS] = 0
     streamed = list(iter_regions(_strips(array, rows), [1, 4], array.shape[0]))
     whole = _whole(array, [1, 4])
     assert len(streamed) == len(whole)
@@ -513,3 +519,53 @@ def test_a_remote_class_raster_vectorizes_as_the_local_file(spacenet_classes, ra
     code, _, err = cli(["vectorize", range_server.url + "gone_classes.tif", "-o", str(tmp_path / "x.gpkg")])
     assert code == 1 and err.startswith(f"error: {range_server.url}gone_classes.tif: cannot open as a raster (")
     assert len(err.splitlines()) == 1 and not (tmp_path / "x.gpkg").exists()
+
+
+@pytest.mark.parametrize("cleanup", [EXACT, {}], ids=["exact", "default-cleanup"])
+def test_polygonising_in_a_second_process_changes_nothing_in_the_file(tmp_path, cleanup):
+    # a busy map: random classes on an 8-pixel grid, nodata in one corner, many strips
+    rng = np.random.default_rng(5)
+    array = np.kron(rng.integers(0, 6, (64, 48)), np.ones((8, 8), int)).astype(np.uint8)
+    array[:40, :30] = NODATA_CLASS
+    names = ["impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"]
+    raster = _write_classes(tmp_path / "busy.tif", array, names)
+    written = {}
+    for parallel in (True, False):
+        options = VectorizeOptions(classes=("building", "car"), strip_rows=48, parallel=parallel, **cleanup)
+        written[parallel] = vectorize(raster, tmp_path / f"objects_{parallel}.gpkg", options).output
+    for layer in ("building", "car"):
+        a, b = (pyogrio.read_dataframe(written[p], layer=layer) for p in (True, False))
+        assert len(a) > 50 and a.drop(columns="geometry").equals(b.drop(columns="geometry"))
+        assert list(shapely.to_wkb(a.geometry.values)) == list(shapely.to_wkb(b.geometry.values))
+
+
+def _polygonizers() -> list[int]:
+    """This process's living polygonising workers."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            command = (stat.parent / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"aerialseg.vector.polygonizer" in command:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_caller_that_stops_early_ends_the_polygonising_process():
+    array = _tricky_raster()
+    batches = iter_region_batches(_strips(array, 10), [1, 4], array.shape[0])
+    next(batches)
+    assert len(_polygonizers()) == 1
+    batches.close()
+    assert _polygonizers() == []
+
+
+def test_the_polygonising_process_reports_its_failure():
+    worker = Polygonizer()
+    worker.submit(np.ones((4, 4), np.int64), np.array([1]), 0)  # GDAL's polygoniser takes no int64
+    with pytest.raises(RuntimeError, match="the polygonising process failed: ValueError"):
+        worker.receive()
+    worker.close()
+    assert worker.process.returncode is not None
