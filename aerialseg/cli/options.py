@@ -90,6 +90,7 @@ __all__ = [
     "Regularize",
     "CarGeometry",
     "ObjectsFormat",
+    "CarInstances",
     "Data",
     "Arch",
     "ArchOrDefault",
@@ -268,6 +269,13 @@ Uncertainty = Annotated[
 # Vectorizing: predict --vectorize, vectorize.
 Regularize = Annotated[bool, typer.Option("--regularize", help="Square buildings to their main orientation.")]
 CarGeometry = Annotated[CarGeometryChoice, typer.Option(help="Cars as their outline, or box (the oriented rectangle).")]
+CarInstances = Annotated[
+    bool,
+    typer.Option(
+        "--car-instances/--no-car-instances",
+        help="Split regions of touching cars into one object per car (off: one object per connected region).",
+    ),
+]
 ObjectsFormat = Annotated[
     str, typer.Option(callback=_objects_format, help="Format of the objects file: gpkg, parquet, fgb or geojson.")
 ]

@@ -22,6 +22,7 @@ from .options import (
     Blend,
     Calibration,
     CarGeometry,
+    CarInstances,
     Device,
     JsonOutput,
     MinAgreement,
@@ -112,6 +113,7 @@ def predict_command(
     ] = None,
     regularize: Regularize = VectorizeOptions.regularize,
     car_geometry: CarGeometry = VectorizeOptions.car_geometry,
+    car_instances: CarInstances = VectorizeOptions.car_instances,
     cluster: Annotated[
         str | None,
         typer.Option(
@@ -147,7 +149,12 @@ def predict_command(
         raise typer.BadParameter("names the file of --vectorize's objects: add --vectorize", param_hint="--objects")
     spec = runner_spec(model, backend, device, precision, tta=tta, min_agreement=min_agreement, calibration=calibration)
     objects = (
-        VectorizeOptions(classes=parse_classes(vectorize), regularize=regularize, car_geometry=car_geometry)
+        VectorizeOptions(
+            classes=parse_classes(vectorize),
+            regularize=regularize,
+            car_geometry=car_geometry,
+            car_instances=car_instances,
+        )
         if vectorize is not None
         else None
     )

@@ -12,7 +12,7 @@ from ..locations import as_input
 from ..vector import VectorizeOptions
 from ..vector.writer import FORMATS
 from . import console
-from .options import CarGeometry, JsonOutput, Overwrite, ProgressStyle, Regularize
+from .options import CarGeometry, CarInstances, JsonOutput, Overwrite, ProgressStyle, Regularize
 
 
 def parse_classes(text: str | None) -> tuple[str, ...] | None:
@@ -74,6 +74,7 @@ def vectorize_command(
     simplify: Annotated[str | None, typer.Option(help="Simplification tolerance, e.g. 1px or 0.3m (0: none).")] = None,
     regularize: Regularize = VectorizeOptions.regularize,
     car_geometry: CarGeometry = VectorizeOptions.car_geometry,
+    car_instances: CarInstances = VectorizeOptions.car_instances,
     strip_rows: Annotated[int, typer.Option(min=1, help="Rows read per strip.")] = VectorizeOptions.strip_rows,
     overwrite: Overwrite = VectorizeOptions.overwrite,
     json_output: JsonOutput = False,
@@ -92,6 +93,7 @@ def vectorize_command(
         simplify_unit=unit,
         regularize=regularize,
         car_geometry=car_geometry,
+        car_instances=car_instances,
         strip_rows=strip_rows,
         overwrite=overwrite,
     )

@@ -4,7 +4,8 @@ Regions are found exactly and merged across strips (:mod:`.regions`), so no poly
 at a strip or tile border and memory does not grow with the raster's height. The modules
 split the work by job: which classes and which clean-up (:mod:`.classes`,
 :mod:`.settings`), reading the rasters in strips (:mod:`.strips`), a region as a cleaned
-feature measured in ground metres (:mod:`.features`, :mod:`.shapes`, :mod:`.frame`),
+feature measured in ground metres (:mod:`.features`, :mod:`.shapes`, :mod:`.frame`), touching
+cars told apart (:mod:`.cars`), strips polygonised in a second process (:mod:`.polygonizer`),
 writing to a temporary file renamed at the end (:mod:`.writer`), and the run that ties
 them together (:mod:`.run`). This module only names the public API, imported when first used:
 the command line reads :mod:`.settings` when it starts, and must not load numpy or shapely for it.

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .cars import split_cars
 from .classes import class_kind
 from .frame import Frame
 from .regions import Region
@@ -19,8 +20,11 @@ from .shapes import Cleanup, canonical, clean, oriented_boxes
 
 __all__ = ["columns", "features"]
 
+_EDGE = 1e-6
+"""Pixels: a bound this near the raster's edge is on it (a split car's bounds come back through two transforms)."""
 
-def columns(name: str, confidence: bool) -> dict[str, str]:
+
+def columns(name: str, confidence: bool, instances: bool = False) -> dict[str, str]:
     """Attribute columns (name -> numpy dtype) of layer ``name``, declared so even an empty layer has them."""
     declared = {
         "class": "object",
@@ -34,6 +38,8 @@ def columns(name: str, confidence: bool) -> dict[str, str]:
         declared |= {"mean_confidence": "float64", "max_confidence": "float64"}
     if class_kind(name) == "car":
         declared |= {"length_m": "float64", "width_m": "float64", "heading_deg": "float64"}
+        if instances:
+            declared |= {"car_id": "int64", "merged": "bool"}
     return declared
 
 
@@ -45,12 +51,15 @@ def features(
     width: int,
     height: int,
     confidence: bool,
-) -> list[dict[str, Any] | None]:
-    """The output rows of ``regions`` of a ``width`` x ``height`` raster (None where clean-up drops one).
+) -> list[list[dict[str, Any]]]:
+    """The output rows of each of ``regions`` of a ``width`` x ``height`` raster.
 
-    The geometric work common to all (canonical form, the raster's CRS, metres, areas and
-    perimeters) is done for the whole batch in shapely's vectorised functions; only clean-up
-    and the cars' boxes go region by region.
+    A region gives one row, none when clean-up drops it, or, for a car region split into
+    single cars (``Cleanup.instances``, see :mod:`.cars`), a row per car; each car row says
+    whether its region was ``merged`` cars that could not be split (its ``car_id`` is the
+    caller's to number). The geometric work common to all (canonical form, the raster's CRS,
+    metres, areas and perimeters) is done for the whole batch in shapely's vectorised
+    functions; clean-up, splitting and the cars' boxes go region by region.
     """
     import shapely
 
@@ -61,39 +70,58 @@ def features(
     world = frame.pixel_to_world(pixel)
     metric = frame.to_metric(world)
     areas, lengths = shapely.area(metric), shapely.length(metric)
-    shapes = []
+    pieces: list[list[tuple[Any, bool, bool]]] = []  # per region: (metric shape, exact as found, merged)
     for i, region in enumerate(regions):
         cleanup = cleanups[names[region.class_id]]
         plain = not (cleanup.min_area_m2 or cleanup.fill_holes_m2 or cleanup.simplify or cleanup.regularize)
-        shapes.append((plain, metric[i] if plain else clean(metric[i], cleanup, frame.pixel_m)))
-    cars = [i for i, region in enumerate(regions) if class_kind(names[region.class_id]) == "car" and shapes[i][1]]
-    boxes = dict(zip(cars, oriented_boxes([shapes[i][1] for i in cars]), strict=True))
-    rows: list[dict[str, Any] | None] = []
+        split = split_cars(metric[i], frame.pixel_m) if cleanup.instances else None
+        parts = [(metric[i], False)] if split is None else [(car, split.merged) for car in split.cars]
+        whole = split is None or len(split.cars) == 1
+        found = []
+        for shape, merged in parts:
+            kept = shape if plain else clean(shape, cleanup, frame.pixel_m)
+            if kept is not None:
+                found.append((kept, plain and whole, merged))
+        pieces.append(found)
+    cars = [
+        (i, k)
+        for i, region in enumerate(regions)
+        if class_kind(names[region.class_id]) == "car"
+        for k in range(len(pieces[i]))
+    ]
+    boxes = dict(zip(cars, oriented_boxes([pieces[i][k][0] for i, k in cars]), strict=True))
+    rows: list[list[dict[str, Any]]] = []
     for i, region in enumerate(regions):
         name = names[region.class_id]
         cleanup = cleanups[name]
-        plain, shape = shapes[i]
-        if shape is None:
-            rows.append(None)
-            continue
-        x0, y0, x1, y1 = bounds[i]
-        row: dict[str, Any] = {
-            "class": name,
-            "class_id": region.class_id,
-            "area_m2": float(areas[i] if plain else shape.area),
-            "perimeter_m": float(lengths[i] if plain else shape.length),
-            "touches_nodata": region.touches_nodata,
-            "touches_raster_edge": bool(x0 <= 0 or y0 <= 0 or x1 >= width or y1 >= height),
-        }
-        if confidence:
-            row["mean_confidence"] = region.confidence_sum / region.pixels if region.pixels else 0.0
-            row["max_confidence"] = region.confidence_max
-        boxed = False
-        if i in boxes:
-            box = boxes[i]
-            row |= {"length_m": box.length_m, "width_m": box.width_m, "heading_deg": box.heading_deg}
-            if cleanup.box:
-                shape, boxed = box.polygon, True
-        row["geometry"] = world[i] if plain and not boxed else frame.from_metric(shape)
-        rows.append(row)
+        out: list[dict[str, Any]] = []
+        for k, (shape, exact, merged) in enumerate(pieces[i]):
+            one_of_several = len(pieces[i]) > 1  # a car split from its region: its own place
+            world_shape = frame.from_metric(shape) if one_of_several else None
+            x0, y0, x1, y1 = shapely.bounds(frame.world_to_pixel(world_shape)) if one_of_several else bounds[i]
+            row: dict[str, Any] = {
+                "class": name,
+                "class_id": region.class_id,
+                "area_m2": float(areas[i] if exact else shape.area),
+                "perimeter_m": float(lengths[i] if exact else shape.length),
+                "touches_nodata": region.touches_nodata,
+                "touches_raster_edge": bool(min(x0, y0) <= _EDGE or x1 >= width - _EDGE or y1 >= height - _EDGE),
+            }
+            if confidence:
+                row["mean_confidence"] = region.confidence_sum / region.pixels if region.pixels else 0.0
+                row["max_confidence"] = region.confidence_max
+            boxed = False
+            if (i, k) in boxes:
+                box = boxes[(i, k)]
+                row |= {"length_m": box.length_m, "width_m": box.width_m, "heading_deg": box.heading_deg}
+                if cleanup.instances:
+                    row["merged"] = merged
+                if cleanup.box:
+                    shape, boxed = box.polygon, True
+            if exact and not boxed:
+                row["geometry"] = world[i]
+            else:
+                row["geometry"] = world_shape if world_shape is not None and not boxed else frame.from_metric(shape)
+            out.append(row)
+        rows.append(out)
     return rows

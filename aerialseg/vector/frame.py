@@ -69,6 +69,14 @@ class Frame:
         matrix = np.array([[t.a, t.d], [t.b, t.e]])
         return shapely.transform(geometry, lambda xy: xy @ matrix + (t.c, t.f))
 
+    def world_to_pixel(self, geometry: Geometry) -> Geometry:
+        """CRS geometry in pixel space (x = column, y = row): :meth:`pixel_to_world` undone."""
+        import shapely
+
+        t = ~self.transform
+        matrix = np.array([[t.a, t.d], [t.b, t.e]])
+        return shapely.transform(geometry, lambda xy: xy @ matrix + (t.c, t.f))
+
     def to_metric(self, geometry: Geometry) -> Geometry:
         """CRS geometry in ground metres."""
         return _convert(geometry, self._to_metric, self._unit, inverse=False)

@@ -97,7 +97,7 @@ def vectorize(
         metadata = _metadata(raster, classes, cleanups, options.confidence)
         rows_per_strip = strip_height(dataset, options.strip_rows)
         counts = {layer: 0 for layer in layers.values()}
-        regions = 0
+        regions = cars = 0
         colors = class_colors(dataset, classes)
         legend = [ClassStyle(class_id, name, colors[class_id]) for class_id, name in classes]
         styles = {layers[c.value]: fill_qml(c.color) for c in legend}
@@ -107,7 +107,7 @@ def vectorize(
             )
             try:
                 for class_id, name in classes:
-                    writer.declare(layers[class_id], columns(name, confidence_ds is not None))
+                    writer.declare(layers[class_id], columns(name, confidence_ds is not None, cleanups[name].instances))
                 strips = read_strips(dataset, confidence_ds, bands, rows_per_strip)
                 if names is not None:
                     strips = _known_ids(strips, len(names), [i for i, _ in classes], raster, names)
@@ -118,8 +118,10 @@ def vectorize(
                     rows = features(
                         batch, layer_of, cleanups, frame, dataset.width, dataset.height, confidence_ds is not None
                     )
-                    for region, row in zip(batch, rows, strict=True):
-                        if row is not None:
+                    for region, found in zip(batch, rows, strict=True):
+                        for row in found:
+                            if "merged" in row:  # a car of its own: numbered in the order written
+                                row["car_id"] = cars = cars + 1
                             writer.add(layers[region.class_id], row)
                             counts[layers[region.class_id]] += 1
                 writer.close()

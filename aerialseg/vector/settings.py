@@ -42,6 +42,7 @@ class Cleanup:
     valid and keeps its holes apart). ``regularize``: square the outline to the object's
     dominant orientation (buildings). ``box``: output the oriented minimum rectangle instead
     of the outline (cars; its length, width and heading are attributes either way).
+    ``instances``: split a region of touching cars into one object per car (:mod:`.cars`).
     """
 
     min_area_m2: float = 0.0
@@ -50,6 +51,7 @@ class Cleanup:
     simplify_unit: str = "px"
     regularize: bool = False
     box: bool = False
+    instances: bool = False
 
 
 # What a GIS user wants without thinking about it: no specks, no pinholes, no staircases.
@@ -69,8 +71,10 @@ class VectorizeOptions:
     override them for every class, ``cleanup`` per class name. ``car_geometry``: ``outline``
     or ``box`` (the oriented rectangle). ``confidence``: a probability raster (band per
     class) or uncertainty raster (``confidence`` band) of the same grid, for mean/max
-    confidence attributes. ``parallel``: polygonise the next strips in a second process while
-    this one's regions are merged and written (the same output; off: all in this process).
+    confidence attributes. ``car_instances``: touching cars become one object each (a region
+    that cannot be split is one object flagged ``merged``). ``parallel``: polygonise the next
+    strips in a second process while this one's regions are merged and written (the same
+    output; off: all in this process).
     """
 
     classes: tuple[str, ...] | None = None
@@ -85,6 +89,7 @@ class VectorizeOptions:
     strip_rows: int = STRIP_ROWS
     overwrite: bool = False
     parallel: bool = True
+    car_instances: bool = True
 
 
 def check_car_geometry(options: VectorizeOptions) -> None:
@@ -127,4 +132,5 @@ def cleanup_for(name: str, options: VectorizeOptions) -> Cleanup:
         changes["regularize"] = True
     if kind == "car":
         changes["box"] = options.car_geometry == "box"
+        changes["instances"] = options.car_instances
     return replace(base, **changes)

@@ -20,7 +20,7 @@ from .settings import Cleanup
 if TYPE_CHECKING:
     from shapely import Polygon
 
-__all__ = ["canonical", "clean", "fill_holes", "regularize", "oriented_box", "oriented_boxes"]
+__all__ = ["canonical", "clean", "dominant_angle", "fill_holes", "regularize", "oriented_box", "oriented_boxes"]
 
 
 def canonical(polygon: Polygon) -> Polygon:
@@ -60,7 +60,7 @@ def clean(polygon: Polygon, cleanup: Cleanup, pixel_m: float) -> Polygon | None:
     return polygon if isinstance(polygon, shapely.Polygon) and not polygon.is_empty else None
 
 
-def _dominant_angle(ring: np.ndarray) -> float:
+def dominant_angle(ring: np.ndarray) -> float:
     """The outline's dominant direction modulo 90 degrees (radians), edges weighted by length."""
     d = np.diff(ring, axis=0)
     length = np.hypot(d[:, 0], d[:, 1])
@@ -109,7 +109,7 @@ def regularize(polygon: Polygon, tolerance: float) -> Polygon:
 
     simple = shapely.simplify(polygon, tolerance, preserve_topology=True)
     exterior = np.asarray(simple.exterior.coords)
-    theta = _dominant_angle(exterior)
+    theta = dominant_angle(exterior)
     origin = simple.centroid
     turned = affinity.rotate(simple, -theta, origin=origin, use_radians=True)
     shell = _square_ring(np.asarray(turned.exterior.coords))
