@@ -18,6 +18,7 @@ import json
 import queue
 import subprocess
 import sys
+import tempfile
 import threading
 from typing import IO, Any
 
@@ -71,8 +72,9 @@ class Polygonizer:
         return bool(sys.executable) and Path(sys.executable).name.lower().startswith("python")
 
     def __init__(self) -> None:
+        self._log = tempfile.TemporaryFile()  # its stderr: a file, which never fills up as a pipe would
         self.process = subprocess.Popen(
-            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            [sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log
         )
         self._answers: queue.Queue[Rings | BaseException] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True, name="aerialseg-polygonizer")
@@ -111,9 +113,9 @@ class Polygonizer:
             self.process.kill()
             self.process.wait()
         self._reader.join(5)
-        for stream in (self.process.stdout, self.process.stderr):
-            if stream is not None:
-                stream.close()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+        self._log.close()
 
     def _read(self) -> None:
         stdout = self.process.stdout
@@ -130,9 +132,12 @@ class Polygonizer:
             self._answers.put(exc)
 
     def _stderr(self) -> str:
-        stderr = self.process.stderr
-        text = stderr.read().decode(errors="replace") if stderr is not None and self.process.poll() is not None else ""
-        return text.strip().splitlines()[-1] if text.strip() else ""
+        """The last line the worker wrote on its stderr (once it has ended), for the failure's message."""
+        if self.process.poll() is None:
+            return ""
+        self._log.seek(0)
+        text = self._log.read().decode(errors="replace").strip()
+        return text.splitlines()[-1] if text else ""
 
 
 def _read_array(stream: IO[bytes], shape: list[int], dtype: Any) -> np.ndarray:  # noqa: ANN401
