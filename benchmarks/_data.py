@@ -23,6 +23,31 @@ NEON_TILE = SAMPLE_ORTHOPHOTO
 GSD_M = 0.05
 
 
+def class_raster_profile(size: int, transform: object) -> dict:
+    """A tiled ``size`` x ``size`` uint8 class raster in UTM zone 32 (nodata 255), as the vectorize benchmarks write."""
+    return dict(
+        driver="GTiff",
+        width=size,
+        height=size,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32632",
+        nodata=255,
+        transform=transform,
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+        compress="deflate",
+    )
+
+
+def potsdam_class_names() -> list[str]:
+    """The ISPRS Potsdam classes, as a class raster names them (``CLASS_NAMES``)."""
+    from aerialseg.data.classes import DATASETS
+
+    return [c.name for c in DATASETS["potsdam"].classes]
+
+
 def _read(path: Path) -> np.ndarray:
     import rasterio
 

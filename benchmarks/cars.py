@@ -17,12 +17,14 @@ recovered when one object overlaps it with IoU >= 0.5.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _data import class_raster_profile, potsdam_class_names
 
 ROOT = Path(__file__).resolve().parents[1]
 ISPRS = ROOT.parent / "shared" / "data" / "isprs-mmseg-fixtures"
@@ -30,7 +32,6 @@ PATCHES = {"potsdam": ("2_10_0_0_512_512.png", 0.05), "vaihingen": ("area1_0_0_5
 CAR = 5  # the mmseg annotation's car (0 = boundary band, 1..6 = classes)
 KINDS = ("side", "nose", "queue", "angled", "side", "nose", "queue", "angled")
 """The rows of a car park, top to bottom."""
-NAMES = ["impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"]
 
 
 def car_shapes(isprs: Path = ISPRS) -> list:
@@ -117,19 +118,10 @@ def run(gsd: float, shapes: list, folder: Path, strip_rows: int = 512) -> list[t
     )
     classes = np.where(blur((truth > 0).astype(np.float32), 1.5) >= 0.5, 4, 0).astype(np.uint8)
     raster = folder / f"carpark_{gsd}.tif"
-    profile = dict(
-        driver="GTiff",
-        width=size,
-        height=size,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32632",
-        transform=transform,
-        nodata=255,
-    )
+    profile = class_raster_profile(size, transform)
     with rasterio.open(raster, "w", **profile) as dst:
         dst.write(classes, 1)
-        dst.update_tags(1, CLASS_NAMES=__import__("json").dumps(NAMES))
+        dst.update_tags(1, CLASS_NAMES=json.dumps(potsdam_class_names()))
     truth_polygons = [
         shapely.geometry.shape(g) for g, v in rasterio.features.shapes(truth, mask=truth > 0, transform=transform)
     ]
@@ -151,7 +143,8 @@ def run(gsd: float, shapes: list, folder: Path, strip_rows: int = 512) -> list[t
             ),
         )
         seconds = time.perf_counter() - start
-        objects = pyogrio.read_dataframe(out, layer="car").geometry.values
+        found = pyogrio.read_dataframe(out, layer="car")
+        objects = found.geometry.values
         tree = shapely.STRtree(objects)
         recovered = 0
         for car in truth_polygons:
@@ -160,7 +153,7 @@ def run(gsd: float, shapes: list, folder: Path, strip_rows: int = 512) -> list[t
             recovered += best >= 0.5
         merged = 0
         if instances:
-            merged = int(pyogrio.read_dataframe(out, layer="car")["merged"].sum())
+            merged = int(found["merged"].sum())
         rows.append(
             (
                 gsd,

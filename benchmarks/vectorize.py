@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 from _child import run_child
+from _data import class_raster_profile, potsdam_class_names
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACENET = ROOT.parent / "shared" / "data" / "spacenet-solaris"
@@ -61,28 +62,11 @@ print(json.dumps(dict(seconds=seconds, polygons=count, rss_mb=peak_rss_mb(), wor
 """
 
 
-NAMES = ["impervious_surfaces", "building", "low_vegetation", "tree", "car", "clutter"]
-"""The ISPRS classes, as the class rasters name them."""
-
-
 def _profile(size: int) -> dict:
     """A tiled 10 cm class raster of ``size`` x ``size`` in UTM."""
     from rasterio.transform import from_origin
 
-    return dict(
-        driver="GTiff",
-        width=size,
-        height=size,
-        count=1,
-        dtype="uint8",
-        crs="EPSG:32632",
-        nodata=255,
-        transform=from_origin(500000, 5000000, 0.1, 0.1),
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="deflate",
-    )
+    return class_raster_profile(size, from_origin(500000, 5000000, 0.1, 0.1))
 
 
 def make_classes(size: int, folder: Path) -> Path:
@@ -110,7 +94,7 @@ def make_classes(size: int, folder: Path) -> Path:
     profile = _profile(size)
     car = np.array([[-22, -9], [22, -9], [22, 9], [-22, 9]], float)  # 4.4 x 1.8 m at 0.1 m
     with rasterio.open(path, "w", **profile) as dst:
-        dst.update_tags(1, CLASS_NAMES=json.dumps(NAMES))
+        dst.update_tags(1, CLASS_NAMES=json.dumps(potsdam_class_names()))
         for row in range(0, size, 1024):
             rows = np.arange(row, min(row + 1024, size))
             block = period[rows % period.shape[0]][:, np.arange(size) % period.shape[1]]
@@ -160,7 +144,7 @@ def make_dense(size: int, folder: Path) -> Path:
     columns = np.arange(size)
     shifted_columns = np.clip((columns + np.repeat(wobble[1], 64)[:size]) // 16, 0, grid.shape[1] - 1)
     with rasterio.open(path, "w", **profile) as dst:
-        dst.update_tags(1, CLASS_NAMES=json.dumps(NAMES))
+        dst.update_tags(1, CLASS_NAMES=json.dumps(potsdam_class_names()))
         for row in range(0, size, 1024):
             rows = np.arange(row, min(row + 1024, size))
             shifted_rows = np.clip((rows + np.repeat(wobble[0], 64)[rows]) // 16, 0, grid.shape[0] - 1)

@@ -86,24 +86,27 @@ def split_cars(region: Polygon, pixel_m: float) -> CarSplit:
     if u[0] * v[1] - u[1] * v[0] < 0:  # v a quarter turn anticlockwise from u, as slants are measured
         origin, v = origin + b, -v
     mask, step = _rasterized(region, origin, u, v, length, width, pixel_m)
+    top = mask.shape[0] * step
     rows_share = mask.sum(axis=1) / mask.shape[1]
-    readings: list[tuple[float, list[float], list[float], float]] = []  # cost of the cuts, the cuts, the slant
+    counts_across = {1, *_counts(width, CAR_WIDTH_M), *_counts(width, CAR_LENGTH_M)}
+    across_cuts = {n: _cuts(rows_share, n, 0.0, top, step) for n in counts_across}  # the same for every slant
+    readings: list[tuple[float, list[float], list[float], float]] = []  # worst cut, cuts along, cuts across, slant
     for slant in _slants(region, u, pixel_m):
         if slant == _STRAIGHT and region.area < _FILL * length * width:
             continue
         share, t0, t1 = _profile(mask, step, slant)
+        extent = (t1 - t0) * math.sin(slant)
         for along_sizes, across_sizes in ((CAR_WIDTH_M, CAR_LENGTH_M), (CAR_LENGTH_M, CAR_WIDTH_M)):
-            extent = (t1 - t0) * math.sin(slant)
             across_counts = _counts(width, across_sizes) if slant == _STRAIGHT else [1]
             for along in _counts(extent, along_sizes):
-                cuts_t, worst_t, _ = _cuts(share, along, t0, t1, step)
+                cuts_t, worst_t = _cuts(share, along, t0, t1, step)
                 for across in across_counts:
-                    cuts_y, worst_y, _ = _cuts(rows_share, across, 0.0, mask.shape[0] * step, step)
+                    cuts_y, worst_y = across_cuts[across]
                     if along * across >= 2 and max(worst_t, worst_y) <= _MAX_CUT:  # no cut through a car
                         readings.append((max(worst_t, worst_y), cuts_t, cuts_y, slant))
     best: tuple[float, list[Polygon]] | None = None
     for cut_cost, cuts_t, cuts_y, slant in sorted(readings, key=lambda r: r[0])[:_READINGS]:
-        cells = _cells(cuts_t, cuts_y, slant, mask.shape[0] * step, (origin, u, v))
+        cells = _cells(cuts_t, cuts_y, slant, top, (origin, u, v))
         pieces = [region.intersection(cell) for cell in cells]
         rough = [p for p in (_largest(piece) for piece in pieces) if p is not None and p.area >= _LEAST_PART_M2]
         if len(rough) < 2:
@@ -226,27 +229,27 @@ def _cells(
     return cells
 
 
-def _cuts(share: np.ndarray, count: int, start: float, stop: float, step: float) -> tuple[list[float], float, float]:
-    """``count`` cells' bounds from ``start`` to ``stop``; the largest and the summed ``share`` cut through.
+def _cuts(share: np.ndarray, count: int, start: float, stop: float, step: float) -> tuple[list[float], float]:
+    """``count`` cells' bounds from ``start`` to ``stop``, and the largest ``share`` a cut runs through.
 
     Each cut goes, within :data:`_SEARCH` of a cell from the even spacing, where the share is
     least (cars meet at rounded corners), nearest the even spacing among equals.
     """
     cell = (stop - start) / count
-    cuts, worst, total = [start - step], 0.0, 0.0
+    cuts, worst = [start - step], 0.0
     for k in range(1, count):
         even = start + k * cell
         lo = max(0, int((even - _SEARCH * cell - start) / step))
         hi = min(len(share), int((even + _SEARCH * cell - start) / step) + 1)
         if hi <= lo:
-            return [], 1.0, float(count)
+            return [], 1.0
         window = share[lo:hi]
         lowest = np.flatnonzero(window <= window.min() + 1e-9)
         nearest = lo + int(lowest[np.argmin(np.abs(start + (lo + lowest + 0.5) * step - even))])
         cuts.append(start + (nearest + 0.5) * step)
-        worst, total = max(worst, float(share[nearest])), total + float(share[nearest])
+        worst = max(worst, float(share[nearest]))
     cuts.append(stop + step)
-    return cuts, worst, total
+    return cuts, worst
 
 
 def _largest(geometry: object) -> Polygon | None:

@@ -96,9 +96,9 @@ def features(
         cleanup = cleanups[name]
         out: list[dict[str, Any]] = []
         for k, (shape, exact, merged) in enumerate(pieces[i]):
-            one_of_several = len(pieces[i]) > 1  # a car split from its region: its own place
-            world_shape = frame.from_metric(shape) if one_of_several else None
-            x0, y0, x1, y1 = shapely.bounds(frame.world_to_pixel(world_shape)) if one_of_several else bounds[i]
+            outline = world[i] if exact else frame.from_metric(shape)
+            own_place = len(pieces[i]) > 1  # a car split from its region
+            x0, y0, x1, y1 = shapely.bounds(frame.world_to_pixel(outline)) if own_place else bounds[i]
             row: dict[str, Any] = {
                 "class": name,
                 "class_id": region.class_id,
@@ -110,18 +110,15 @@ def features(
             if confidence:
                 row["mean_confidence"] = region.confidence_sum / region.pixels if region.pixels else 0.0
                 row["max_confidence"] = region.confidence_max
-            boxed = False
+            geometry = outline
             if (i, k) in boxes:
                 box = boxes[(i, k)]
                 row |= {"length_m": box.length_m, "width_m": box.width_m, "heading_deg": box.heading_deg}
                 if cleanup.instances:
                     row["merged"] = merged
                 if cleanup.box:
-                    shape, boxed = box.polygon, True
-            if exact and not boxed:
-                row["geometry"] = world[i]
-            else:
-                row["geometry"] = world_shape if world_shape is not None and not boxed else frame.from_metric(shape)
+                    geometry = frame.from_metric(box.polygon)
+            row["geometry"] = geometry
             out.append(row)
         rows.append(out)
     return rows
