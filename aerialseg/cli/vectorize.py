@@ -67,7 +67,10 @@ def vectorize_command(
     classes: ClassesOption = None,
     confidence: Annotated[
         Path | None,
-        typer.Option(help="Probability or uncertainty raster of the same grid: adds mean/max confidence."),
+        typer.Option(
+            help="Probability or uncertainty raster of the same grid: adds mean/max confidence, and touching cars "
+            "are split where their scores dip."
+        ),
     ] = None,
     min_area: Annotated[float | None, typer.Option(min=0.0, help="Drop objects smaller than this (m²).")] = None,
     fill_holes: Annotated[float | None, typer.Option(min=0.0, help="Fill holes smaller than this (m²).")] = None,

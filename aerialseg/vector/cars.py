@@ -13,16 +13,23 @@ car, near the even spacing: cars meet at rounded corners, so a row of touching c
 where one ends and the next begins. The reading whose worst cut runs through the least car
 (and whose cells are nearest a typical car) wins; a cut through more than :data:`_MAX_CUT` of
 its cross-section is through a car, and a region no reading splits (a lorry, a car and a
-trailer, a blob) stays one object flagged ``merged``. Everything here is in ground metres
-(see :mod:`.frame`); the split is a region's own, so a car cut by a strip boundary is split
-as in the whole raster.
+trailer, a blob) stays one object flagged ``merged``.
+
+With the car score surface at hand (the network's car probability, or its confidence in
+the pixel's class), the cross-section is weighed by it: a network's scores dip where one
+car ends and the next begins even where the class map shows no gap at all, so the cuts find
+the seams the outline alone cannot show. Scores are read relative to the region's own high
+scores, so a confidently mapped car still counts as whole car. Everything here is in ground
+metres (see :mod:`.frame`); the split is a region's own, so a car cut by a strip boundary is
+split as in the whole raster.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 
@@ -31,7 +38,10 @@ from .shapes import dominant_angle
 if TYPE_CHECKING:
     from shapely import Polygon
 
-__all__ = ["CAR_LENGTH_M", "CAR_WIDTH_M", "CarSplit", "split_cars"]
+__all__ = ["CAR_LENGTH_M", "CAR_WIDTH_M", "CarSplit", "ScoreAt", "split_cars"]
+
+ScoreAt: TypeAlias = Callable[[np.ndarray], np.ndarray]
+"""The car score (0 to 1) at each of ``(n, 2)`` points in metres: the score surface under a region."""
 
 CAR_WIDTH_M = (1.5, 2.3)
 """A car's width, narrowest to widest (mirrors excluded), in metres."""
@@ -66,8 +76,11 @@ class CarSplit:
     merged: bool
 
 
-def split_cars(region: Polygon, pixel_m: float) -> CarSplit:
-    """The cars of ``region`` (a car region in metres, ``pixel_m`` its raster's pixel size)."""
+def split_cars(region: Polygon, pixel_m: float, score_at: ScoreAt | None = None) -> CarSplit:
+    """The cars of ``region`` (a car region in metres, ``pixel_m`` its raster's pixel size).
+
+    ``score_at``, when given, weighs the region's cross-sections by the car score under them.
+    """
     import shapely
 
     box = shapely.oriented_envelope(region)
@@ -85,7 +98,7 @@ def split_cars(region: Polygon, pixel_m: float) -> CarSplit:
     origin, u, v = corners[0], a / length, b / width
     if u[0] * v[1] - u[1] * v[0] < 0:  # v a quarter turn anticlockwise from u, as slants are measured
         origin, v = origin + b, -v
-    mask, step = _rasterized(region, origin, u, v, length, width, pixel_m)
+    mask, step = _rasterized(region, (origin, u, v), length, width, pixel_m, score_at)
     top = mask.shape[0] * step
     rows_share = mask.sum(axis=1) / mask.shape[1]
     counts_across = {1, *_counts(width, CAR_WIDTH_M), *_counts(width, CAR_LENGTH_M)}
@@ -111,7 +124,8 @@ def split_cars(region: Polygon, pixel_m: float) -> CarSplit:
         rough = [p for p in (_largest(piece) for piece in pieces) if p is not None and p.area >= _LEAST_PART_M2]
         if len(rough) < 2:
             continue
-        cost = _misfit(rough) + cut_cost / 2
+        unexplained = math.log(region.area / sum(part.area for part in rough))  # what no car holds
+        cost = _misfit(rough) + unexplained + cut_cost / 2
         if best is None or cost < best[0]:
             best = (cost, pieces)
     if best is None:
@@ -125,20 +139,26 @@ _READINGS = 12
 
 
 def _misfit(cars: list[Polygon]) -> float:
-    """How far the parts are from a typical car, on average (0: all typical): by area, then by their sides.
+    """How far the parts are from a car, on average (0: all typical): by area, then by their sides.
 
-    Area comes first: a cell's part may keep a sliver of its neighbour, which stretches its
-    box but hardly changes its area.
+    Area comes first, as its distance from a typical car's: a cell's part may keep a sliver of
+    its neighbour, which stretches its box but hardly changes its area. A side within a car's
+    range costs little (its distance from the typical side, a tenth as much); beyond the range,
+    the distance to it counts in full.
     """
     from .shapes import oriented_boxes
 
-    typical_length, typical_width = sum(CAR_LENGTH_M) / 2, sum(CAR_WIDTH_M) / 2
-    by_area = [abs(math.log(car.area / (typical_length * typical_width))) for car in cars]
+    def off(value: float, low: float, high: float) -> float:
+        typical = math.log(value / ((low + high) / 2))
+        return abs(typical) / 10 + max(0.0, math.log(low / value), math.log(value / high))
+
+    typical_area = sum(CAR_LENGTH_M) / 2 * sum(CAR_WIDTH_M) / 2
+    by_area = [abs(math.log(car.area / typical_area)) for car in cars]
     by_sides = [
-        abs(math.log(max(box.length_m, 1e-3) / typical_length)) + abs(math.log(max(box.width_m, 1e-3) / typical_width))
+        off(max(box.length_m, 1e-3), *CAR_LENGTH_M) + off(max(box.width_m, 1e-3), *CAR_WIDTH_M)
         for box in oriented_boxes(cars)
     ]
-    return float(np.mean(by_area) + np.mean(by_sides) / 4)
+    return float(np.mean(by_area) + np.mean(by_sides) / 2)
 
 
 _STRAIGHT = math.pi / 2
@@ -180,18 +200,39 @@ def _slants(region: Polygon, u: np.ndarray, pixel_m: float) -> list[float]:
 
 
 def _rasterized(
-    region: Polygon, origin: np.ndarray, u: np.ndarray, v: np.ndarray, length: float, width: float, pixel_m: float
+    region: Polygon,
+    frame: tuple[np.ndarray, np.ndarray, np.ndarray],
+    length: float,
+    width: float,
+    pixel_m: float,
+    score_at: ScoreAt | None,
 ) -> tuple[np.ndarray, float]:
-    """The region drawn in its rectangle's frame (columns along ``u``, rows along ``v``) and the cell size."""
+    """The region drawn in its rectangle's ``frame`` (columns along ``u``, rows along ``v``) and the cell size.
+
+    A cell is 1 inside the region, 0 outside, or with ``score_at`` its score relative to the
+    region's high scores (:data:`_HIGH_SCORE`), at most 1.
+    """
     import shapely
     from affine import Affine
     from rasterio.features import rasterize
 
+    origin, u, v = frame
     step = max(pixel_m / 2, min(length, width) / 200)
     columns, rows = max(1, math.ceil(length / step)), max(1, math.ceil(width / step))
     turned = shapely.transform(region, lambda xy: np.column_stack([(xy - origin) @ u, (xy - origin) @ v]))
     mask = rasterize([(turned, 1)], out_shape=(rows, columns), transform=Affine.scale(step), fill=0, dtype="uint8")
-    return mask, step
+    if score_at is None or not mask.any():
+        return mask, step
+    y, x = np.nonzero(mask)
+    scores = score_at(origin + np.outer((x + 0.5) * step, u) + np.outer((y + 0.5) * step, v))
+    high = float(np.quantile(scores, _HIGH_SCORE)) if len(scores) else 0.0
+    weighed = np.zeros(mask.shape, np.float64)
+    weighed[y, x] = np.clip(scores / high, 1e-3, 1.0) if high > 0 else 1.0  # in the region: > 0
+    return weighed, step
+
+
+_HIGH_SCORE = 0.75
+"""The quantile of a region's scores that counts as whole car: most of a car region is inside a car."""
 
 
 def _profile(mask: np.ndarray, step: float, slant: float) -> tuple[np.ndarray, float, float]:
@@ -204,10 +245,10 @@ def _profile(mask: np.ndarray, step: float, slant: float) -> tuple[np.ndarray, f
     cot = math.cos(slant) / math.sin(slant)
     y, x = (np.mgrid[0:rows, 0:columns] + 0.5) * step
     t = x - y * cot
-    inside = mask.astype(bool)
+    inside = mask > 0
     t0, t1 = float(t[inside].min()), float(t[inside].max()) + step
     bins = np.clip(np.floor((t - t0) / step + 1e-6).astype(np.int64), 0, None)
-    car = np.bincount(bins[inside], minlength=bins.max() + 1)
+    car = np.bincount(bins[inside], weights=mask[inside], minlength=bins.max() + 1)
     total = np.bincount(bins.ravel(), minlength=bins.max() + 1)
     return np.where(total > 0, car / np.maximum(total, 1), 1.0), t0, t1  # an empty bin is no place to cut
 

@@ -8,17 +8,21 @@ clean-up-free output is the class raster's own footprints.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeAlias
 
 import numpy as np
 
-from .cars import split_cars
+from .cars import ScoreAt, split_cars
 from .classes import class_kind
 from .frame import Frame
 from .regions import Region
 from .shapes import Cleanup, canonical, clean, oriented_boxes
 
-__all__ = ["columns", "features"]
+__all__ = ["ScoreReader", "columns", "features"]
+
+ScoreReader: TypeAlias = Callable[[int, tuple[int, int, int, int]], np.ndarray]
+"""``(class_id, (col0, row0, col1, row1))`` -> that window's scores of the class (0 to 1), rows by columns."""
 
 _EDGE = 1e-6
 """Pixels: a bound this near the raster's edge is on it (a split car's bounds come back through two transforms)."""
@@ -51,13 +55,15 @@ def features(
     width: int,
     height: int,
     confidence: bool,
+    scores: ScoreReader | None = None,
 ) -> list[list[dict[str, Any]]]:
     """The output rows of each of ``regions`` of a ``width`` x ``height`` raster.
 
     A region gives one row, none when clean-up drops it, or, for a car region split into
     single cars (``Cleanup.instances``, see :mod:`.cars`), a row per car; each car row says
     whether its region was ``merged`` cars that could not be split (its ``car_id`` is the
-    caller's to number). The geometric work common to all (canonical form, the raster's CRS,
+    caller's to number); ``scores``, when given, reads the score surface under a car region
+    for the split. The geometric work common to all (canonical form, the raster's CRS,
     metres, areas and perimeters) is done for the whole batch in shapely's vectorised
     functions; clean-up, splitting and the cars' boxes go region by region.
     """
@@ -74,7 +80,8 @@ def features(
     for i, region in enumerate(regions):
         cleanup = cleanups[names[region.class_id]]
         plain = not (cleanup.min_area_m2 or cleanup.fill_holes_m2 or cleanup.simplify or cleanup.regularize)
-        split = split_cars(metric[i], frame.pixel_m) if cleanup.instances else None
+        score_at = _score_at(scores, region.class_id, bounds[i], frame) if scores is not None else None
+        split = split_cars(metric[i], frame.pixel_m, score_at) if cleanup.instances else None
         parts = [(metric[i], False)] if split is None else [(car, split.merged) for car in split.cars]
         whole = split is None or len(split.cars) == 1
         found = []
@@ -122,3 +129,27 @@ def features(
             out.append(row)
         rows.append(out)
     return rows
+
+
+def _score_at(scores: ScoreReader, class_id: int, bounds: np.ndarray, frame: Frame) -> ScoreAt:
+    """The score at points in metres, from the window of ``scores`` under a region's pixel ``bounds``.
+
+    The window is read only when the split asks (most car regions are one car, which needs
+    no scores).
+    """
+    import shapely
+
+    col0, row0, col1, row1 = (int(v) for v in np.rint(bounds))
+    window: list[np.ndarray] = []
+
+    def score_at(points: np.ndarray) -> np.ndarray:
+        if not window:
+            window.append(scores(class_id, (col0, row0, col1, row1)))
+        patch = window[0]
+        carrier = shapely.linestrings(np.concatenate([points, points[:1]]))  # one geometry: one transform call
+        pixel = shapely.get_coordinates(frame.world_to_pixel(frame.from_metric(carrier)))[:-1]
+        rows = np.clip(np.floor(pixel[:, 1]).astype(np.int64) - row0, 0, patch.shape[0] - 1)
+        cols = np.clip(np.floor(pixel[:, 0]).astype(np.int64) - col0, 0, patch.shape[1] - 1)
+        return patch[rows, cols]
+
+    return score_at

@@ -35,7 +35,7 @@ from .features import columns, features
 from .frame import Frame
 from .regions import Strip, iter_region_batches
 from .settings import Cleanup, VectorizeOptions, check_car_geometry, check_sizes, cleanup_for
-from .strips import open_confidence, read_strips, reporting, strip_height
+from .strips import open_confidence, read_strips, reporting, score_reader, strip_height
 from .writer import VectorWriter, format_for
 
 __all__ = ["VectorizeResult", "vectorize"]
@@ -109,15 +109,15 @@ def vectorize(
                 for class_id, name in classes:
                     writer.declare(layers[class_id], columns(name, confidence_ds is not None, cleanups[name].instances))
                 strips = read_strips(dataset, confidence_ds, bands, rows_per_strip)
+                scores = score_reader(confidence_ds, bands) if confidence_ds is not None else None
                 if names is not None:
                     strips = _known_ids(strips, len(names), [i for i, _ in classes], raster, names)
                 if progress:
                     strips = reporting(strips, rows_per_strip, dataset.height, progress)
                 for batch in iter_region_batches(strips, list(layer_of), dataset.height, options.parallel):
                     regions += len(batch)
-                    rows = features(
-                        batch, layer_of, cleanups, frame, dataset.width, dataset.height, confidence_ds is not None
-                    )
+                    confident = confidence_ds is not None
+                    rows = features(batch, layer_of, cleanups, frame, dataset.width, dataset.height, confident, scores)
                     for region, found in zip(batch, rows, strict=True):
                         for row in found:
                             if "merged" in row:  # a car of its own: numbered in the order written

@@ -19,9 +19,18 @@ import numpy as np
 from ..conventions import PROBABILITY_SCALE
 from ..errors import InputRasterError
 from ..raster import open_raster, read_bands, read_mask
+from .features import ScoreReader
 from .regions import Strip
 
-__all__ = ["strip_height", "open_confidence", "grid_problem", "confidence_bands", "read_strips", "reporting"]
+__all__ = [
+    "strip_height",
+    "open_confidence",
+    "grid_problem",
+    "confidence_bands",
+    "read_strips",
+    "score_reader",
+    "reporting",
+]
 
 _GRID_TOLERANCE = 0.01  # pixels
 
@@ -134,6 +143,22 @@ def read_strips(dataset: Any, confidence_ds: Any, bands: dict[int, int], rows_pe
                 where = np.isin(inner, [c for c, b in bands.items() if b == band])
                 confidence[where] = values[where]
         yield row_off, classes, nodata, confidence
+
+
+def score_reader(confidence_ds: Any, bands: dict[int, int]) -> ScoreReader:
+    """Reads the window of the confidence raster under a region: the class's scores, 0 to 1.
+
+    Read from the file when a region asks (GDAL's block cache keeps the strip's blocks), so
+    the scores of a region that spans strips cost no more memory than its own window.
+    """
+    from rasterio.windows import Window
+
+    def read(class_id: int, bounds: tuple[int, int, int, int]) -> np.ndarray:
+        col0, row0, col1, row1 = bounds
+        window = Window(col0, row0, max(1, col1 - col0), max(1, row1 - row0))
+        return read_bands(confidence_ds, bands[class_id], window=window).astype(np.float32) / PROBABILITY_SCALE
+
+    return read
 
 
 def reporting(

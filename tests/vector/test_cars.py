@@ -6,6 +6,7 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pyogrio
 import pytest
 import rasterio
@@ -59,10 +60,11 @@ def _cars(raster, tmp_path, **options):
 
 def test_a_real_car_park_is_counted_car_by_car(car_parks, shared_data, tmp_path):
     shapes = car_parks.car_shapes(shared_data / "isprs-mmseg-fixtures")
-    rows = car_parks.run(0.1, shapes, tmp_path)
-    (_, _, cars, components, recovered_cc, _, _, _), (_, _, _, objects, recovered, error, _, _) = rows
+    components, classes, scores = car_parks.run(0.1, shapes, tmp_path)
+    cars, recovered_cc = components[2], components[4]
     assert cars > 300 and recovered_cc < 0.6  # touching cars merge into regions of several
-    assert recovered >= 0.9 and abs(error) <= 0.05
+    assert classes[4] >= 0.9 and abs(classes[5]) <= 0.05  # the class map alone
+    assert scores[4] >= 0.95 and abs(scores[5]) <= 0.03  # with the car scores
 
 
 def test_a_strip_boundary_through_the_cars_changes_nothing(car_parks, shared_data, tmp_path):
@@ -71,10 +73,12 @@ def test_a_strip_boundary_through_the_cars_changes_nothing(car_parks, shared_dat
     for name, rows in (("whole", 100_000), ("strips", 37)):
         (tmp_path / name).mkdir()
         car_parks.run(0.1, shapes, tmp_path / name, strip_rows=rows)
-        cars = pyogrio.read_dataframe(tmp_path / name / "cars_0.1_True.gpkg", layer="car")
-        cars["wkb"] = shapely.to_wkb(cars.geometry.values)  # the same cars, found in another order
-        found[name] = cars.drop(columns=["geometry", "car_id"]).sort_values("wkb").reset_index(drop=True)
-    assert len(found["whole"]) > 300 and found["whole"].equals(found["strips"])
+        for scored in (False, True):
+            cars = pyogrio.read_dataframe(tmp_path / name / f"carpark_0.1_True_{scored}.gpkg", layer="car")
+            cars["wkb"] = shapely.to_wkb(cars.geometry.values)  # the same cars, found in another order
+            found[name, scored] = cars.drop(columns=["geometry", "car_id"]).sort_values("wkb").reset_index(drop=True)
+    for scored in (False, True):
+        assert len(found["whole", scored]) > 300 and found["whole", scored].equals(found["strips", scored])
 
 
 @pytest.mark.parametrize("heading", [0, 30, 90, 135])
@@ -130,3 +134,38 @@ def test_the_command_line_can_keep_connected_regions(tmp_path, cli):
         assert code == 0, err
         counts[flag] = len(pyogrio.read_dataframe(tmp_path / f"{flag}.gpkg", layer="car"))
     assert counts["--car-instances"] == 5 and counts["--no-car-instances"] < 5  # touching cars: shared regions
+
+
+def _scores_with_seam_at(x_m: float, width_m: float = 0.1):
+    """A score surface (points in metres -> score) of 0.95 with a dip to 0.6 across x = ``x_m``."""
+
+    def score_at(points):
+        return np.where(np.abs(points[:, 0] - x_m) < width_m / 2, 0.6, 0.95)
+
+    return score_at
+
+
+def test_the_scores_find_a_seam_the_outline_does_not_show():
+    # a short car and a long one end to end as one straight rectangle: no pinch, so the outline alone cannot cut it
+    queue = shapely.box(0, 0, 9.0, 1.9)
+    by_shape = split_cars(queue, 0.1)
+    by_scores = split_cars(queue, 0.1, _scores_with_seam_at(3.6))
+    assert by_shape.cars == [queue] and by_shape.merged
+    assert sorted(c.bounds[2] - c.bounds[0] for c in by_scores.cars) == pytest.approx([3.6, 5.4], abs=0.1)
+    assert not by_scores.merged
+    assert split_cars(_car(), 0.1, _scores_with_seam_at(0.0)).cars == [_car()]  # one car: no dip splits it
+
+
+def test_vectorize_splits_by_the_confidence_raster_beside_the_class_map(tmp_path):
+    raster = _raster(tmp_path / "queue.tif", [shapely.box(2, 2, 11, 3.9)])
+    with rasterio.open(raster) as src:
+        profile, shape = src.profile, src.shape
+    scores = np.full(shape, 240, np.uint8)
+    scores[:, 56] = 150  # the seam, 3.6 to 3.7 m from the queue's start at x = 2 m
+    with rasterio.open(tmp_path / "queue_uncertainty.tif", "w", **(profile | {"nodata": None})) as dst:
+        dst.write(scores, 1)
+        dst.set_band_description(1, "confidence")
+    cars = _cars(raster, tmp_path, confidence=tmp_path / "queue_uncertainty.tif")
+    assert sorted(cars["length_m"]) == pytest.approx([3.65, 5.35], abs=0.1) and not cars["merged"].any()
+    alone = _cars(raster, tmp_path)
+    assert len(alone) == 1 and alone["merged"][0]  # the class map alone shows one 9 m block
