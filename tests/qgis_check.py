@@ -4,10 +4,13 @@ QGIS's Python bindings belong to the system Python (Debian's python3-qgis), not 
 environment, so tests/test_qgis.py runs this file as a script rather than importing it:
 
     python3 tests/qgis_check.py CLASSES.tif OBJECTS.gpkg [--single OBJECTS.fgb] [--png OUT.png]
+        [--orthophoto ORTHO.tif --overlay-png OUT.png]
 
 It loads the class raster and every layer of the objects GeoPackage headless, the way QGIS
 adds them (default styles on) and again with default styles off, and prints what each
-renderer holds; ``--png`` renders the objects over the class raster into a picture.
+renderer holds; ``--png`` renders the objects over the class raster into a picture, and
+``--overlay-png`` the objects over the class raster drawn half transparent over the
+orthophoto (:func:`overlay`: the README's pictures of QGIS).
 """
 
 from __future__ import annotations
@@ -59,7 +62,18 @@ def _vector(uri: str, default_style: bool) -> dict:
     return out, layer
 
 
-def _render(layers: list, extent_layer, png: str) -> bool:
+def overlay(orthophoto: str, classes: str, objects: list) -> list:
+    """The layers of a map over its orthophoto, top first: ``objects``, the class raster at 45 % opacity, the photo."""
+    from qgis.core import QgsRasterLayer
+
+    photo = QgsRasterLayer(orthophoto, "orthophoto")
+    raster = QgsRasterLayer(classes, "classes")
+    raster.renderer().setOpacity(0.45)
+    return [*objects, raster, photo]
+
+
+def render(layers: list, extent_layer, png: str, size: int = 480) -> bool:
+    """``layers`` (top first) drawn over ``extent_layer``'s extent into a ``size``-pixel square PNG."""
     from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings
     from qgis.PyQt.QtCore import QSize
     from qgis.PyQt.QtGui import QColor
@@ -68,7 +82,7 @@ def _render(layers: list, extent_layer, png: str) -> bool:
     settings.setLayers(layers)
     settings.setDestinationCrs(extent_layer.crs())
     settings.setExtent(extent_layer.extent())
-    settings.setOutputSize(QSize(480, 480))
+    settings.setOutputSize(QSize(size, size))
     settings.setBackgroundColor(QColor(255, 255, 255))
     job = QgsMapRendererSequentialJob(settings)
     job.start()
@@ -96,7 +110,10 @@ def _report(args: argparse.Namespace) -> dict:
         report["single"] = _vector(args.single, True)[0]
     if args.png:
         raster = QgsRasterLayer(args.classes, "classes")
-        report["rendered"] = _render([*drawn, raster], raster, args.png)
+        report["rendered"] = render([*drawn, raster], raster, args.png)
+    if args.overlay_png:
+        layers = overlay(args.orthophoto, args.classes, drawn)
+        report["overlaid"] = render(layers, layers[-1], args.overlay_png, size=560)
     return report
 
 
@@ -107,6 +124,8 @@ def main() -> None:
     parser.add_argument("objects")
     parser.add_argument("--single")
     parser.add_argument("--png")
+    parser.add_argument("--orthophoto")
+    parser.add_argument("--overlay-png")
     args = parser.parse_args()
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from qgis.core import QgsApplication

@@ -160,24 +160,16 @@ def dialog(raster: str, png: str) -> dict:
 
 def render(orthophoto: str, classes: str, objects: str, png: str) -> dict:
     """The orthophoto, the class raster over it half transparent, and the objects' layers, as QGIS draws them."""
-    from qgis.core import QgsDataProvider, QgsMapRendererSequentialJob, QgsMapSettings, QgsRasterLayer, QgsVectorLayer
-    from qgis.PyQt.QtCore import QSize
+    from qgis.core import QgsDataProvider, QgsVectorLayer
+    from qgis_check import overlay
+    from qgis_check import render as draw
 
-    base = QgsRasterLayer(orthophoto, "orthophoto")
-    overlay = QgsRasterLayer(classes, "classes")
-    overlay.renderer().setOpacity(0.45)
     whole = QgsVectorLayer(objects, "objects", "ogr")
     names = [entry.split(QgsDataProvider.SUBLAYER_SEPARATOR)[1] for entry in whole.dataProvider().subLayers()]
-    layers = [QgsVectorLayer(f"{objects}|layername={name}", name, "ogr") for name in names]
-    settings = QgsMapSettings()
-    settings.setLayers([*layers, overlay, base])
-    settings.setDestinationCrs(base.crs())
-    settings.setExtent(base.extent())
-    settings.setOutputSize(QSize(560, 560))
-    job = QgsMapRendererSequentialJob(settings)
-    job.start()
-    job.waitForFinished()
-    return {"saved": job.renderedImage().save(png, "PNG"), "layers": names}
+    layers = overlay(
+        orthophoto, classes, [QgsVectorLayer(f"{objects}|layername={name}", name, "ogr") for name in names]
+    )
+    return {"saved": draw(layers, layers[-1], png, size=560), "layers": names}
 
 
 def main() -> None:

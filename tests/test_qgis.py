@@ -21,24 +21,25 @@ _CHECK = Path(__file__).resolve().parent / "qgis_check.py"
 
 
 @pytest.fixture(scope="module")
-def seen(qgis_python, neon_map, tmp_path_factory) -> dict:
-    """What QGIS shows of the NEON outputs (see tests/qgis_check.py), with a rendering at ``png``."""
+def seen(qgis_python, neon_map, neon_tif, tmp_path_factory) -> dict:
+    """What QGIS shows of the NEON outputs (see tests/qgis_check.py), rendered alone and over the orthophoto."""
     from aerialseg.vector import VectorizeOptions, vectorize
 
     folder = tmp_path_factory.mktemp("qgis")
     single = vectorize(neon_map.classes, folder / "neon_objects.fgb", VectorizeOptions(classes=neon_map.layers))
-    png = folder / "neon.png"
+    png, overlaid = folder / "neon.png", folder / "neon_overlaid.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_RUNTIME_DIR": str(folder)}
     command = [qgis_python, str(_CHECK), str(neon_map.classes), str(neon_map.objects)]
     done = subprocess.run(
-        [*command, "--single", str(single.output), "--png", str(png)],
+        [*command, "--single", str(single.output), "--png", str(png)]
+        + ["--orthophoto", str(neon_tif), "--overlay-png", str(overlaid)],
         capture_output=True,
         text=True,
         env=env,
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) | {"png": png}
+    return json.loads(done.stdout) | {"png": png, "overlaid_png": overlaid}
 
 
 def test_the_class_raster_opens_paletted_with_the_class_names(seen, neon_map):
@@ -79,3 +80,12 @@ def test_qgis_renders_the_map_in_the_class_colours(seen, neon_map):
     with rasterio.open(neon_map.classes) as src:
         present = set(np.unique(src.read(1)).tolist()) - {255}
     assert len(present) > 1 and {tuple(neon_map.card.classes[i].color) for i in present} <= drawn
+
+
+def test_qgis_draws_the_map_half_transparent_over_the_orthophoto(seen, neon_tif):
+    """The Quick start's picture: each drawn pixel mixes its class colour with the photo beneath it."""
+    assert seen["overlaid"]
+    with rasterio.open(seen["overlaid_png"]) as png, rasterio.open(seen["png"]) as plain:
+        mixed, flat = png.read()[:3].reshape(3, -1).T, plain.read()[:3].reshape(3, -1).T
+    # the class map alone has a few colours (classes, outlines, their edges); the photo shows through in thousands
+    assert len(np.unique(flat, axis=0)) < 200 < 5000 < len(np.unique(mixed, axis=0))
