@@ -63,12 +63,12 @@ def _vector(uri: str, default_style: bool) -> dict:
 
 
 def overlay(orthophoto: str, classes: str, objects: list) -> list:
-    """The layers of a map over its orthophoto, top first: ``objects``, the class raster at 45 % opacity, the photo."""
+    """The layers of a map over its orthophoto, top first: ``objects``, the class raster at 30 % opacity, the photo."""
     from qgis.core import QgsRasterLayer
 
     photo = QgsRasterLayer(orthophoto, "orthophoto")
     raster = QgsRasterLayer(classes, "classes")
-    raster.renderer().setOpacity(0.45)
+    raster.renderer().setOpacity(0.3)
     return [*objects, raster, photo]
 
 

@@ -52,7 +52,7 @@ NOT_RUN = {
     "mypy ": "run by .ci/run",
     "pre-commit install": "installs git hooks into the developer's clone",
     "bash benchmarks/gpu.sh": "needs a CUDA GPU",
-    "python examples/train_sample_weights.py": "trains for 15 minutes; its product is the shipped sample weights",
+    "python examples/train_sample_weights.py": "trains for about 28 minutes; its product is the shipped sample weights",
     "aerialseg predict https://": "reads over the internet: tests/test_locations.py and test_stac.py do the same "
     "against a local server",
     "aerialseg doctor https://": "reads over the internet: tests/test_diagnosis.py does the same locally",

@@ -33,7 +33,8 @@ def test_the_card_says_what_the_weights_are():
     assert card.arch == "manet" and card.backbone == "resnet18" and card.dataset == "potsdam"
     assert card.bands == ("R", "G", "B") and card.gsd_m == 0.05
     assert card.training.startswith("SAMPLE WEIGHTS") and "not to map a city" in card.training
-    assert set(card.metrics) == {"held_out_test", "validation"}
+    assert set(card.metrics) == {"held_out_test", "held_out_trees", "validation"}
+    assert "NEON" in card.training and "OSBS_029" in card.training and "NEON" in card.source
 
 
 def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path, repo_root, shared_data):
@@ -49,6 +50,18 @@ def test_the_held_out_scores_in_the_card_are_reproduced(tmp_path, repo_root, sha
     for key in ("mean_f1", "oa", "miou"):
         assert result[key] == pytest.approx(card[key], abs=0.05)
     assert np.abs(np.array(result["confusion_matrix"]) - np.array(card["confusion_matrix"])).sum() <= 20
+
+
+def test_the_held_out_tree_scores_in_the_card_are_reproduced(tmp_path, repo_root, shared_data):
+    """Map the quick start's tile as the script did and score its held-out columns against the crown ellipses."""
+    script = _script(repo_root)
+    runner = RunnerSpec(NAME, "torch", precision="fp32").open()
+    scores = script.osbs_held_out(shared_data.parent, runner, tmp_path)
+    card = read_card(resolve_weights(NAME)).metrics["held_out_trees"]
+    assert scores.pixels == card["pixels"] > 50_000  # the held-out columns off the ignored bands
+    assert scores.iou[script.TREE] * 100 == pytest.approx(card["tree_iou"], abs=1.0)
+    assert scores.recall[script.TREE] * 100 == pytest.approx(card["crown_pixels_called_tree"], abs=1.0)
+    assert card["tree_iou"] >= 50 and card["crown_pixels_called_tree"] >= 50  # most crown pixels are tree
 
 
 def test_the_quick_start_predicts_the_shipped_orthophoto(tmp_path, cli, naive_probabilities):

@@ -71,10 +71,10 @@ class VectorizeOptions:
     override them for every class, ``cleanup`` per class name. ``car_geometry``: ``outline``
     or ``box`` (the oriented rectangle). ``confidence``: a probability raster (band per
     class) or uncertainty raster (``confidence`` band) of the same grid, for mean/max
-    confidence attributes and the car scores a split follows. ``car_instances``: touching cars become one object each (a region
-    that cannot be split is one object flagged ``merged``). ``parallel``: polygonise the next
-    strips in a second process while this one's regions are merged and written (the same
-    output; off: all in this process).
+    confidence attributes and the car scores a split follows. ``car_instances``: touching cars
+    become one object each (a region that cannot be split is one object flagged ``merged``).
+    ``parallel``: polygonise the next strips in a second process while this one's regions are
+    merged and written (the same output; off: all in this process).
     """
 
     classes: tuple[str, ...] | None = None
