@@ -186,7 +186,7 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
     from aerialseg.vector import VectorizeOptions, vectorize
 
     # the trained sample weights make real regions (random ones only specks); read at their 5 cm GSD
-    objects = VectorizeOptions(classes=("low_vegetation", "impervious_surfaces"))
+    objects = VectorizeOptions(classes=("low_vegetation", "tree"))
     options = PredictOptions(output=OutputOptions(vectorize=objects))
     (result,) = predict_batch(
         [rasters["striped"]],
@@ -207,7 +207,7 @@ def test_vectorize_of_a_split_raster_equals_vectorizing_the_whole_map(client, ra
         )
     assert same_file(tmp_path / "local" / result.output.name, result.output)
     vectorize(result.output, tmp_path / "direct.gpkg", objects)
-    for layer in ("low_vegetation", "impervious_surfaces"):
+    for layer in ("low_vegetation", "tree"):
         got = pyogrio.read_dataframe(tmp_path / "neon_osbs_029_objects.gpkg", layer=layer)
         want = pyogrio.read_dataframe(tmp_path / "direct.gpkg", layer=layer)
         assert len(got) > 0 and sorted(got.geometry.to_wkb()) == sorted(want.geometry.to_wkb())
