@@ -23,22 +23,26 @@ NEON_TILE = SAMPLE_ORTHOPHOTO
 GSD_M = 0.05
 
 
-def class_raster_profile(size: int, transform: object) -> dict:
-    """A tiled ``size`` x ``size`` uint8 class raster in UTM zone 32 (nodata 255), as the vectorize benchmarks write."""
+def tiled_profile(size: int, count: int, crs: str, transform: object) -> dict:
+    """A tiled (512-pixel blocks), DEFLATE, ``size`` x ``size`` uint8 GeoTIFF of ``count`` bands."""
     return dict(
         driver="GTiff",
         width=size,
         height=size,
-        count=1,
+        count=count,
         dtype="uint8",
-        crs="EPSG:32632",
-        nodata=255,
+        crs=crs,
         transform=transform,
         tiled=True,
         blockxsize=512,
         blockysize=512,
         compress="deflate",
     )
+
+
+def class_raster_profile(size: int, transform: object) -> dict:
+    """A class raster in UTM zone 32 (nodata 255), as the vectorize benchmarks write."""
+    return tiled_profile(size, 1, "EPSG:32632", transform) | {"nodata": 255}
 
 
 def potsdam_class_names() -> list[str]:
@@ -85,20 +89,8 @@ def make_ortho(size: int, folder: Path) -> Path:
     block = _block()
     top = np.concatenate([block, block[:, :, ::-1]], axis=2)
     period = np.concatenate([top, top[:, ::-1]], axis=1)  # mirrored 2x2: seamless when repeated
-    profile = dict(
-        driver="GTiff",
-        width=size,
-        height=size,
-        count=3,
-        dtype="uint8",
-        crs="EPSG:32612",
-        transform=from_origin(528000, 4978000, GSD_M, GSD_M),
-        tiled=True,
-        blockxsize=512,
-        blockysize=512,
-        compress="deflate",
-        photometric="RGB",
-    )
+    transform = from_origin(528000, 4978000, GSD_M, GSD_M)
+    profile = tiled_profile(size, 3, "EPSG:32612", transform) | {"photometric": "RGB"}
     cols = np.arange(size) % period.shape[2]
     tmp = path.with_suffix(".partial.tif")
     with rasterio.open(tmp, "w", **profile) as dst:

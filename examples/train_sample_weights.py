@@ -66,7 +66,7 @@ from aerialseg.conventions import SAMPLE_WEIGHTS_MARK
 from aerialseg.data.classes import DATASETS, IGNORE_INDEX
 from aerialseg.data.manifest import Manifest
 from aerialseg.data.prepare import prepare_dataset, prepare_folder
-from aerialseg.evaluation import EvalOptions, EvalResult, evaluate
+from aerialseg.evaluation import EvalOptions, evaluate
 from aerialseg.metrics import ConfusionMatrix, Scores
 from aerialseg.pipeline import predict
 from aerialseg.raster import open_raster
@@ -217,13 +217,11 @@ def osbs_held_out(shared: Path, runner: Runner, scratch: Path) -> Scores:
     return matrix.scores([c.name for c in CLASSES], [c.in_mean for c in CLASSES])
 
 
-def describe(
-    stored: Path, data: Path, shared: Path, scratch: Path, patches: dict[str, int]
-) -> tuple[dict, ModelCard, EvalResult, Scores]:
+def describe(stored: Path, data: Path, shared: Path, scratch: Path, patches: dict[str, int]) -> tuple[dict, ModelCard]:
     """The trained weights at ``stored`` scored on both held-out parts, in fp32, and their card saying so.
 
-    Returns the tensors, the card (training notes, held-out and validation metrics, sources),
-    the Potsdam evaluation and the OSBS scores. ``patches``: each training split's patches an epoch.
+    Returns the tensors and the card (training notes, held-out and validation metrics, sources).
+    ``patches``: each training split's patches an epoch.
     """
     spec = RunnerSpec(str(stored), "torch", precision="fp32")  # as tests/test_sample_weights.py checks it
     runner = spec.open()
@@ -262,7 +260,7 @@ def describe(
         "et al. 2012. National Ecological Observatory Network (NEON) camera imagery DP3.30010.001 (CC0), "
         "crown boxes from DeepForest (Weinstein et al., MIT)",
     )
-    return tensors, card, held_out, osbs
+    return tensors, card
 
 
 def main() -> None:
@@ -309,22 +307,21 @@ def main() -> None:
         tensors, card = read_weights(result.best or result.last)
         stored = scratch / f"{NAME}.safetensors"
         save_weights(tensors, card.replace(tile_size=512, overlap=64), stored, half=True)
-        tensors, card, held_out, osbs = describe(stored, data, args.shared, scratch, patches)
+        tensors, card = describe(stored, data, args.shared, scratch, patches)
         args.out.mkdir(parents=True, exist_ok=True)
         written = save_weights(tensors, card, args.out / f"{NAME}.safetensors", half=True, overwrite=True)
         shutil.copy(scratch / "run" / "log.csv", args.out / f"{NAME}.log.csv")
     print(
         f"wrote {args.out / NAME}.safetensors (sha256 {written.sha256[:16]}) in {time.perf_counter() - started:.0f} s"
     )
-    s = held_out.scores.to_dict()
-    tree_iou, crowns_found = osbs.iou[TREE] * 100, osbs.recall[TREE] * 100
+    s, trees = card.metrics["held_out_test"], card.metrics["held_out_trees"]
     print(f"held-out Potsdam tile 2_13, eroded labels: mean F1 {s['mean_f1']}  OA {s['oa']}  mIoU {s['miou']}")
     for name, c in s["classes"].items():
         print(f"  {name:22s} F1 {c['f1']}  IoU {c['iou']}")
     print(
-        f"held-out OSBS_029 columns {OSBS_HELD_OUT[0]}-{OSBS_HELD_OUT[1] - 1} ({osbs.pixels} pixels off the bands): "
-        f"tree IoU {tree_iou:.1f} %, crown pixels called tree {crowns_found:.1f} %, "
-        f"tree precision {osbs.precision[TREE] * 100:.1f} %"
+        f"held-out {trees['tile']} ({trees['pixels']} pixels off the bands): tree IoU {trees['tree_iou']:.1f} %, "
+        f"crown pixels called tree {trees['crown_pixels_called_tree']:.1f} %, "
+        f"tree precision {trees['tree_precision']:.1f} %"
     )
 
 

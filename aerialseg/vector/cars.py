@@ -225,7 +225,7 @@ def _rasterized(
         return mask, step
     y, x = np.nonzero(mask)
     scores = score_at(origin + np.outer((x + 0.5) * step, u) + np.outer((y + 0.5) * step, v))
-    high = float(np.quantile(scores, _HIGH_SCORE)) if len(scores) else 0.0
+    high = float(np.quantile(scores, _HIGH_SCORE))
     weighed = np.zeros(mask.shape, np.float64)
     weighed[y, x] = np.clip(scores / high, 1e-3, 1.0) if high > 0 else 1.0  # in the region: > 0
     return weighed, step

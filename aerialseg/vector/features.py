@@ -80,8 +80,10 @@ def features(
     for i, region in enumerate(regions):
         cleanup = cleanups[names[region.class_id]]
         plain = not (cleanup.min_area_m2 or cleanup.fill_holes_m2 or cleanup.simplify or cleanup.regularize)
-        score_at = _score_at(scores, region.class_id, bounds[i], frame) if scores is not None else None
-        split = split_cars(metric[i], frame.pixel_m, score_at) if cleanup.instances else None
+        split = None
+        if cleanup.instances:
+            score_at = _score_at(scores, region.class_id, bounds[i], frame) if scores is not None else None
+            split = split_cars(metric[i], frame.pixel_m, score_at)
         parts = [(metric[i], False)] if split is None else [(car, split.merged) for car in split.cars]
         whole = split is None or len(split.cars) == 1
         found = []
